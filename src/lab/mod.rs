@@ -1,0 +1,1 @@
+//! The lab: a simulated identity provider behind a simulated caching CDN.

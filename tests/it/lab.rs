@@ -1,0 +1,1 @@
+//! The lab over real HTTP.

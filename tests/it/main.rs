@@ -1,0 +1,3 @@
+//! Integration tests: one binary, one module per area. Every test binds 127.0.0.1:0.
+
+mod lab;
