@@ -3,5 +3,10 @@
 //! See ARCHITECTURE.md for the data flow and the invariants between these modules.
 
 pub mod clock;
+pub mod config;
+pub mod daemon;
+pub mod detect;
 pub mod lab;
 pub mod model;
+pub mod probe;
+pub mod report;

@@ -1,1 +1,185 @@
-fn main() {}
+//! The `keycanary` command line: thin wiring of config, lab, probe, detect and report.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use keycanary::clock::{self, SharedClock};
+use keycanary::config::{self, Config, ConfigError};
+use keycanary::model::Severity;
+use keycanary::{detect, lab, probe, report};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "keycanary", version, about = "Watches OAuth/OIDC signing keys the way clients see them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a config file and list every problem; exit 0 if valid, 2 if not.
+    Validate {
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+    },
+    /// Run one probe round, print the matrix and findings; exit 1 on findings at or above --fail-on.
+    Check {
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+        #[arg(long, value_enum, default_value_t = FailOn::High)]
+        fail_on: FailOn,
+    },
+    /// Probe continuously at the configured interval and log findings as they open and close.
+    Run {
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+    },
+    /// Serve the lab (simulated IdP behind a caching CDN) until interrupted.
+    Lab {
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        listen: SocketAddr,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FailOn {
+    Critical,
+    High,
+    Medium,
+    Low,
+}
+
+impl From<FailOn> for Severity {
+    fn from(f: FailOn) -> Severity {
+        match f {
+            FailOn::Critical => Severity::Critical,
+            FailOn::High => Severity::High,
+            FailOn::Medium => Severity::Medium,
+            FailOn::Low => Severity::Low,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = if matches!(cli.command, Command::Run { .. } | Command::Lab { .. }) { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(dispatch(cli.command)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Validate { config } => Ok(match load(&config) {
+            Some(c) => {
+                let views: usize = c.tenants.iter().flat_map(|t| &t.domains).map(|d| d.jwks.iter().map(|p| p.edges.len().max(1)).sum::<usize>() + 1).sum();
+                println!("{}: ok ({} tenant(s), {} view(s))", config.display(), c.tenants.len(), views);
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::from(2),
+        }),
+        Command::Check { config, format, fail_on } => {
+            let Some(cfg) = load(&config) else { return Ok(ExitCode::from(2)) };
+            let clock = clock::system();
+            let _lab = start_lab_if_configured(&cfg, &clock).await?;
+            let prober = probe::Prober::new(&cfg, clock.clone())?;
+            let observations = prober.round(&cfg).await;
+            let now = clock.now();
+            let findings = detect::findings_for_round(&cfg, &observations, now);
+            let report = report::Report::new(&observations, findings);
+            match format {
+                Format::Text => print!("{}", report.to_text()),
+                Format::Json => println!("{}", report.to_json()),
+            }
+            let failing = report.worst().is_some_and(|w| w.at_least(fail_on.into()));
+            Ok(if failing { ExitCode::from(1) } else { ExitCode::SUCCESS })
+        }
+        Command::Run { config } => {
+            let Some(cfg) = load(&config) else { return Ok(ExitCode::from(2)) };
+            let clock = clock::system();
+            let _lab = start_lab_if_configured(&cfg, &clock).await?;
+            keycanary::daemon::run(cfg, clock, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lab { listen } => {
+            let lab = lab::start(lab::LabOptions { listen, clock: clock::system() }).await.with_context(|| format!("cannot start the lab on {listen}"))?;
+            eprintln!("lab listening on {}; see README.md \"The lab\" for the admin API", lab.base_url());
+            shutdown_signal().await;
+            lab.shutdown().await;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Loads and validates; prints every problem and returns `None` on failure.
+fn load(path: &std::path::Path) -> Option<Config> {
+    match config::load(path) {
+        Ok(c) => Some(c),
+        Err(e @ ConfigError::Invalid { .. }) => {
+            eprintln!("error: {e}");
+            None
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            None
+        }
+    }
+}
+
+/// Starts the in-process lab when the config has `[lab]`. If its address is already taken
+/// (a lab or a daemon with its lab is running), that one is probed instead.
+async fn start_lab_if_configured(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Option<lab::Lab>> {
+    let Some(l) = &cfg.lab else { return Ok(None) };
+    if std::net::TcpListener::bind(l.listen).is_err() {
+        tracing::info!(listen = %l.listen, "lab address already in use: probing the lab that is running there");
+        return Ok(None);
+    }
+    let lab = lab::start(lab::LabOptions { listen: l.listen, clock: clock.clone() }).await.with_context(|| format!("cannot start the lab on {}", l.listen))?;
+    tracing::info!(url = lab.base_url(), "lab started");
+    Ok(Some(lab))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}

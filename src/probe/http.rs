@@ -1,0 +1,229 @@
+//! The HTTP client side of a probe: building clients (optionally pinned to an edge
+//! address), one capped and timed fetch, and reading caching evidence from headers.
+//!
+//! Failures are returned as data ([`FetchOutcome::Error`]), never raised. This file knows
+//! nothing about JWKS or tokens.
+
+use crate::clock::SharedClock;
+use crate::config::Settings;
+use crate::model::{CacheHeaders, Fetch, FetchErrorKind, FetchOutcome, HttpResponse};
+use crate::probe::jwks::sha256_hex;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
+const USER_AGENT: &str = concat!("keycanary/", env!("CARGO_PKG_VERSION"));
+
+/// Clients keyed by edge pin, reused across rounds so connection set-up is not re-done.
+pub struct Clients {
+    settings: Settings,
+    pinned: Mutex<HashMap<(String, IpAddr, u16), reqwest::Client>>,
+    plain: reqwest::Client,
+}
+
+impl Clients {
+    pub fn new(settings: &Settings) -> anyhow::Result<Clients> {
+        Ok(Clients { settings: settings.clone(), pinned: Mutex::new(HashMap::new()), plain: builder(settings).build()? })
+    }
+
+    /// The client for `url`, pinned to `edge` when given (Host and SNI stay the URL's).
+    pub fn for_url(&self, url: &url::Url, edge: Option<IpAddr>) -> Result<reqwest::Client, String> {
+        let Some(ip) = edge else { return Ok(self.plain.clone()) };
+        let host = url.host_str().unwrap_or_default().to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = pinned.get(&(host.clone(), ip, port)) {
+            return Ok(c.clone());
+        }
+        let client = builder(&self.settings).resolve(&host, SocketAddr::new(ip, port)).build().map_err(|e| e.to_string())?;
+        pinned.insert((host, ip, port), client.clone());
+        Ok(client)
+    }
+
+    pub fn max_body_bytes(&self) -> u64 {
+        self.settings.max_body_bytes
+    }
+}
+
+fn builder(settings: &Settings) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(settings.timeout)
+        .connect_timeout(settings.timeout)
+        .redirect(reqwest::redirect::Policy::limited(settings.max_redirects))
+        .tls_info(true)
+        .no_proxy()
+}
+
+/// What to send.
+pub struct Request<'a> {
+    pub client: reqwest::Client,
+    pub method: reqwest::Method,
+    pub url: &'a url::Url,
+    pub headers: HeaderMap,
+    /// A form body (token requests). Never logged or recorded.
+    pub form: Option<Vec<(&'static str, String)>>,
+    pub basic_auth: Option<(String, String)>,
+}
+
+impl<'a> Request<'a> {
+    pub fn get(client: reqwest::Client, url: &'a url::Url) -> Self {
+        Request { client, method: reqwest::Method::GET, url, headers: HeaderMap::new(), form: None, basic_auth: None }
+    }
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.insert(HeaderName::from_static(name), v);
+        }
+        self
+    }
+}
+
+/// Sends one request and records it. The body is returned for parsing when a response came.
+pub async fn fetch(req: Request<'_>, clock: &SharedClock, max_body: u64) -> (Fetch, Option<Vec<u8>>) {
+    let started_at = clock.now();
+    let start = tokio::time::Instant::now();
+    let (outcome, body) = send(req.builder(), max_body).await;
+    let duration_ms = start.elapsed().as_millis() as u64;
+    (Fetch { url: req.url.to_string(), started_at, duration_ms, outcome }, body)
+}
+
+impl Request<'_> {
+    fn builder(&self) -> reqwest::RequestBuilder {
+        let mut b = self.client.request(self.method.clone(), self.url.clone()).headers(self.headers.clone());
+        if let Some((user, pass)) = &self.basic_auth {
+            b = b.basic_auth(user, Some(pass));
+        }
+        if let Some(form) = &self.form {
+            b = b.form(form);
+        }
+        b
+    }
+}
+
+async fn send(builder: reqwest::RequestBuilder, max_body: u64) -> (FetchOutcome, Option<Vec<u8>>) {
+    let mut resp = match builder.send().await {
+        Ok(r) => r,
+        Err(e) => return (error_outcome(&e), None),
+    };
+    let status = resp.status().as_u16();
+    let headers = cache_headers(resp.headers());
+    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let tls_leaf_sha256 = resp
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|t| t.peer_certificate())
+        .map(sha256_hex);
+    let mut body = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() as u64 + chunk.len() as u64 > max_body {
+                    let message = format!("body larger than {max_body} bytes (raise max_body_bytes if this is expected)");
+                    return (FetchOutcome::Error { kind: FetchErrorKind::BodyTooLarge, message }, None);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) => return (error_outcome(&e), None),
+        }
+    }
+    let response = HttpResponse {
+        status,
+        content_type,
+        headers,
+        body_sha256: sha256_hex(&body),
+        body_len: body.len() as u64,
+        tls_leaf_sha256,
+    };
+    (FetchOutcome::Response(response), Some(body))
+}
+
+fn error_outcome(e: &reqwest::Error) -> FetchOutcome {
+    let chain = error_chain(e);
+    let kind = if e.is_timeout() {
+        FetchErrorKind::Timeout
+    } else if e.is_redirect() {
+        FetchErrorKind::Redirect
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+        FetchErrorKind::Tls
+    } else if e.is_connect() {
+        FetchErrorKind::Connect
+    } else {
+        FetchErrorKind::Other
+    };
+    FetchOutcome::Error { kind, message: chain }
+}
+
+/// The error and its sources on one line, without the URL (the Fetch records it apart).
+fn error_chain(e: &reqwest::Error) -> String {
+    let mut parts = vec![e.without_url_ref()];
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        src = s.source();
+    }
+    parts.join(": ")
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        let s = self.to_string();
+        match self.url() {
+            Some(u) => s.replace(&format!(" ({u})"), "").replace(&format!(" for url ({u})"), ""),
+            None => s,
+        }
+    }
+}
+
+fn header(h: &HeaderMap, name: &str) -> Option<String> {
+    let values: Vec<&str> = h.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::trim).collect();
+    if values.is_empty() { None } else { Some(values.join(", ")) }
+}
+
+/// Reads the caching evidence of a response.
+pub fn cache_headers(h: &HeaderMap) -> CacheHeaders {
+    let status_headers = ["x-cache-status", "x-cache", "cf-cache-status", "cache-status"];
+    let found = status_headers.iter().find_map(|n| header(h, n).filter(|v| !v.is_empty()).map(|v| (n.to_string(), v)));
+    CacheHeaders {
+        cache_control: header(h, "cache-control"),
+        cdn_cache_control: header(h, "cdn-cache-control"),
+        surrogate_control: header(h, "surrogate-control"),
+        age: header(h, "age").and_then(|a| a.split(',').next().and_then(|a| a.trim().parse().ok())),
+        etag: header(h, "etag"),
+        last_modified: header(h, "last-modified"),
+        expires: header(h, "expires"),
+        date: header(h, "date"),
+        pragma: header(h, "pragma"),
+        cache_status_header: found.as_ref().map(|(n, _)| n.clone()),
+        cache_status: found.map(|(_, v)| v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_cache_evidence() {
+        let mut h = HeaderMap::new();
+        h.insert("cache-control", HeaderValue::from_static("public, max-age=60"));
+        h.insert("age", HeaderValue::from_static("17"));
+        h.insert("x-cache", HeaderValue::from_static("Hit from cloudfront"));
+        h.insert("x-cache-status", HeaderValue::from_static(""));
+        let c = cache_headers(&h);
+        assert_eq!(c.cache_control.as_deref(), Some("public, max-age=60"));
+        assert_eq!(c.age, Some(17));
+        assert_eq!(c.cache_status.as_deref(), Some("Hit from cloudfront"));
+        assert_eq!(c.cache_status_header.as_deref(), Some("x-cache"));
+        assert_eq!(c.served_from_cache(), Some(true));
+        assert_eq!(cache_headers(&HeaderMap::new()), CacheHeaders::default());
+    }
+}

@@ -1,0 +1,407 @@
+//! One probe round: for each domain of a tenant, fetch discovery, log in, fetch every JWKS
+//! view (each path, each pinned edge, and the origin view), and verify every fresh token
+//! against every view. The result is an [`Observation`]: plain data, failures included.
+//!
+//! This module never decides whether something is a problem (that is `detect`), never
+//! raises on a bad answer from the IdP, and never records a token or a secret.
+
+pub mod http;
+pub mod jwks;
+pub mod token;
+
+use crate::clock::SharedClock;
+use crate::config::{ClientAuth, Config, Domain, Grant, Login, ORIGIN_PATH, Origin, Tenant};
+use crate::model::{
+    DiscoveryDoc, DiscoveryObservation, DiscoveryResult, DomainObservation, Fetch, FetchErrorKind, FetchOutcome,
+    KeySetParse, LoginObservation, LoginResult, Observation, TokenKind, ViewId, ViewKind, ViewObservation,
+};
+use futures_util::future::join_all;
+use http::{Clients, Request, fetch};
+use secrecy::ExposeSecret;
+use serde_json::Value;
+use std::collections::HashMap;
+use tracing::{debug, instrument};
+use url::Url;
+
+/// What a round needs from outside: clients, the clock, and the settings.
+pub struct Prober {
+    clients: Clients,
+    clock: SharedClock,
+    location: String,
+    max_body: u64,
+}
+
+impl Prober {
+    pub fn new(config: &Config, clock: SharedClock) -> anyhow::Result<Prober> {
+        Ok(Prober {
+            clients: Clients::new(&config.settings)?,
+            clock,
+            location: config.settings.location.clone(),
+            max_body: config.settings.max_body_bytes,
+        })
+    }
+
+    /// Probes every tenant concurrently.
+    pub async fn round(&self, config: &Config) -> Vec<Observation> {
+        join_all(config.tenants.iter().map(|t| self.tenant(t))).await
+    }
+
+    #[instrument(skip_all, fields(tenant = %tenant.name))]
+    pub async fn tenant(&self, tenant: &Tenant) -> Observation {
+        let started_at = self.clock.now();
+        let domains = join_all(tenant.domains.iter().map(|d| self.domain(d))).await;
+        Observation {
+            tenant: tenant.name.clone(),
+            location: self.location.clone(),
+            started_at,
+            finished_at: self.clock.now(),
+            domains,
+        }
+    }
+
+    #[instrument(skip_all, fields(domain = %domain.name))]
+    async fn domain(&self, domain: &Domain) -> DomainObservation {
+        let discovery = if domain.discovery { Some(self.discovery(domain).await) } else { None };
+        let doc = discovery.as_ref().and_then(|d| match &d.result {
+            DiscoveryResult::Parsed { doc } => Some(doc),
+            DiscoveryResult::Invalid { .. } => None,
+        });
+        let targets = view_targets(domain, doc);
+        let (login, fetched) = tokio::join!(
+            async {
+                match &domain.login {
+                    Some(login) => Some(self.login(login, doc).await),
+                    None => None,
+                }
+            },
+            join_all(targets.iter().map(|t| self.view(t)))
+        );
+        // Parse each distinct body once.
+        let mut parsed: HashMap<String, (KeySetParse, Vec<Value>)> = HashMap::new();
+        let mut views = Vec::with_capacity(fetched.len());
+        for (target, (fetch, body)) in targets.iter().zip(fetched) {
+            let key_set = match (fetch.response(), body) {
+                (Some(r), Some(body)) if (200..300).contains(&r.status) => {
+                    let entry = parsed.entry(r.body_sha256.clone()).or_insert_with(|| jwks::parse(&body));
+                    Some(entry.0.clone())
+                }
+                _ => None,
+            };
+            views.push(ViewObservation { id: target.id.clone(), kind: target.kind, fetch, key_set });
+        }
+        let login = login.map(|(mut obs, raw_tokens)| {
+            let view_keys: Vec<token::ViewKeys<'_>> = views
+                .iter()
+                .map(|v| token::ViewKeys {
+                    view: v.id.clone(),
+                    keys: match (&v.key_set, v.fetch.response()) {
+                        (Some(KeySetParse::Parsed { .. }), Some(r)) => parsed.get(&r.body_sha256).map(|(_, raw)| raw.as_slice()),
+                        _ => None,
+                    },
+                })
+                .collect();
+            let mut tokens = Vec::new();
+            let mut failure = None;
+            for (kind, raw) in &raw_tokens {
+                match token::decode(*kind, raw) {
+                    Ok(jwt) => tokens.push(jwt.check_against(&view_keys)),
+                    Err(reason) if *kind == TokenKind::AccessToken && raw_tokens.len() > 1 => {
+                        debug!(%reason, "access token is not a JWT; checking the id_token only");
+                    }
+                    Err(reason) => failure = Some(reason),
+                }
+            }
+            if let Some(reason) = failure.filter(|_| tokens.is_empty()) {
+                obs.result = LoginResult::Failed { reason };
+            } else if let LoginResult::Tokens { tokens: t } = &mut obs.result {
+                *t = tokens;
+            }
+            obs
+        });
+        DomainObservation { domain: domain.name.clone(), issuer: domain.issuer.to_string(), discovery, login, views }
+    }
+
+    async fn discovery(&self, domain: &Domain) -> DiscoveryObservation {
+        let url = domain.discovery_url();
+        let req = Request::get(self.clients.for_url(&url, None).unwrap_or_else(|_| unreachable_client()), &url)
+            .header("accept", "application/json");
+        let (fetch, body) = fetch(req, &self.clock, self.max_body).await;
+        let result = match (fetch.response(), body) {
+            (Some(r), Some(body)) if r.status == 200 => parse_discovery(&body),
+            (Some(r), _) => DiscoveryResult::Invalid { reason: format!("discovery answered HTTP {}", r.status) },
+            (None, _) => DiscoveryResult::Invalid { reason: format!("discovery fetch failed: {}", fetch_error(&fetch)) },
+        };
+        DiscoveryObservation { fetch, result }
+    }
+
+    /// Logs in and returns the observation plus the raw tokens (kept only for this round).
+    async fn login(&self, login: &Login, doc: Option<&DiscoveryDoc>) -> (LoginObservation, Vec<(TokenKind, String)>) {
+        let grant = login.grant.as_str().to_owned();
+        let token_url = match (&login.token_url, doc.and_then(|d| d.token_endpoint.as_deref())) {
+            (Some(u), _) => Ok(u.clone()),
+            (None, Some(s)) => Url::parse(s).map_err(|e| format!("discovery's token_endpoint `{s}` is not a URL ({e})")),
+            (None, None) => Err("no token URL: discovery failed or has no token_endpoint, and login.token_url is not set".to_owned()),
+        };
+        let token_url = match token_url {
+            Ok(u) => u,
+            Err(reason) => return (LoginObservation { grant, fetch: None, result: LoginResult::Failed { reason } }, Vec::new()),
+        };
+        let mut form: Vec<(&'static str, String)> = vec![("grant_type", grant.clone())];
+        match &login.grant {
+            Grant::ClientCredentials => {}
+            Grant::Password { username, password } => {
+                form.push(("username", username.clone()));
+                form.push(("password", password.expose_secret().to_owned()));
+            }
+            Grant::RefreshToken { refresh_token } => form.push(("refresh_token", refresh_token.expose_secret().to_owned())),
+        }
+        for (name, value) in [("resource", &login.resource), ("audience", &login.audience), ("scope", &login.scope)] {
+            if let Some(v) = value {
+                form.push((name, v.clone()));
+            }
+        }
+        let secret = login.client_secret.as_ref().map(|s| s.expose_secret().to_owned());
+        let mut basic_auth = None;
+        match login.auth {
+            ClientAuth::ClientSecretBasic => {
+                basic_auth = Some((form_encode(&login.client_id), form_encode(secret.as_deref().unwrap_or(""))));
+            }
+            ClientAuth::ClientSecretPost => {
+                form.push(("client_id", login.client_id.clone()));
+                if let Some(s) = secret {
+                    form.push(("client_secret", s));
+                }
+            }
+        }
+        let client = self.clients.for_url(&token_url, None).unwrap_or_else(|_| unreachable_client());
+        let mut req = Request::get(client, &token_url).header("accept", "application/json");
+        req.method = reqwest::Method::POST;
+        req.form = Some(form);
+        req.basic_auth = basic_auth;
+        let (fetch, body) = fetch(req, &self.clock, self.max_body).await;
+        let (result, tokens) = match (fetch.response(), body) {
+            (Some(r), Some(body)) if (200..300).contains(&r.status) => match serde_json::from_slice::<Value>(&body) {
+                Ok(v) => {
+                    let mut tokens = Vec::new();
+                    for (kind, name) in [(TokenKind::AccessToken, "access_token"), (TokenKind::IdToken, "id_token")] {
+                        if let Some(t) = v.get(name).and_then(Value::as_str) {
+                            tokens.push((kind, t.to_owned()));
+                        }
+                    }
+                    if tokens.is_empty() {
+                        (LoginResult::Failed { reason: "the token response has no access_token or id_token".into() }, tokens)
+                    } else {
+                        (LoginResult::Tokens { tokens: Vec::new() }, tokens)
+                    }
+                }
+                Err(_) => (LoginResult::Failed { reason: "the token response is not JSON".into() }, Vec::new()),
+            },
+            (Some(r), body) => {
+                let detail = body.as_deref().map(oauth_error).unwrap_or_default();
+                (LoginResult::Failed { reason: format!("the token endpoint answered HTTP {}{detail}", r.status) }, Vec::new())
+            }
+            (None, _) => (LoginResult::Failed { reason: format!("the token request failed: {}", fetch_error(&fetch)) }, Vec::new()),
+        };
+        (LoginObservation { grant, fetch: Some(fetch), result }, tokens)
+    }
+
+    async fn view(&self, target: &ViewTarget) -> (Fetch, Option<Vec<u8>>) {
+        let Some(url) = &target.url else {
+            let fetch = Fetch {
+                url: String::new(),
+                started_at: self.clock.now(),
+                duration_ms: 0,
+                outcome: FetchOutcome::Error {
+                    kind: FetchErrorKind::Other,
+                    message: "no URL: discovery gave no jwks_uri and the path has no url".into(),
+                },
+            };
+            return (fetch, None);
+        };
+        let client = match self.clients.for_url(url, target.edge) {
+            Ok(c) => c,
+            Err(message) => {
+                let outcome = FetchOutcome::Error { kind: FetchErrorKind::Other, message };
+                return (Fetch { url: url.to_string(), started_at: self.clock.now(), duration_ms: 0, outcome }, None);
+            }
+        };
+        let mut req = Request::get(client, url).header("accept", "application/jwk-set+json, application/json");
+        if target.kind == ViewKind::Origin {
+            req = req.header("cache-control", "no-cache").header("pragma", "no-cache");
+        }
+        fetch(req, &self.clock, self.max_body).await
+    }
+}
+
+fn unreachable_client() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// RFC 6749 2.3.1: client id and secret are form-encoded before HTTP Basic.
+fn form_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `: error_code (description)` from an OAuth error body, bounded; empty if none.
+fn oauth_error(body: &[u8]) -> String {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else { return String::new() };
+    let code = v.get("error").and_then(Value::as_str).unwrap_or_default();
+    let desc = v.get("error_description").and_then(Value::as_str).unwrap_or_default();
+    let mut out = String::new();
+    if !code.is_empty() {
+        out = format!(": {}", truncate(code, 64));
+        if !desc.is_empty() {
+            out.push_str(&format!(" ({})", truncate(desc, 160)));
+        }
+    }
+    out
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max { s.to_owned() } else { s.chars().take(max).collect::<String>() + "…" }
+}
+
+fn fetch_error(fetch: &Fetch) -> String {
+    match &fetch.outcome {
+        FetchOutcome::Error { message, .. } => message.clone(),
+        FetchOutcome::Response(r) => format!("HTTP {}", r.status),
+    }
+}
+
+pub fn parse_discovery(body: &[u8]) -> DiscoveryResult {
+    let v: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(_) if jwks::looks_like_html(body) => return DiscoveryResult::Invalid { reason: "discovery is an HTML page, not JSON".into() },
+        Err(_) => return DiscoveryResult::Invalid { reason: "discovery is not JSON".into() },
+    };
+    let s = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
+    let (Some(issuer), Some(jwks_uri)) = (s("issuer"), s("jwks_uri")) else {
+        let missing: Vec<&str> = ["issuer", "jwks_uri"].into_iter().filter(|n| s(n).is_none()).collect();
+        return DiscoveryResult::Invalid { reason: format!("discovery lacks {}", missing.join(" and ")) };
+    };
+    let list = |name: &str| -> Vec<String> {
+        v.get(name).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default()
+    };
+    let mut other = Vec::new();
+    if let Some(obj) = v.as_object() {
+        for (name, _) in obj.iter().filter(|(n, _)| n.ends_with("_signing_alg_values_supported") && *n != "id_token_signing_alg_values_supported") {
+            for alg in list(name) {
+                if !other.contains(&alg) {
+                    other.push(alg);
+                }
+            }
+        }
+    }
+    DiscoveryResult::Parsed {
+        doc: DiscoveryDoc {
+            issuer,
+            jwks_uri,
+            token_endpoint: s("token_endpoint"),
+            id_token_signing_alg_values_supported: list("id_token_signing_alg_values_supported"),
+            other_signing_alg_values_supported: other,
+        },
+    }
+}
+
+/// A view to fetch: resolved URL (if any), kind, pin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ViewTarget {
+    pub id: ViewId,
+    pub kind: ViewKind,
+    pub url: Option<Url>,
+    pub edge: Option<std::net::IpAddr>,
+}
+
+/// Every view of a domain: each path (once per pinned edge, or once unpinned), then the
+/// origin view.
+pub fn view_targets(domain: &Domain, doc: Option<&DiscoveryDoc>) -> Vec<ViewTarget> {
+    let discovered = doc.and_then(|d| Url::parse(&d.jwks_uri).ok());
+    let mut out = Vec::new();
+    for path in &domain.jwks {
+        let url = path.url.clone().or_else(|| discovered.clone());
+        if path.edges.is_empty() {
+            out.push(ViewTarget { id: ViewId { path: path.name.clone(), edge: None }, kind: ViewKind::Edge, url, edge: None });
+        } else {
+            for ip in &path.edges {
+                out.push(ViewTarget {
+                    id: ViewId { path: path.name.clone(), edge: Some(ip.to_string()) },
+                    kind: ViewKind::Edge,
+                    url: url.clone(),
+                    edge: Some(*ip),
+                });
+            }
+        }
+    }
+    let origin_url = match &domain.origin {
+        Origin::Url(u) => Some(u.clone()),
+        Origin::Bust { param } => out.first().and_then(|t| t.url.clone()).map(|mut u| {
+            u.query_pairs_mut().append_pair(param, &nonce());
+            u
+        }),
+    };
+    out.push(ViewTarget { id: ViewId { path: ORIGIN_PATH.to_owned(), edge: None }, kind: ViewKind::Origin, url: origin_url, edge: None });
+    out
+}
+
+fn nonce() -> String {
+    let mut b = [0u8; 8];
+    let _ = aws_lc_rs::rand::fill(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovery_parsing() {
+        let ok = br#"{"issuer":"https://i","jwks_uri":"https://i/jwks","token_endpoint":"https://i/token",
+            "id_token_signing_alg_values_supported":["RS256"],"userinfo_signing_alg_values_supported":["ES256","RS256"]}"#;
+        match parse_discovery(ok) {
+            DiscoveryResult::Parsed { doc } => {
+                assert_eq!(doc.token_endpoint.as_deref(), Some("https://i/token"));
+                assert_eq!(doc.other_signing_alg_values_supported, ["ES256", "RS256"]);
+            }
+            other => panic!("{other:?}"),
+        }
+        let check = |body: &[u8], fragment: &str| match parse_discovery(body) {
+            DiscoveryResult::Invalid { reason } => assert!(reason.contains(fragment), "{reason}"),
+            other => panic!("{other:?}"),
+        };
+        check(b"<html>login</html>", "HTML");
+        check(b"nope", "not JSON");
+        check(br#"{"issuer":"x"}"#, "lacks jwks_uri");
+        check(br#"{}"#, "lacks issuer and jwks_uri");
+    }
+
+    #[test]
+    fn origin_view_busts_the_first_path() {
+        let text = r#"
+[[tenant]]
+name = "t"
+[[tenant.domain]]
+name = "d"
+issuer = "https://idp.example/t"
+[[tenant.domain.jwks]]
+name = "cdn"
+[[tenant.domain.jwks]]
+name = "pinned"
+url = "https://cdn.example/t/jwks?x=1"
+edges = ["192.0.2.1", "192.0.2.2"]
+"#;
+        let env = |_: &str| None;
+        let cfg = Config::from_toml_str(text, "t", &crate::config::SecretSource { base_dir: std::path::Path::new("."), env: &env }).unwrap();
+        let d = &cfg.tenants[0].domains[0];
+        let doc = DiscoveryDoc { issuer: "https://idp.example/t".into(), jwks_uri: "https://idp.example/t/keys".into(), ..Default::default() };
+        let t = view_targets(d, Some(&doc));
+        let ids: Vec<String> = t.iter().map(|t| t.id.to_string()).collect();
+        assert_eq!(ids, ["cdn", "pinned@192.0.2.1", "pinned@192.0.2.2", "origin"]);
+        assert_eq!(t[0].url.as_ref().unwrap().as_str(), "https://idp.example/t/keys");
+        let origin = t[3].url.as_ref().unwrap();
+        assert!(origin.as_str().starts_with("https://idp.example/t/keys?keycanary_nocache="), "{origin}");
+        assert_eq!(t[3].kind, ViewKind::Origin);
+        // Without discovery, the unresolved path has no URL; the origin then has none either.
+        let t = view_targets(d, None);
+        assert!(t[0].url.is_none() && t[3].url.is_none());
+    }
+}

@@ -1,0 +1,158 @@
+//! The seed incident on real components: oidc-provider rotates its signing key while
+//! nginx still serves the old JWKS on one of its two domains.
+//!
+//! These tests prove the stage (peers.rs) behaves like the incident; they do not run
+//! keycanary itself.
+
+use jsonwebtoken::jwk::JwkSet;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use reqwest::Client;
+use serde_json::Value;
+
+use crate::peers::{Domain, Stage, StageOpts, generate_key, start_stage};
+
+const RESOURCE: &str = "https://api.example.test/";
+
+/// A JWKS as served, with nginx's verdict (`X-Cache-Status`, empty when not cached).
+struct Fetched {
+    cache_status: String,
+    jwks: JwkSet,
+}
+
+async fn fetch_jwks(http: &Client, domain: &Domain, refresh: bool) -> Fetched {
+    let mut request = http.get(&domain.jwks_url);
+    if refresh {
+        request = request.header("X-Refresh", "1");
+    }
+    let response = request.send().await.expect("jwks request");
+    assert!(response.status().is_success(), "{}: {}", domain.jwks_url, response.status());
+    let cache_status = response
+        .headers()
+        .get("x-cache-status")
+        .map(|v| v.to_str().expect("ascii header").to_owned())
+        .unwrap_or_default();
+    let jwks = response.json().await.expect("jwks json");
+    Fetched { cache_status, jwks }
+}
+
+async fn access_token(http: &Client, stage: &Stage, domain: &Domain) -> String {
+    let response: Value = http
+        .post(&domain.token_url)
+        .basic_auth(&stage.idp.client_id, Some(&stage.idp.client_secret))
+        .form(&[("grant_type", "client_credentials"), ("resource", RESOURCE)])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token json");
+    let token = response["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token in {response}"));
+    let header = jsonwebtoken::decode_header(token).expect("a JWT access token");
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    token.to_owned()
+}
+
+fn kid(token: &str) -> String {
+    jsonwebtoken::decode_header(token)
+        .expect("a JWT")
+        .kid
+        .expect("kid in header")
+}
+
+/// Verifies `token` (issued by `issuer`) against `jwks`; `Err` says why not.
+fn verify(token: &str, jwks: &JwkSet, issuer: &str) -> Result<(), String> {
+    let kid = kid(token);
+    let jwk = jwks
+        .find(&kid)
+        .ok_or_else(|| format!("kid {kid} not in JWKS"))?;
+    let key = DecodingKey::from_jwk(jwk).map_err(|e| e.to_string())?;
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_audience(&[RESOURCE]);
+    validation.set_issuer(&[issuer]);
+    jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test]
+async fn discovery_on_each_domain_points_at_that_domain() {
+    let stage = start_stage(StageOpts::default()).await;
+    let http = Client::new();
+    for domain in stage.domains() {
+        let discovery: Value = http
+            .get(&domain.discovery_url)
+            .send()
+            .await
+            .expect("discovery request")
+            .json()
+            .await
+            .expect("discovery json");
+        assert_eq!(discovery["issuer"], domain.issuer.as_str(), "{}", domain.name);
+        assert_eq!(discovery["jwks_uri"], domain.jwks_url.as_str(), "{}", domain.name);
+        assert_eq!(discovery["token_endpoint"], domain.token_url.as_str(), "{}", domain.name);
+    }
+}
+
+#[tokio::test]
+async fn rotation_behind_a_caching_cdn_leaves_the_new_kid_out_of_the_cached_jwks() {
+    let mut stage = start_stage(StageOpts::default()).await;
+    let (app, io) = (stage.app(), stage.io());
+    assert!(app.cached && !io.cached);
+    let http = Client::new();
+
+    // Before the rotation both domains publish the signer, and app's CDN caches it.
+    let old = access_token(&http, &stage, &app).await;
+    let first = fetch_jwks(&http, &app, false).await;
+    assert_eq!(first.cache_status, "MISS");
+    let cached = fetch_jwks(&http, &app, false).await;
+    assert_eq!(cached.cache_status, "HIT");
+    verify(&old, &cached.jwks, &app.issuer).expect("old token against app's JWKS");
+    let direct = fetch_jwks(&http, &io, false).await;
+    assert_eq!(direct.cache_status, "");
+    verify(&old, &direct.jwks, &app.issuer).expect("old token against io's JWKS");
+
+    // Rotate: a new signer first, the old key still published.
+    let old_kid = kid(&old);
+    stage.idp.rotate_to(generate_key("RS256", "key-2").await).await;
+
+    // New tokens on app are signed by the new key, which app's CDN does not know yet.
+    let new = access_token(&http, &stage, &app).await;
+    assert_eq!(kid(&new), "key-2");
+    let stale = fetch_jwks(&http, &app, false).await;
+    assert_eq!(stale.cache_status, "HIT");
+    assert!(stale.jwks.find(&old_kid).is_some());
+    let err = verify(&new, &stale.jwks, &app.issuer).expect_err("stale JWKS verifies new token");
+    assert_eq!(err, "kid key-2 not in JWKS");
+
+    // The uncached domain is fine: both keys, and its own tokens verify.
+    let fresh = fetch_jwks(&http, &io, false).await;
+    assert!(fresh.jwks.find(&old_kid).is_some() && fresh.jwks.find("key-2").is_some());
+    let new_io = access_token(&http, &stage, &io).await;
+    verify(&new_io, &fresh.jwks, &io.issuer).expect("io token against io's JWKS");
+
+    // Purging the CDN ends the incident.
+    stage.cdn.purge();
+    let purged = fetch_jwks(&http, &app, false).await;
+    assert_eq!(purged.cache_status, "MISS");
+    verify(&new, &purged.jwks, &app.issuer).expect("new token after purge");
+    assert_eq!(fetch_jwks(&http, &app, false).await.cache_status, "HIT");
+}
+
+#[tokio::test]
+async fn refresh_header_refetches_and_overwrites_the_cached_jwks() {
+    let mut stage = start_stage(StageOpts::default()).await;
+    let app = stage.app();
+    let http = Client::new();
+    assert_eq!(fetch_jwks(&http, &app, false).await.cache_status, "MISS");
+    stage.idp.rotate_to(generate_key("ES256", "key-ec").await).await;
+    assert!(fetch_jwks(&http, &app, false).await.jwks.find("key-ec").is_none());
+
+    let refreshed = fetch_jwks(&http, &app, true).await;
+    assert_eq!(refreshed.cache_status, "BYPASS");
+    assert!(refreshed.jwks.find("key-ec").is_some());
+    let after = fetch_jwks(&http, &app, false).await;
+    assert_eq!(after.cache_status, "HIT");
+    assert!(after.jwks.find("key-ec").is_some());
+}

@@ -1,0 +1,648 @@
+//! Real test peers as child processes: oidc-provider (the IdP), oauth2-mock-server (the
+//! grants oidc-provider does not do non-interactively) and nginx (the CDN), each on
+//! ephemeral 127.0.0.1 ports and in its own temp dir, killed on drop. A failing test
+//! prints each peer's logs.
+//!
+//! `start_stage` puts it together: one provider served on two domains through nginx,
+//! `idp.example.app` cached and `idp.example.io` not (see peers/nginx/cdn.conf.template),
+//! and says what a probes.toml needs (issuer, token URL, JWKS URL per domain, client).
+//!
+//! It does not install anything: a missing peer fails the test with a message to run
+//! `scripts/install-peers.sh`, never a skip.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+
+const INSTALL_HINT: &str = "run scripts/install-peers.sh to install the test peers";
+/// Generous: two cores running the whole suite in parallel start Node slowly.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub fn node_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/node")
+}
+
+/// A port that was free a moment ago (bind 127.0.0.1:0, read, drop). Prefer letting the
+/// peer bind port 0 itself; use this only where a port must be known before start.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Polls `ready` every 50 ms until it holds, panicking after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !ready().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not ready after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Finds `name` on PATH or in the sbin dirs (Debian puts nginx in /usr/sbin).
+fn program(name: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(PathBuf::from))
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| panic!("`{name}` not found on PATH or in /usr/sbin: {INSTALL_HINT}"))
+}
+
+fn node_script(script: &str) -> Command {
+    for module in ["oidc-provider", "oauth2-mock-server"] {
+        let dir = node_dir().join("node_modules").join(module);
+        assert!(dir.is_dir(), "{} is missing: {INSTALL_HINT}", dir.display());
+    }
+    let mut cmd = Command::new(program("node"));
+    cmd.arg(node_dir().join(script));
+    cmd
+}
+
+/// One running peer process and the temp dir holding its files and logs.
+pub struct Peer {
+    name: &'static str,
+    child: Child,
+    /// Held so that a Node peer exits when the test process dies (its stdin closes).
+    _stdin: Option<ChildStdin>,
+    /// Log files printed when the test fails; the first is the process's stderr.
+    logs: Vec<PathBuf>,
+    dir: TempDir,
+}
+
+impl Peer {
+    fn spawn(name: &'static str, dir: TempDir, extra_logs: &[&str], cmd: Command) -> Peer {
+        let stderr = dir.path().join(format!("{name}.stderr"));
+        let mut logs = vec![stderr];
+        logs.extend(extra_logs.iter().map(|l| dir.path().join(l)));
+        let child = spawn_logged(name, &logs[0], cmd);
+        let mut peer = Peer {
+            name,
+            child,
+            _stdin: None,
+            logs,
+            dir,
+        };
+        peer._stdin = peer.child.stdin.take();
+        peer
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Every log file of this peer, each under a header line.
+    pub fn logs(&self) -> String {
+        self.logs
+            .iter()
+            .map(|path| {
+                let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("({e})"));
+                format!("--- {} ---\n{text}", path.display())
+            })
+            .collect()
+    }
+
+    /// Reads the `LISTENING <port>...` line a Node peer prints once it accepts connections.
+    async fn listening_ports(&mut self) -> Vec<u16> {
+        let stdout = self.child.stdout.take().expect("stdout is piped");
+        let line = tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).lines().next_line())
+            .await
+            .map_err(|_| format!("no LISTENING line after {START_TIMEOUT:?}"))
+            .and_then(|read| read.map_err(|e| e.to_string()))
+            .and_then(|line| line.ok_or_else(|| "exited before listening".to_owned()));
+        let ports = line.and_then(|line| {
+            line.strip_prefix("LISTENING ")
+                .and_then(|ports| ports.split(' ').map(|p| p.parse().ok()).collect())
+                .ok_or(format!("unexpected first line {line:?}"))
+        });
+        ports.unwrap_or_else(|e| panic!("{} did not start: {e}\n{}", self.name, self.logs()))
+    }
+
+    /// Kills the process and waits for it to be gone, so its ports are free again.
+    async fn stop(&mut self) {
+        self.child.kill().await.expect("kill peer");
+    }
+
+    async fn respawn(&mut self, cmd: Command) {
+        self.stop().await;
+        self.child = spawn_logged(self.name, &self.logs[0], cmd);
+        self._stdin = self.child.stdin.take();
+    }
+}
+
+fn spawn_logged(name: &str, stderr: &Path, mut cmd: Command) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(stderr)
+        .expect("create peer log");
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true);
+    cmd.spawn()
+        .unwrap_or_else(|e| panic!("spawn {name}: {e}: {INSTALL_HINT}"))
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("=== logs of peer {} ===\n{}", self.name, self.logs());
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// Makes a private JWK (`kid`, `alg`, `use: sig`) with Node's crypto.
+pub async fn generate_key(alg: &str, kid: &str) -> Value {
+    let out = node_script("oidc-provider.mjs")
+        .args(["genkey", "--alg", alg, "--kid", kid])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run node: {e}: {INSTALL_HINT}"));
+    assert!(
+        out.status.success(),
+        "genkey {alg} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("genkey prints a JWK")
+}
+
+pub struct OidcProviderOpts {
+    /// One Provider per issuer, all sharing keys and client. Empty: one issuer, the
+    /// provider's own origin.
+    pub issuers: Vec<String>,
+    /// Private JWKs, the signer first. Empty: one generated RS256 key, kid `key-1`.
+    pub keys: Vec<Value>,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl Default for OidcProviderOpts {
+    fn default() -> Self {
+        OidcProviderOpts {
+            issuers: Vec::new(),
+            keys: Vec::new(),
+            client_id: "keycanary".to_owned(),
+            client_secret: "keycanary-secret".to_owned(),
+        }
+    }
+}
+
+/// npm oidc-provider (peers/node/oidc-provider.mjs): client_credentials with
+/// `resource=<url>` returns a JWT access token (`typ: at+jwt`).
+pub struct OidcProvider {
+    peer: Peer,
+    /// In `OidcProviderOpts::issuers` order, as are `ports`.
+    pub issuers: Vec<String>,
+    /// The origin port of each Provider (not a CDN's).
+    pub ports: Vec<u16>,
+    pub client_id: String,
+    pub client_secret: String,
+    keys: Vec<Value>,
+}
+
+impl OidcProvider {
+    /// The first Provider's origin port.
+    pub fn port(&self) -> u16 {
+        self.ports[0]
+    }
+
+    /// The first Provider's origin, bypassing any CDN.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port())
+    }
+
+    /// The private keys it runs with, the signer first.
+    pub fn keys(&self) -> &[Value] {
+        &self.keys
+    }
+
+    /// Restarts on the same ports with `keys` (the signer first).
+    pub async fn restart_with_keys(&mut self, keys: Vec<Value>) {
+        self.keys = keys;
+        let cmd = self.command();
+        self.peer.respawn(cmd).await;
+        let ports = self.peer.listening_ports().await;
+        assert_eq!(ports, self.ports, "oidc-provider came back on other ports");
+    }
+
+    /// The rotation: restart with `new_key` signing and the current keys still published.
+    pub async fn rotate_to(&mut self, new_key: Value) {
+        let keys = std::iter::once(new_key).chain(self.keys.clone()).collect();
+        self.restart_with_keys(keys).await;
+    }
+
+    fn command(&self) -> Command {
+        provider_command(
+            self.peer.dir(),
+            &self.keys,
+            (&self.client_id, &self.client_secret),
+            self.issuers.iter().zip(&self.ports),
+        )
+    }
+}
+
+/// Writes `keys` to `dir`/keys.json and builds the oidc-provider.mjs command line.
+fn provider_command<'a>(
+    dir: &Path,
+    keys: &[Value],
+    (client_id, client_secret): (&str, &str),
+    issuers_and_ports: impl Iterator<Item = (&'a String, &'a u16)>,
+) -> Command {
+    let keys_file = dir.join("keys.json");
+    std::fs::write(&keys_file, json!({ "keys": keys }).to_string()).expect("write keys");
+    let mut cmd = node_script("oidc-provider.mjs");
+    cmd.arg("--keys").arg(&keys_file);
+    cmd.args(["--client-id", client_id, "--client-secret", client_secret]);
+    for (issuer, port) in issuers_and_ports {
+        cmd.args(["--issuer", issuer, "--port", &port.to_string()]);
+    }
+    cmd
+}
+
+pub async fn start_oidc_provider(opts: OidcProviderOpts) -> OidcProvider {
+    let keys = if opts.keys.is_empty() {
+        vec![generate_key("RS256", "key-1").await]
+    } else {
+        opts.keys
+    };
+    // Its own origin as issuer needs the port up front; otherwise let it bind port 0.
+    let (issuers, ports) = if opts.issuers.is_empty() {
+        let port = free_port();
+        (vec![format!("http://127.0.0.1:{port}")], vec![port])
+    } else {
+        let ports = vec![0; opts.issuers.len()];
+        (opts.issuers, ports)
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("oidc-provider.")
+        .tempdir()
+        .expect("temp dir");
+    let cmd = provider_command(
+        dir.path(),
+        &keys,
+        (&opts.client_id, &opts.client_secret),
+        issuers.iter().zip(&ports),
+    );
+    let mut peer = Peer::spawn("oidc-provider", dir, &[], cmd);
+    let ports = peer.listening_ports().await;
+    OidcProvider {
+        peer,
+        issuers,
+        ports,
+        client_id: opts.client_id,
+        client_secret: opts.client_secret,
+        keys,
+    }
+}
+
+/// npm oauth2-mock-server (peers/node/mock-oauth2.mjs): password, refresh_token and
+/// client_credentials grants all return JWTs, for any client.
+pub struct MockOAuth2 {
+    _peer: Peer,
+    pub port: u16,
+    /// `http://127.0.0.1:<port>`, also the tokens' `iss`.
+    pub issuer: String,
+}
+
+impl MockOAuth2 {
+    pub fn token_url(&self) -> String {
+        format!("{}/token", self.issuer)
+    }
+
+    pub fn jwks_url(&self) -> String {
+        format!("{}/jwks", self.issuer)
+    }
+}
+
+pub async fn start_mock_oauth2() -> MockOAuth2 {
+    let dir = tempfile::Builder::new()
+        .prefix("mock-oauth2.")
+        .tempdir()
+        .expect("temp dir");
+    let mut peer = Peer::spawn("mock-oauth2", dir, &[], node_script("mock-oauth2.mjs"));
+    let port = peer.listening_ports().await[0];
+    MockOAuth2 {
+        _peer: peer,
+        port,
+        issuer: format!("http://127.0.0.1:{port}"),
+    }
+}
+
+/// What peers/nginx/cdn.conf.template needs: the two domains' listen ports and the
+/// origin port behind each.
+pub struct CdnConf {
+    /// idp.example.app, cached.
+    pub app_port: u16,
+    pub app_upstream: u16,
+    /// idp.example.io, not cached.
+    pub io_port: u16,
+    pub io_upstream: u16,
+    /// How long idp.example.app keeps a 200 for /jwks and discovery.
+    pub cache_ttl: Duration,
+}
+
+/// nginx as the CDN (`daemon off`, one process, everything in its temp dir).
+pub struct Nginx {
+    _peer: Peer,
+    pub app_port: u16,
+    pub io_port: u16,
+    pub cache_dir: PathBuf,
+}
+
+impl Nginx {
+    /// Forgets every cached response (the next request is a MISS).
+    pub fn purge(&self) {
+        for entry in std::fs::read_dir(&self.cache_dir).expect("read cache dir") {
+            let path = entry.expect("cache dir entry").path();
+            if path.is_dir() {
+                std::fs::remove_dir_all(&path).expect("purge cache");
+            } else {
+                std::fs::remove_file(&path).expect("purge cache");
+            }
+        }
+    }
+}
+
+pub async fn start_nginx(conf: &CdnConf) -> Nginx {
+    try_start_nginx(conf)
+        .await
+        .unwrap_or_else(|logs| panic!("nginx did not start\n{logs}"))
+}
+
+/// `Err` carries the logs; it is an `Err` rather than a panic so that `start_stage` can
+/// retry when a port picked by `free_port` was taken in the meantime.
+async fn try_start_nginx(conf: &CdnConf) -> Result<Nginx, String> {
+    let nginx = program("nginx");
+    let dir = tempfile::Builder::new()
+        .prefix("nginx.")
+        .tempdir()
+        .expect("temp dir");
+    let prefix = dir.path().to_str().expect("utf-8 temp dir").to_owned();
+    let cache_dir = dir.path().join("cache");
+    std::fs::create_dir_all(dir.path().join("tmp")).expect("create nginx tmp dir");
+    std::fs::create_dir_all(&cache_dir).expect("create nginx cache dir");
+    let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/nginx/cdn.conf.template");
+    let mut text = std::fs::read_to_string(&template).expect("read nginx template");
+    for (name, value) in [
+        ("PREFIX", prefix.clone()),
+        ("APP_PORT", conf.app_port.to_string()),
+        ("APP_UPSTREAM", conf.app_upstream.to_string()),
+        ("IO_PORT", conf.io_port.to_string()),
+        ("IO_UPSTREAM", conf.io_upstream.to_string()),
+        ("CACHE_TTL", format!("{}s", conf.cache_ttl.as_secs().max(1))),
+    ] {
+        text = text.replace(&format!("{{{{{name}}}}}"), &value);
+    }
+    assert!(!text.contains("{{"), "unrendered placeholder in {text}");
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, text).expect("write nginx.conf");
+
+    let mut cmd = Command::new(nginx);
+    cmd.arg("-p").arg(&prefix).arg("-c").arg(&conf_path);
+    cmd.arg("-e").arg(dir.path().join("error.log"));
+    let mut peer = Peer::spawn("nginx", dir, &["error.log", "access.log"], cmd);
+
+    // Ready once its pid file exists (written after it bound every listen socket, so a
+    // connect cannot reach some other process that holds the port) and it accepts.
+    let pid_file = peer.dir().join("nginx.pid");
+    let ready = wait_until("nginx", START_TIMEOUT, || {
+        let pid_file = pid_file.clone();
+        let ports = [conf.app_port, conf.io_port];
+        async move {
+            pid_file.exists()
+                && tokio::net::TcpStream::connect(("127.0.0.1", ports[0])).await.is_ok()
+                && tokio::net::TcpStream::connect(("127.0.0.1", ports[1])).await.is_ok()
+        }
+    });
+    tokio::select! {
+        status = peer.child.wait() => {
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+            return Err(format!("nginx exited: {status}\n{}", peer.logs()));
+        }
+        () = ready => {}
+    }
+    Ok(Nginx {
+        _peer: peer,
+        app_port: conf.app_port,
+        io_port: conf.io_port,
+        cache_dir,
+    })
+}
+
+pub struct StageOpts {
+    /// How long the cached domain keeps /jwks and discovery.
+    pub cache_ttl: Duration,
+    /// As `OidcProviderOpts::keys`.
+    pub keys: Vec<Value>,
+}
+
+impl Default for StageOpts {
+    fn default() -> Self {
+        StageOpts {
+            cache_ttl: Duration::from_secs(600),
+            keys: Vec::new(),
+        }
+    }
+}
+
+/// One domain of the stage, as a client (or a probes.toml) sees it.
+#[derive(Clone, Debug)]
+pub struct Domain {
+    pub name: &'static str,
+    /// Whether nginx caches its /jwks and discovery.
+    pub cached: bool,
+    /// The CDN origin: `http://127.0.0.1:<nginx port>`. Also this domain's issuer.
+    pub issuer: String,
+    pub discovery_url: String,
+    pub jwks_url: String,
+    pub token_url: String,
+}
+
+impl Domain {
+    fn new(name: &'static str, cached: bool, port: u16) -> Domain {
+        let issuer = format!("http://127.0.0.1:{port}");
+        Domain {
+            name,
+            cached,
+            discovery_url: format!("{issuer}/.well-known/openid-configuration"),
+            jwks_url: format!("{issuer}/jwks"),
+            token_url: format!("{issuer}/token"),
+            issuer,
+        }
+    }
+}
+
+/// The seed incident's stage: one oidc-provider served on two domains through nginx.
+/// Each domain is its own issuer (one Provider per domain, same keys and client).
+pub struct Stage {
+    pub idp: OidcProvider,
+    pub cdn: Nginx,
+}
+
+impl Stage {
+    /// idp.example.app: JWKS and discovery cached by nginx.
+    pub fn app(&self) -> Domain {
+        Domain::new("idp.example.app", true, self.cdn.app_port)
+    }
+
+    /// idp.example.io: straight through to the origin.
+    pub fn io(&self) -> Domain {
+        Domain::new("idp.example.io", false, self.cdn.io_port)
+    }
+
+    pub fn domains(&self) -> [Domain; 2] {
+        [self.app(), self.io()]
+    }
+}
+
+pub async fn start_stage(opts: StageOpts) -> Stage {
+    let keys = if opts.keys.is_empty() {
+        vec![generate_key("RS256", "key-1").await]
+    } else {
+        opts.keys
+    };
+    // nginx's ports are part of the issuers, so they are picked before anything starts;
+    // if one is taken before nginx binds it, start over with new ones.
+    let mut failures = Vec::new();
+    for _ in 0..3 {
+        let (app_port, io_port) = (free_port(), free_port());
+        let idp = start_oidc_provider(OidcProviderOpts {
+            issuers: vec![
+                format!("http://127.0.0.1:{app_port}"),
+                format!("http://127.0.0.1:{io_port}"),
+            ],
+            keys: keys.clone(),
+            ..OidcProviderOpts::default()
+        })
+        .await;
+        let conf = CdnConf {
+            app_port,
+            app_upstream: idp.ports[0],
+            io_port,
+            io_upstream: idp.ports[1],
+            cache_ttl: opts.cache_ttl,
+        };
+        match try_start_nginx(&conf).await {
+            Ok(cdn) => return Stage { idp, cdn },
+            Err(logs) if logs.contains("Address already in use") => failures.push(logs),
+            Err(logs) => panic!("nginx did not start\n{logs}"),
+        }
+    }
+    panic!("nginx could not bind its ports 3 times\n{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn nginx_caches_jwks_on_the_app_port_only() {
+    // Any origin does for the template; the mock is the quickest to start.
+    let origin = start_mock_oauth2().await;
+    let cdn = start_nginx(&CdnConf {
+        app_port: free_port(),
+        app_upstream: origin.port,
+        io_port: free_port(),
+        io_upstream: origin.port,
+        cache_ttl: Duration::from_secs(600),
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let cache_status = async |port: u16, path: &str| {
+        let response = http
+            .get(format!("http://127.0.0.1:{port}{path}"))
+            .send()
+            .await
+            .expect("request through nginx");
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+        let status = response.headers().get("x-cache-status");
+        status.map(|v| v.to_str().expect("ascii").to_owned())
+    };
+    let app = cdn.app_port;
+    assert_eq!(cache_status(app, "/jwks").await.as_deref(), Some("MISS"));
+    assert_eq!(cache_status(app, "/jwks").await.as_deref(), Some("HIT"));
+    assert_eq!(cache_status(app, "/.well-known/openid-configuration").await.as_deref(), Some("MISS"));
+    assert_eq!(cache_status(app, "/.well-known/openid-configuration").await.as_deref(), Some("HIT"));
+    assert_eq!(cache_status(app, "/userinfo").await, None);
+    assert_eq!(cache_status(cdn.io_port, "/jwks").await, None);
+    cdn.purge();
+    assert_eq!(cache_status(app, "/jwks").await.as_deref(), Some("MISS"));
+}
+
+#[tokio::test]
+async fn oidc_provider_alone_issues_jwt_access_tokens_signed_by_its_first_key() {
+    let idp = start_oidc_provider(OidcProviderOpts::default()).await;
+    let http = reqwest::Client::new();
+    let token: Value = http
+        .post(format!("{}/token", idp.base_url()))
+        .basic_auth(&idp.client_id, Some(&idp.client_secret))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("resource", "https://api.example.test/"),
+        ])
+        .send()
+        .await
+        .expect("token request")
+        .json()
+        .await
+        .expect("token json");
+    let access_token = token["access_token"].as_str().expect("access_token");
+    let header = jsonwebtoken::decode_header(access_token).expect("a JWT");
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(header.kid.as_deref(), idp.keys()[0]["kid"].as_str());
+    assert_eq!(idp.issuers, [idp.base_url()]);
+}
+
+#[tokio::test]
+async fn mock_oauth2_password_and_refresh_grants_issue_jwts_it_publishes_keys_for() {
+    let mock = start_mock_oauth2().await;
+    let http = reqwest::Client::new();
+    let jwks: jsonwebtoken::jwk::JwkSet = http
+        .get(mock.jwks_url())
+        .send()
+        .await
+        .expect("jwks request")
+        .json()
+        .await
+        .expect("jwks json");
+    for form in [
+        &[("grant_type", "password"), ("username", "alice"), ("password", "x")][..],
+        &[("grant_type", "refresh_token"), ("refresh_token", "anything")][..],
+    ] {
+        let token: Value = http
+            .post(mock.token_url())
+            .basic_auth("any-client", Some("any-secret"))
+            .form(form)
+            .send()
+            .await
+            .expect("token request")
+            .json()
+            .await
+            .expect("token json");
+        let access_token = token["access_token"].as_str().expect("access_token");
+        let kid = jsonwebtoken::decode_header(access_token)
+            .expect("a JWT")
+            .kid
+            .expect("kid");
+        let jwk = jwks.find(&kid).expect("signing key published");
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+        validation.validate_aud = false;
+        validation.set_issuer(&[&mock.issuer]);
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("usable JWK");
+        jsonwebtoken::decode::<Value>(access_token, &key, &validation).expect("valid token");
+        assert_eq!(mock.issuer, format!("http://127.0.0.1:{}", mock.port));
+    }
+}
