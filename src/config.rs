@@ -95,8 +95,13 @@ pub struct Login {
 #[derive(Debug, Clone)]
 pub enum Grant {
     ClientCredentials,
-    Password { username: String, password: SecretString },
-    RefreshToken { refresh_token: SecretString },
+    Password {
+        username: String,
+        password: SecretString,
+    },
+    RefreshToken {
+        refresh_token: SecretString,
+    },
 }
 
 impl Grant {
@@ -150,22 +155,36 @@ pub struct Problem {
 
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.path.is_empty() { f.write_str(&self.message) } else { write!(f, "{}: {}", self.path, self.message) }
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid TOML for keycanary: {message}")]
     Syntax { path: String, message: String },
     #[error("{} has {} problem(s):\n{}", .path, .problems.len(), list(.problems))]
-    Invalid { path: String, problems: Vec<Problem> },
+    Invalid {
+        path: String,
+        problems: Vec<Problem>,
+    },
 }
 
 fn list(problems: &[Problem]) -> String {
-    problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n")
+    problems
+        .iter()
+        .map(|p| format!("  - {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 impl ConfigError {
@@ -278,26 +297,51 @@ pub struct SecretSource<'a> {
 impl SecretSource<'_> {
     /// The process environment, files relative to `base_dir`.
     pub fn process(base_dir: &Path) -> SecretSource<'_> {
-        SecretSource { base_dir, env: &|name| std::env::var(name).ok() }
+        SecretSource {
+            base_dir,
+            env: &|name| std::env::var(name).ok(),
+        }
     }
 }
 
 /// Reads and validates a config file. Relative secret files resolve against its directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-    let base = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    Config::from_toml_str(&text, &path.display().to_string(), &SecretSource::process(base))
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    Config::from_toml_str(
+        &text,
+        &path.display().to_string(),
+        &SecretSource::process(base),
+    )
 }
 
 impl Config {
     /// Parses and validates config text. `origin` names the text in messages.
-    pub fn from_toml_str(text: &str, origin: &str, secrets: &SecretSource<'_>) -> Result<Config, ConfigError> {
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        secrets: &SecretSource<'_>,
+    ) -> Result<Config, ConfigError> {
         let mut unknown = Vec::new();
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| ConfigError::Syntax { path: origin.to_owned(), message: one_line(&e.to_string()) })?;
+        let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
+            path: origin.to_owned(),
+            message: one_line(&e.to_string()),
+        })?;
         let raw: RawConfig = serde_ignored::deserialize(de, |p| unknown.push(toml_path(&p)))
-            .map_err(|e| ConfigError::Syntax { path: origin.to_owned(), message: one_line(&e.to_string()) })?;
-        let mut v = Validator { problems: Vec::new(), secrets };
+            .map_err(|e| ConfigError::Syntax {
+                path: origin.to_owned(),
+                message: one_line(&e.to_string()),
+            })?;
+        let mut v = Validator {
+            problems: Vec::new(),
+            secrets,
+        };
         for path in unknown {
             let (parent, key) = match path.rsplit_once('.') {
                 Some((p, k)) => (p.to_owned(), k.to_owned()),
@@ -309,7 +353,10 @@ impl Config {
         if v.problems.is_empty() {
             Ok(config)
         } else {
-            Err(ConfigError::Invalid { path: origin.to_owned(), problems: v.problems })
+            Err(ConfigError::Invalid {
+                path: origin.to_owned(),
+                problems: v.problems,
+            })
         }
     }
 
@@ -323,7 +370,11 @@ impl Config {
 }
 
 fn one_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Formats a serde_ignored path the way users write TOML paths: `tenant[0].domain[1].key`.
@@ -334,13 +385,21 @@ fn toml_path(p: &serde_ignored::Path<'_>) -> String {
         P::Seq { parent, index } => format!("{}[{index}]", toml_path(parent)),
         P::Map { parent, key } => {
             let parent = toml_path(parent);
-            if parent.is_empty() { key.to_string() } else { format!("{parent}.{key}") }
+            if parent.is_empty() {
+                key.to_string()
+            } else {
+                format!("{parent}.{key}")
+            }
         }
-        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => toml_path(parent),
+        P::Some { parent } | P::NewtypeStruct { parent } | P::NewtypeVariant { parent } => {
+            toml_path(parent)
+        }
     }
 }
 
-const KNOWN_ALGS: &[&str] = &["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"];
+const KNOWN_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
 
 struct Validator<'a> {
     problems: Vec<Problem>,
@@ -349,7 +408,10 @@ struct Validator<'a> {
 
 impl Validator<'_> {
     fn problem(&mut self, path: &str, message: impl Into<String>) {
-        self.problems.push(Problem { path: path.to_owned(), message: message.into() });
+        self.problems.push(Problem {
+            path: path.to_owned(),
+            message: message.into(),
+        });
     }
 
     fn duration(&mut self, path: &str, raw: Option<&str>, default: Duration) -> Duration {
@@ -357,7 +419,12 @@ impl Validator<'_> {
         match humantime::parse_duration(s) {
             Ok(d) => d,
             Err(e) => {
-                self.problem(path, format!("`{s}` is not a duration ({e}): write it like \"30s\", \"5m\" or \"1h\""));
+                self.problem(
+                    path,
+                    format!(
+                        "`{s}` is not a duration ({e}): write it like \"30s\", \"5m\" or \"1h\""
+                    ),
+                );
                 default
             }
         }
@@ -373,8 +440,16 @@ impl Validator<'_> {
                 self.problem(path, format!("missing: every {what} needs a `name`"));
                 String::new()
             }
-            Some(s) if s.is_empty() || !s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) => {
-                self.problem(path, format!("`{s}` is not a valid name: use letters, digits, `_`, `-` or `.`"));
+            Some(s)
+                if s.is_empty()
+                    || !s
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) =>
+            {
+                self.problem(
+                    path,
+                    format!("`{s}` is not a valid name: use letters, digits, `_`, `-` or `.`"),
+                );
                 s.to_owned()
             }
             Some(s) => s.to_owned(),
@@ -423,19 +498,27 @@ impl Validator<'_> {
             (None, Some(f)) => {
                 let p = self.secrets.base_dir.join(f);
                 match std::fs::read_to_string(&p) {
-                    Ok(v) if !v.trim().is_empty() => Some(SecretString::from(v.trim_end_matches(['\n', '\r']).to_owned())),
+                    Ok(v) if !v.trim().is_empty() => Some(SecretString::from(
+                        v.trim_end_matches(['\n', '\r']).to_owned(),
+                    )),
                     Ok(_) => {
                         self.problem(path, format!("secret file {} is empty", p.display()));
                         None
                     }
                     Err(e) => {
-                        self.problem(path, format!("cannot read secret file {}: {e}", p.display()));
+                        self.problem(
+                            path,
+                            format!("cannot read secret file {}: {e}", p.display()),
+                        );
                         None
                     }
                 }
             }
             _ => {
-                self.problem(path, "give exactly one of { env = \"NAME\" } or { file = \"path\" }");
+                self.problem(
+                    path,
+                    "give exactly one of { env = \"NAME\" } or { file = \"path\" }",
+                );
                 None
             }
         }
@@ -446,7 +529,10 @@ impl Validator<'_> {
         let lab = raw.lab.as_ref().map(|l| {
             let listen = l.listen.as_deref().unwrap_or("127.0.0.1:8765");
             let listen = listen.parse().unwrap_or_else(|_| {
-                self.problem("lab.listen", format!("`{listen}` is not an address: write it like \"127.0.0.1:8765\""));
+                self.problem(
+                    "lab.listen",
+                    format!("`{listen}` is not an address: write it like \"127.0.0.1:8765\""),
+                );
                 SocketAddr::from(([127, 0, 0, 1], 0))
             });
             LabConfig { listen }
@@ -455,10 +541,16 @@ impl Validator<'_> {
         let known: BTreeSet<String> = profiles.iter().map(|p| p.name.clone()).collect();
         let default_profiles = match &raw.client_profiles {
             Some(names) => self.profile_names("client_profiles", names, &known),
-            None => profiles::DEFAULT_PROFILES.iter().map(|s| s.to_string()).collect(),
+            None => profiles::DEFAULT_PROFILES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         };
         if raw.tenant.is_empty() {
-            self.problem("tenant", "no tenants: add at least one [[tenant]] with a [[tenant.domain]]");
+            self.problem(
+                "tenant",
+                "no tenants: add at least one [[tenant]] with a [[tenant.domain]]",
+            );
         }
         let mut seen = BTreeSet::new();
         let tenants = raw
@@ -468,12 +560,20 @@ impl Validator<'_> {
             .map(|(i, t)| {
                 let tenant = self.tenant(&format!("tenant[{i}]"), t, &known, &default_profiles);
                 if !tenant.name.is_empty() && !seen.insert(tenant.name.clone()) {
-                    self.problem(&format!("tenant[{i}].name"), format!("tenant `{}` is defined twice", tenant.name));
+                    self.problem(
+                        &format!("tenant[{i}].name"),
+                        format!("tenant `{}` is defined twice", tenant.name),
+                    );
                 }
                 tenant
             })
             .collect();
-        Config { settings, lab, profiles, tenants }
+        Config {
+            settings,
+            lab,
+            profiles,
+            tenants,
+        }
     }
 
     fn settings(&mut self, raw: &RawConfig) -> Settings {
@@ -481,20 +581,37 @@ impl Validator<'_> {
         if interval < Duration::from_secs(1) {
             self.problem("interval", "must be at least 1s");
         }
-        let timeout = self.duration("timeout", raw.timeout.as_deref(), Duration::from_secs(10).min(interval));
+        let timeout = self.duration(
+            "timeout",
+            raw.timeout.as_deref(),
+            Duration::from_secs(10).min(interval),
+        );
         if timeout.is_zero() || timeout > interval {
             self.problem("timeout", "must be more than 0s and at most the interval");
         }
         let location = raw.location.clone().unwrap_or_else(|| "default".to_owned());
-        if location.is_empty() || !location.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) {
-            self.problem("location", format!("`{location}` is not a valid label: use letters, digits, `_`, `-` or `.`"));
+        if location.is_empty()
+            || !location
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        {
+            self.problem(
+                "location",
+                format!("`{location}` is not a valid label: use letters, digits, `_`, `-` or `.`"),
+            );
         }
-        let allowed_algs = raw.allowed_algs.clone().unwrap_or_else(|| vec!["RS256".into(), "ES256".into(), "EdDSA".into()]);
+        let allowed_algs = raw
+            .allowed_algs
+            .clone()
+            .unwrap_or_else(|| vec!["RS256".into(), "ES256".into(), "EdDSA".into()]);
         for (i, alg) in allowed_algs.iter().enumerate() {
             if alg == "none" || alg.starts_with("HS") {
                 self.problem(&format!("allowed_algs[{i}]"), format!("`{alg}` cannot be allowed: tokens must be verifiable with a public key from the JWKS"));
             } else if !KNOWN_ALGS.contains(&alg.as_str()) {
-                self.problem(&format!("allowed_algs[{i}]"), format!("unknown alg `{alg}`: use one of {}", KNOWN_ALGS.join(", ")));
+                self.problem(
+                    &format!("allowed_algs[{i}]"),
+                    format!("unknown alg `{alg}`: use one of {}", KNOWN_ALGS.join(", ")),
+                );
             }
         }
         if allowed_algs.is_empty() {
@@ -505,8 +622,16 @@ impl Validator<'_> {
             timeout,
             location,
             allowed_algs,
-            max_clock_skew: self.duration("max_clock_skew", raw.max_clock_skew.as_deref(), Duration::from_secs(60)),
-            rotation_lead_time: self.duration("rotation_lead_time", raw.rotation_lead_time.as_deref(), Duration::from_secs(3600)),
+            max_clock_skew: self.duration(
+                "max_clock_skew",
+                raw.max_clock_skew.as_deref(),
+                Duration::from_secs(60),
+            ),
+            rotation_lead_time: self.duration(
+                "rotation_lead_time",
+                raw.rotation_lead_time.as_deref(),
+                Duration::from_secs(3600),
+            ),
             max_body_bytes: raw.max_body_bytes.unwrap_or(1024 * 1024),
             max_redirects: raw.max_redirects.unwrap_or(3),
         }
@@ -518,26 +643,36 @@ impl Validator<'_> {
             let path = format!("profile[{i}]");
             let name = self.label(&format!("{path}.name"), p.name.as_deref(), "[[profile]]");
             if all.iter().any(|q| q.name == name) {
-                self.problem(&format!("{path}.name"), format!("a profile named `{name}` already exists: choose another name"));
+                self.problem(
+                    &format!("{path}.name"),
+                    format!("a profile named `{name}` already exists: choose another name"),
+                );
             }
             let on_fetch_failure = match p.on_fetch_failure.as_deref() {
                 None | Some("error") => OnFetchFailure::Error,
                 Some("keep_last_good") => OnFetchFailure::KeepLastGood,
                 Some("clear_cache") => OnFetchFailure::ClearCache,
                 Some(other) => {
-                    self.problem(&format!("{path}.on_fetch_failure"), format!("`{other}` is not one of error, keep_last_good, clear_cache"));
+                    self.problem(
+                        &format!("{path}.on_fetch_failure"),
+                        format!("`{other}` is not one of error, keep_last_good, clear_cache"),
+                    );
                     OnFetchFailure::Error
                 }
             };
             let Some(refetch) = p.refetch_on_unknown_kid else {
-                self.problem(&format!("{path}.refetch_on_unknown_kid"), "missing: say true or false");
+                self.problem(
+                    &format!("{path}.refetch_on_unknown_kid"),
+                    "missing: say true or false",
+                );
                 continue;
             };
             let profile = ClientProfile {
                 name,
                 ttl: self.optional_duration(&format!("{path}.ttl"), p.ttl.as_deref()),
                 refetch_on_unknown_kid: refetch,
-                cooldown: self.optional_duration(&format!("{path}.cooldown"), p.cooldown.as_deref()),
+                cooldown: self
+                    .optional_duration(&format!("{path}.cooldown"), p.cooldown.as_deref()),
                 honours_headers: p.honours_headers.unwrap_or(false),
                 on_fetch_failure,
             };
@@ -546,7 +681,12 @@ impl Validator<'_> {
         all
     }
 
-    fn profile_names(&mut self, path: &str, names: &[String], known: &BTreeSet<String>) -> Vec<String> {
+    fn profile_names(
+        &mut self,
+        path: &str,
+        names: &[String],
+        known: &BTreeSet<String>,
+    ) -> Vec<String> {
         for (i, n) in names.iter().enumerate() {
             if !known.contains(n) {
                 self.problem(&format!("{path}[{i}]"), format!("unknown client profile `{n}`: use a built-in one (see README) or define it in [[profile]]"));
@@ -555,15 +695,28 @@ impl Validator<'_> {
         names.to_vec()
     }
 
-    fn tenant(&mut self, path: &str, t: &RawTenant, known: &BTreeSet<String>, default_profiles: &[String]) -> Tenant {
+    fn tenant(
+        &mut self,
+        path: &str,
+        t: &RawTenant,
+        known: &BTreeSet<String>,
+        default_profiles: &[String],
+    ) -> Tenant {
         let name = self.label(&format!("{path}.name"), t.name.as_deref(), "[[tenant]]");
         let client_profiles = match &t.client_profiles {
             Some(names) => self.profile_names(&format!("{path}.client_profiles"), names, known),
             None => default_profiles.to_vec(),
         };
-        let max_token_lifetime = self.duration(&format!("{path}.max_token_lifetime"), t.max_token_lifetime.as_deref(), Duration::from_secs(3600));
+        let max_token_lifetime = self.duration(
+            &format!("{path}.max_token_lifetime"),
+            t.max_token_lifetime.as_deref(),
+            Duration::from_secs(3600),
+        );
         if t.domain.is_empty() {
-            self.problem(&format!("{path}.domain"), "no domains: add at least one [[tenant.domain]] with an issuer");
+            self.problem(
+                &format!("{path}.domain"),
+                "no domains: add at least one [[tenant.domain]] with an issuer",
+            );
         }
         let mut seen = BTreeSet::new();
         let domains = t
@@ -574,30 +727,49 @@ impl Validator<'_> {
                 let dpath = format!("{path}.domain[{i}]");
                 let domain = self.domain(&dpath, d, &name);
                 if !domain.name.is_empty() && !seen.insert(domain.name.clone()) {
-                    self.problem(&format!("{dpath}.name"), format!("domain `{}` is defined twice in this tenant", domain.name));
+                    self.problem(
+                        &format!("{dpath}.name"),
+                        format!("domain `{}` is defined twice in this tenant", domain.name),
+                    );
                 }
                 domain
             })
             .collect();
-        Tenant { name, client_profiles, max_token_lifetime, domains }
+        Tenant {
+            name,
+            client_profiles,
+            max_token_lifetime,
+            domains,
+        }
     }
 
     fn domain(&mut self, path: &str, d: &RawDomain, tenant: &str) -> Domain {
-        let name = self.label(&format!("{path}.name"), d.name.as_deref(), "[[tenant.domain]]");
+        let name = self.label(
+            &format!("{path}.name"),
+            d.name.as_deref(),
+            "[[tenant.domain]]",
+        );
         let issuer = match d.issuer.as_deref() {
             Some(s) => self.url(&format!("{path}.issuer"), s),
             None => {
-                self.problem(&format!("{path}.issuer"), "missing: set the issuer URL this domain serves");
+                self.problem(
+                    &format!("{path}.issuer"),
+                    "missing: set the issuer URL this domain serves",
+                );
                 None
             }
         };
-        let issuer = issuer.unwrap_or_else(|| Url::parse("http://invalid.invalid/").expect("static URL"));
+        let issuer =
+            issuer.unwrap_or_else(|| Url::parse("http://invalid.invalid/").expect("static URL"));
         let discovery = d.discovery.unwrap_or(true);
         let group = match d.group.as_deref() {
             Some(g) => self.label(&format!("{path}.group"), Some(g), "group"),
             None => tenant.to_owned(),
         };
-        let login = d.login.as_ref().map(|l| self.login(&format!("{path}.login"), l, discovery));
+        let login = d
+            .login
+            .as_ref()
+            .map(|l| self.login(&format!("{path}.login"), l, discovery));
         if d.jwks.is_empty() {
             self.problem(&format!("{path}.jwks"), "no JWKS paths: add [[tenant.domain.jwks]] with a name (and a url, unless discovery's jwks_uri is meant)");
         }
@@ -618,25 +790,52 @@ impl Validator<'_> {
             })
             .collect();
         let origin = match &d.origin {
-            Some(RawOrigin { url: Some(u), bust_param: None }) => self.url(&format!("{path}.origin.url"), u).map(Origin::Url),
-            Some(RawOrigin { url: None, bust_param: Some(p) }) if !p.is_empty() => Some(Origin::Bust { param: p.clone() }),
-            None | Some(RawOrigin { url: None, bust_param: None }) => None,
+            Some(RawOrigin {
+                url: Some(u),
+                bust_param: None,
+            }) => self.url(&format!("{path}.origin.url"), u).map(Origin::Url),
+            Some(RawOrigin {
+                url: None,
+                bust_param: Some(p),
+            }) if !p.is_empty() => Some(Origin::Bust { param: p.clone() }),
+            None
+            | Some(RawOrigin {
+                url: None,
+                bust_param: None,
+            }) => None,
             Some(_) => {
                 self.problem(&format!("{path}.origin"), "give either `url` (an origin URL no cache answers) or a non-empty `bust_param`, not both");
                 None
             }
         };
-        let origin = origin.unwrap_or_else(|| Origin::Bust { param: "keycanary_nocache".to_owned() });
-        Domain { name, issuer, discovery, group, login, jwks, origin }
+        let origin = origin.unwrap_or_else(|| Origin::Bust {
+            param: "keycanary_nocache".to_owned(),
+        });
+        Domain {
+            name,
+            issuer,
+            discovery,
+            group,
+            login,
+            jwks,
+            origin,
+        }
     }
 
     fn jwks(&mut self, path: &str, j: &RawJwks, discovery: bool) -> JwksPath {
-        let name = self.label(&format!("{path}.name"), j.name.as_deref(), "[[tenant.domain.jwks]]");
+        let name = self.label(
+            &format!("{path}.name"),
+            j.name.as_deref(),
+            "[[tenant.domain.jwks]]",
+        );
         let url = match j.url.as_deref() {
             Some(s) => self.url(&format!("{path}.url"), s),
             None => {
                 if !discovery {
-                    self.problem(&format!("{path}.url"), "missing: with discovery = false every JWKS path needs a url");
+                    self.problem(
+                        &format!("{path}.url"),
+                        "missing: with discovery = false every JWKS path needs a url",
+                    );
                 }
                 None
             }
@@ -652,13 +851,19 @@ impl Validator<'_> {
             && let Some(u) = &url
             && !matches!(u.host(), Some(url::Host::Domain(_)))
         {
-            self.problem(&format!("{path}.edges"), "pinning edges needs a url with a host name, not an address");
+            self.problem(
+                &format!("{path}.edges"),
+                "pinning edges needs a url with a host name, not an address",
+            );
         }
         JwksPath { name, url, edges }
     }
 
     fn login(&mut self, path: &str, l: &RawLogin, discovery: bool) -> Login {
-        let secret = |v: &mut Self, key: &str, raw: &Option<toml::Value>| raw.as_ref().and_then(|r| v.secret(&format!("{path}.{key}"), r));
+        let secret = |v: &mut Self, key: &str, raw: &Option<toml::Value>| {
+            raw.as_ref()
+                .and_then(|r| v.secret(&format!("{path}.{key}"), r))
+        };
         let client_secret = secret(self, "client_secret", &l.client_secret);
         let grant = match l.grant.as_deref() {
             None | Some("client_credentials") => {
@@ -670,23 +875,34 @@ impl Validator<'_> {
             Some("password") => {
                 let username = l.username.clone().unwrap_or_default();
                 if username.is_empty() {
-                    self.problem(&format!("{path}.username"), "missing: the password grant needs a username");
+                    self.problem(
+                        &format!("{path}.username"),
+                        "missing: the password grant needs a username",
+                    );
                 }
                 let password = secret(self, "password", &l.password);
                 if l.password.is_none() {
                     self.problem(&format!("{path}.password"), "missing: the password grant needs a password ({ env = \"NAME\" } or { file = \"path\" })");
                 }
-                Grant::Password { username, password: password.unwrap_or_else(|| SecretString::from(String::new())) }
+                Grant::Password {
+                    username,
+                    password: password.unwrap_or_else(|| SecretString::from(String::new())),
+                }
             }
             Some("refresh_token") => {
                 let token = secret(self, "refresh_token", &l.refresh_token);
                 if l.refresh_token.is_none() {
                     self.problem(&format!("{path}.refresh_token"), "missing: the refresh_token grant needs a refresh_token ({ env = \"NAME\" } or { file = \"path\" })");
                 }
-                Grant::RefreshToken { refresh_token: token.unwrap_or_else(|| SecretString::from(String::new())) }
+                Grant::RefreshToken {
+                    refresh_token: token.unwrap_or_else(|| SecretString::from(String::new())),
+                }
             }
             Some(other) => {
-                self.problem(&format!("{path}.grant"), format!("`{other}` is not one of client_credentials, password, refresh_token"));
+                self.problem(
+                    &format!("{path}.grant"),
+                    format!("`{other}` is not one of client_credentials, password, refresh_token"),
+                );
                 Grant::ClientCredentials
             }
         };
@@ -694,24 +910,42 @@ impl Validator<'_> {
             Some(s) => self.url(&format!("{path}.token_url"), s),
             None => {
                 if !discovery {
-                    self.problem(&format!("{path}.token_url"), "missing: with discovery = false the login needs a token_url");
+                    self.problem(
+                        &format!("{path}.token_url"),
+                        "missing: with discovery = false the login needs a token_url",
+                    );
                 }
                 None
             }
         };
         let client_id = l.client_id.clone().unwrap_or_default();
         if client_id.is_empty() {
-            self.problem(&format!("{path}.client_id"), "missing: set the client_id keycanary logs in with");
+            self.problem(
+                &format!("{path}.client_id"),
+                "missing: set the client_id keycanary logs in with",
+            );
         }
         let auth = match l.auth.as_deref() {
             None | Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
             Some("client_secret_post") => ClientAuth::ClientSecretPost,
             Some(other) => {
-                self.problem(&format!("{path}.auth"), format!("`{other}` is not one of client_secret_basic, client_secret_post"));
+                self.problem(
+                    &format!("{path}.auth"),
+                    format!("`{other}` is not one of client_secret_basic, client_secret_post"),
+                );
                 ClientAuth::ClientSecretBasic
             }
         };
-        Login { grant, token_url, client_id, client_secret, auth, resource: l.resource.clone(), audience: l.audience.clone(), scope: l.scope.clone() }
+        Login {
+            grant,
+            token_url,
+            client_id,
+            client_secret,
+            auth,
+            resource: l.resource.clone(),
+            audience: l.audience.clone(),
+            scope: l.scope.clone(),
+        }
     }
 }
 
@@ -780,7 +1014,14 @@ name = "cdn"
             "PASSWORD" => Some("hunter2".to_owned()),
             _ => None,
         };
-        Config::from_toml_str(text, "probes.toml", &SecretSource { base_dir: dir.path(), env: &env })
+        Config::from_toml_str(
+            text,
+            "probes.toml",
+            &SecretSource {
+                base_dir: dir.path(),
+                env: &env,
+            },
+        )
     }
 
     /// Asserts that `text` is refused with a problem at each `(path, message fragment)`.
@@ -789,11 +1030,17 @@ name = "cdn"
         let problems = err.problems();
         for (path, fragment) in expected {
             assert!(
-                problems.iter().any(|p| p.path == *path && p.message.contains(fragment)),
+                problems
+                    .iter()
+                    .any(|p| p.path == *path && p.message.contains(fragment)),
                 "expected a problem at `{path}` containing `{fragment}`, got:\n{err}"
             );
         }
-        assert_eq!(problems.len(), expected.len(), "unexpected extra problems:\n{err}");
+        assert_eq!(
+            problems.len(),
+            expected.len(),
+            "unexpected extra problems:\n{err}"
+        );
     }
 
     #[test]
@@ -805,16 +1052,30 @@ name = "cdn"
         assert_eq!(acme.client_profiles, profiles::DEFAULT_PROFILES);
         let app = &acme.domains[0];
         assert_eq!(app.group, "acme");
-        assert_eq!(app.discovery_url().as_str(), "https://idp.example.app/acme/.well-known/openid-configuration");
-        assert_eq!(app.origin, Origin::Bust { param: "keycanary_nocache".into() });
+        assert_eq!(
+            app.discovery_url().as_str(),
+            "https://idp.example.app/acme/.well-known/openid-configuration"
+        );
+        assert_eq!(
+            app.origin,
+            Origin::Bust {
+                param: "keycanary_nocache".into()
+            }
+        );
         assert_eq!(app.jwks[1].edges.len(), 2);
         let login = app.login.as_ref().unwrap();
-        assert_eq!(login.client_secret.as_ref().unwrap().expose_secret(), "s3cret-a");
+        assert_eq!(
+            login.client_secret.as_ref().unwrap().expose_secret(),
+            "s3cret-a"
+        );
         let io = &acme.domains[1];
         assert!(matches!(io.origin, Origin::Url(_)));
         let login = io.login.as_ref().unwrap();
         assert_eq!(login.auth, ClientAuth::ClientSecretPost);
-        assert_eq!(login.client_secret.as_ref().unwrap().expose_secret(), "s3cret-from-file");
+        assert_eq!(
+            login.client_secret.as_ref().unwrap().expose_secret(),
+            "s3cret-from-file"
+        );
         match &login.grant {
             Grant::Password { username, password } => {
                 assert_eq!(username, "probe");
@@ -900,7 +1161,10 @@ refresh_token = { env = "UNSET_VAR" }
                 ("profile[0].on_fetch_failure", "`explode`"),
                 ("tenant[0].max_token_lifetime", "not a duration"),
                 ("tenant[0].domain[0].issuer", "not a URL"),
-                ("tenant[0].domain[0].login.client_secret", "never written inline"),
+                (
+                    "tenant[0].domain[0].login.client_secret",
+                    "never written inline",
+                ),
                 ("tenant[0].domain[0].login.username", "needs a username"),
                 ("tenant[0].domain[0].login.password", "needs a password"),
                 ("tenant[0].domain[0].login.token_url", "needs a token_url"),
@@ -914,7 +1178,10 @@ refresh_token = { env = "UNSET_VAR" }
                 ("tenant[1].domain[0].name", "not a valid name"),
                 ("tenant[1].domain[0].origin", "not both"),
                 ("tenant[1].domain[0].jwks[0].edges", "host name"),
-                ("tenant[1].domain[0].login.refresh_token", "UNSET_VAR is not set"),
+                (
+                    "tenant[1].domain[0].login.refresh_token",
+                    "UNSET_VAR is not set",
+                ),
             ],
         );
     }
@@ -922,33 +1189,72 @@ refresh_token = { env = "UNSET_VAR" }
     #[test]
     fn missing_pieces_are_named() {
         check_problems("", &[("tenant", "no tenants")]);
-        check_problems("[[tenant]]\nname = \"a\"\n", &[("tenant[0].domain", "no domains")]);
+        check_problems(
+            "[[tenant]]\nname = \"a\"\n",
+            &[("tenant[0].domain", "no domains")],
+        );
         check_problems(
             "[[tenant]]\nname = \"a\"\n[[tenant.domain]]\nname = \"d\"\n",
-            &[("tenant[0].domain[0].issuer", "missing"), ("tenant[0].domain[0].jwks", "no JWKS paths")],
+            &[
+                ("tenant[0].domain[0].issuer", "missing"),
+                ("tenant[0].domain[0].jwks", "no JWKS paths"),
+            ],
         );
         check_problems(
             "[[tenant]]\n[[tenant.domain]]\nname = \"d\"\nissuer = \"https://x.example\"\n[[tenant.domain.jwks]]\nname = \"cdn\"\n[tenant.domain.login]\nclient_id = \"c\"\n",
-            &[("tenant[0].name", "needs a `name`"), ("tenant[0].domain[0].login.client_secret", "needs a client_secret")],
+            &[
+                ("tenant[0].name", "needs a `name`"),
+                (
+                    "tenant[0].domain[0].login.client_secret",
+                    "needs a client_secret",
+                ),
+            ],
         );
     }
 
     #[test]
     fn secret_file_problems() {
         let text = GOOD.replace("secret.txt", "does-not-exist.txt");
-        check_problems(&text, &[("tenant[0].domain[1].login.client_secret", "cannot read secret file")]);
-        let text = GOOD.replace("{ env = \"SECRET_A\" }", "{ env = \"SECRET_A\", file = \"secret.txt\" }");
-        check_problems(&text, &[("tenant[0].domain[0].login.client_secret", "exactly one")]);
+        check_problems(
+            &text,
+            &[(
+                "tenant[0].domain[1].login.client_secret",
+                "cannot read secret file",
+            )],
+        );
+        let text = GOOD.replace(
+            "{ env = \"SECRET_A\" }",
+            "{ env = \"SECRET_A\", file = \"secret.txt\" }",
+        );
+        check_problems(
+            &text,
+            &[("tenant[0].domain[0].login.client_secret", "exactly one")],
+        );
     }
 
     #[test]
     fn settings_bounds() {
         let base = "[[tenant]]\nname = \"a\"\n[[tenant.domain]]\nname = \"d\"\nissuer = \"https://x.example\"\n[[tenant.domain.jwks]]\nname = \"cdn\"\n";
-        check_problems(&format!("interval = \"10ms\"\ntimeout = \"5ms\"\n{base}"), &[("interval", "at least 1s")]);
-        check_problems(&format!("interval = \"5s\"\ntimeout = \"6s\"\n{base}"), &[("timeout", "at most the interval")]);
-        check_problems(&format!("location = \"eu 1\"\n{base}"), &[("location", "not a valid label")]);
-        check_problems(&format!("[lab]\nlisten = \"localhost\"\n{base}"), &[("lab.listen", "not an address")]);
-        check_problems(&format!("[[profile]]\nname = \"gw\"\n{base}"), &[("profile[0].refetch_on_unknown_kid", "missing")]);
+        check_problems(
+            &format!("interval = \"10ms\"\ntimeout = \"5ms\"\n{base}"),
+            &[("interval", "at least 1s")],
+        );
+        check_problems(
+            &format!("interval = \"5s\"\ntimeout = \"6s\"\n{base}"),
+            &[("timeout", "at most the interval")],
+        );
+        check_problems(
+            &format!("location = \"eu 1\"\n{base}"),
+            &[("location", "not a valid label")],
+        );
+        check_problems(
+            &format!("[lab]\nlisten = \"localhost\"\n{base}"),
+            &[("lab.listen", "not an address")],
+        );
+        check_problems(
+            &format!("[[profile]]\nname = \"gw\"\n{base}"),
+            &[("profile[0].refetch_on_unknown_kid", "missing")],
+        );
     }
 
     #[test]

@@ -13,7 +13,11 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use tracing::{error, info, warn};
 
-pub async fn run(config: Config, clock: SharedClock, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+pub async fn run(
+    config: Config,
+    clock: SharedClock,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
     let prober = Prober::new(&config, clock.clone())?;
     let mut open: BTreeMap<(Code, Subject), Finding> = BTreeMap::new();
     let mut ticker = tokio::time::interval(config.settings.interval);
@@ -42,7 +46,11 @@ pub async fn run(config: Config, clock: SharedClock, shutdown: impl Future<Outpu
         for ((code, subject), _) in open.iter().filter(|(k, _)| !now_open.contains_key(*k)) {
             info!(code = %code, subject = %subject, "resolved");
         }
-        let views: usize = observations.iter().flat_map(|o| &o.domains).map(|d| d.views.len()).sum();
+        let views: usize = observations
+            .iter()
+            .flat_map(|o| &o.domains)
+            .map(|d| d.views.len())
+            .sum();
         info!(views, open_findings = now_open.len(), "round done");
         open = now_open;
     }

@@ -11,7 +11,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "keycanary", version, about = "Watches OAuth/OIDC signing keys the way clients see them")]
+#[command(
+    name = "keycanary",
+    version,
+    about = "Watches OAuth/OIDC signing keys the way clients see them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -72,10 +76,21 @@ impl From<FailOn> for Severity {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_level = if matches!(cli.command, Command::Run { .. } | Command::Lab { .. }) { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let default_level = if matches!(cli.command, Command::Run { .. } | Command::Lab { .. }) {
+        "info"
+    } else {
+        "warn"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -95,14 +110,30 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Validate { config } => Ok(match load(&config) {
             Some(c) => {
-                let views: usize = c.tenants.iter().flat_map(|t| &t.domains).map(|d| d.jwks.iter().map(|p| p.edges.len().max(1)).sum::<usize>() + 1).sum();
-                println!("{}: ok ({} tenant(s), {} view(s))", config.display(), c.tenants.len(), views);
+                let views: usize = c
+                    .tenants
+                    .iter()
+                    .flat_map(|t| &t.domains)
+                    .map(|d| d.jwks.iter().map(|p| p.edges.len().max(1)).sum::<usize>() + 1)
+                    .sum();
+                println!(
+                    "{}: ok ({} tenant(s), {} view(s))",
+                    config.display(),
+                    c.tenants.len(),
+                    views
+                );
                 ExitCode::SUCCESS
             }
             None => ExitCode::from(2),
         }),
-        Command::Check { config, format, fail_on } => {
-            let Some(cfg) = load(&config) else { return Ok(ExitCode::from(2)) };
+        Command::Check {
+            config,
+            format,
+            fail_on,
+        } => {
+            let Some(cfg) = load(&config) else {
+                return Ok(ExitCode::from(2));
+            };
             let clock = clock::system();
             let _lab = start_lab_if_configured(&cfg, &clock).await?;
             let prober = probe::Prober::new(&cfg, clock.clone())?;
@@ -115,18 +146,32 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 Format::Json => println!("{}", report.to_json()),
             }
             let failing = report.worst().is_some_and(|w| w.at_least(fail_on.into()));
-            Ok(if failing { ExitCode::from(1) } else { ExitCode::SUCCESS })
+            Ok(if failing {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Run { config } => {
-            let Some(cfg) = load(&config) else { return Ok(ExitCode::from(2)) };
+            let Some(cfg) = load(&config) else {
+                return Ok(ExitCode::from(2));
+            };
             let clock = clock::system();
             let _lab = start_lab_if_configured(&cfg, &clock).await?;
             keycanary::daemon::run(cfg, clock, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab { listen } => {
-            let lab = lab::start(lab::LabOptions { listen, clock: clock::system() }).await.with_context(|| format!("cannot start the lab on {listen}"))?;
-            eprintln!("lab listening on {}; see README.md \"The lab\" for the admin API", lab.base_url());
+            let lab = lab::start(lab::LabOptions {
+                listen,
+                clock: clock::system(),
+            })
+            .await
+            .with_context(|| format!("cannot start the lab on {listen}"))?;
+            eprintln!(
+                "lab listening on {}; see README.md \"The lab\" for the admin API",
+                lab.base_url()
+            );
             shutdown_signal().await;
             lab.shutdown().await;
             Ok(ExitCode::SUCCESS)
@@ -151,13 +196,21 @@ fn load(path: &std::path::Path) -> Option<Config> {
 
 /// Starts the in-process lab when the config has `[lab]`. If its address is already taken
 /// (a lab or a daemon with its lab is running), that one is probed instead.
-async fn start_lab_if_configured(cfg: &Config, clock: &SharedClock) -> anyhow::Result<Option<lab::Lab>> {
+async fn start_lab_if_configured(
+    cfg: &Config,
+    clock: &SharedClock,
+) -> anyhow::Result<Option<lab::Lab>> {
     let Some(l) = &cfg.lab else { return Ok(None) };
     if std::net::TcpListener::bind(l.listen).is_err() {
         tracing::info!(listen = %l.listen, "lab address already in use: probing the lab that is running there");
         return Ok(None);
     }
-    let lab = lab::start(lab::LabOptions { listen: l.listen, clock: clock.clone() }).await.with_context(|| format!("cannot start the lab on {}", l.listen))?;
+    let lab = lab::start(lab::LabOptions {
+        listen: l.listen,
+        clock: clock.clone(),
+    })
+    .await
+    .with_context(|| format!("cannot start the lab on {}", l.listen))?;
     tracing::info!(url = lab.base_url(), "lab started");
     Ok(Some(lab))
 }
@@ -166,13 +219,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

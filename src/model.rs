@@ -341,7 +341,7 @@ pub struct Fetch {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum FetchOutcome {
-    Response(HttpResponse),
+    Response(Box<HttpResponse>),
     Error {
         kind: FetchErrorKind,
         message: String,

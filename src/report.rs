@@ -3,7 +3,7 @@
 //!
 //! The JSON shape is a public interface documented in README.md; add fields, never rename.
 
-use crate::model::{Finding, FetchOutcome, Observation, Severity, ViewKind};
+use crate::model::{FetchOutcome, Finding, Observation, Severity, ViewKind};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -55,14 +55,26 @@ impl Report {
                                 && f.subject.edge == v.id.edge
                         })
                         .collect();
-                    let mut codes: Vec<String> = about.iter().map(|f| f.code.as_str().to_owned()).collect();
+                    let mut codes: Vec<String> =
+                        about.iter().map(|f| f.code.as_str().to_owned()).collect();
                     codes.dedup();
-                    let verdict = about.iter().map(|f| f.severity).min().map(|s| s.as_str().to_owned()).unwrap_or_else(|| "ok".into());
+                    let verdict = about
+                        .iter()
+                        .map(|f| f.severity)
+                        .min()
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_else(|| "ok".into());
                     let (status, error, age, cache_status, cache_control) = match &v.fetch.outcome {
-                        FetchOutcome::Response(r) => {
-                            (Some(r.status), None, r.headers.age, r.headers.cache_status.clone(), r.headers.cache_control.clone())
+                        FetchOutcome::Response(r) => (
+                            Some(r.status),
+                            None,
+                            r.headers.age,
+                            r.headers.cache_status.clone(),
+                            r.headers.cache_control.clone(),
+                        ),
+                        FetchOutcome::Error { message, .. } => {
+                            (None, Some(message.clone()), None, None, None)
                         }
-                        FetchOutcome::Error { message, .. } => (None, Some(message.clone()), None, None, None),
                     };
                     views.push(ViewRow {
                         tenant: obs.tenant.clone(),
@@ -73,7 +85,11 @@ impl Report {
                         url: v.fetch.url.clone(),
                         status,
                         error,
-                        kids: v.keys().iter().map(|k| k.kid.clone().unwrap_or_else(|| "(no kid)".into())).collect(),
+                        kids: v
+                            .keys()
+                            .iter()
+                            .map(|k| k.kid.clone().unwrap_or_else(|| "(no kid)".into()))
+                            .collect(),
                         age,
                         cache_status,
                         cache_control,
@@ -111,12 +127,22 @@ impl Report {
                         Some(e) => format!("{}@{e}", v.path),
                         None => v.path.clone(),
                     };
-                    let verdict = if v.findings.is_empty() { v.verdict.clone() } else { format!("{} {}", v.verdict, v.findings.join(",")) };
+                    let verdict = if v.findings.is_empty() {
+                        v.verdict.clone()
+                    } else {
+                        format!("{} {}", v.verdict, v.findings.join(","))
+                    };
                     [
                         v.domain.clone(),
                         view,
-                        v.status.map(|s| s.to_string()).unwrap_or_else(|| "error".into()),
-                        if v.kids.is_empty() { "-".into() } else { v.kids.join(",") },
+                        v.status
+                            .map(|s| s.to_string())
+                            .unwrap_or_else(|| "error".into()),
+                        if v.kids.is_empty() {
+                            "-".into()
+                        } else {
+                            v.kids.join(",")
+                        },
                         v.age.map(|a| format!("{a}s")).unwrap_or_else(|| "-".into()),
                         v.cache_status.clone().unwrap_or_else(|| "-".into()),
                         verdict,
@@ -150,7 +176,11 @@ impl Report {
         } else {
             let _ = writeln!(out, "\n{} finding(s):", self.findings.len());
             for f in &self.findings {
-                let _ = writeln!(out, "  {:<8} {:<26} {}  {}", f.severity, f.code, f.subject, f.message);
+                let _ = writeln!(
+                    out,
+                    "  {:<8} {:<26} {}  {}",
+                    f.severity, f.code, f.subject, f.message
+                );
             }
         }
         out

@@ -39,7 +39,12 @@ const HOUR: u64 = 3600;
 /// The built-in profiles, read from each consumer's source or documentation.
 pub fn builtin() -> Vec<ClientProfile> {
     use OnFetchFailure::*;
-    let p = |name: &str, ttl: Option<u64>, refetch: bool, cooldown: Option<u64>, honours: bool, fail| ClientProfile {
+    let p = |name: &str,
+             ttl: Option<u64>,
+             refetch: bool,
+             cooldown: Option<u64>,
+             honours: bool,
+             fail| ClientProfile {
         name: name.to_owned(),
         ttl: ttl.map(Duration::from_secs),
         refetch_on_unknown_kid: refetch,
@@ -50,19 +55,47 @@ pub fn builtin() -> Vec<ClientProfile> {
     vec![
         p("jose", Some(10 * MIN), true, Some(30), false, Error),
         p("jwks-rsa", Some(10 * MIN), true, None, false, Error),
-        p("keyfunc", Some(HOUR), true, Some(5 * MIN), false, KeepLastGood),
+        p(
+            "keyfunc",
+            Some(HOUR),
+            true,
+            Some(5 * MIN),
+            false,
+            KeepLastGood,
+        ),
         p("go_oidc", None, true, None, false, KeepLastGood),
         p("spring", Some(5 * MIN), true, None, false, Error),
         p("spring_webflux", None, true, None, false, KeepLastGood),
         p("nimbus", Some(5 * MIN), true, Some(30), false, Error),
-        p("microsoft", Some(12 * HOUR), true, Some(5 * MIN), false, KeepLastGood),
+        p(
+            "microsoft",
+            Some(12 * HOUR),
+            true,
+            Some(5 * MIN),
+            false,
+            KeepLastGood,
+        ),
         p("pyjwt", Some(5 * MIN), true, None, false, ClearCache),
         p("quarkus", None, true, Some(10 * MIN), false, KeepLastGood),
-        p("jwks_client_rs", Some(24 * HOUR), true, None, false, KeepLastGood),
+        p(
+            "jwks_client_rs",
+            Some(24 * HOUR),
+            true,
+            None,
+            false,
+            KeepLastGood,
+        ),
         p("envoy", Some(10 * MIN), false, None, false, Error),
         p("istio", Some(20 * MIN), false, None, false, KeepLastGood),
         p("kong_oidc", None, true, Some(30), false, KeepLastGood),
-        p("azure_apim", Some(HOUR), true, Some(5 * MIN), false, KeepLastGood),
+        p(
+            "azure_apim",
+            Some(HOUR),
+            true,
+            Some(5 * MIN),
+            false,
+            KeepLastGood,
+        ),
         p("apigee", Some(5 * MIN), false, None, false, Unknown),
         p("aws_http_api", Some(2 * HOUR), false, None, false, Unknown),
         p("oathkeeper", Some(30), true, None, false, Error),
@@ -92,7 +125,11 @@ mod tests {
     #[test]
     fn consumers_that_never_refetch_are_marked() {
         let all = builtin();
-        let never: Vec<_> = all.iter().filter(|p| !p.refetch_on_unknown_kid).map(|p| p.name.as_str()).collect();
+        let never: Vec<_> = all
+            .iter()
+            .filter(|p| !p.refetch_on_unknown_kid)
+            .map(|p| p.name.as_str())
+            .collect();
         assert_eq!(never, ["envoy", "istio", "apigee", "aws_http_api"]);
     }
 }

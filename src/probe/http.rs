@@ -24,19 +24,28 @@ pub struct Clients {
 
 impl Clients {
     pub fn new(settings: &Settings) -> anyhow::Result<Clients> {
-        Ok(Clients { settings: settings.clone(), pinned: Mutex::new(HashMap::new()), plain: builder(settings).build()? })
+        Ok(Clients {
+            settings: settings.clone(),
+            pinned: Mutex::new(HashMap::new()),
+            plain: builder(settings).build()?,
+        })
     }
 
     /// The client for `url`, pinned to `edge` when given (Host and SNI stay the URL's).
     pub fn for_url(&self, url: &url::Url, edge: Option<IpAddr>) -> Result<reqwest::Client, String> {
-        let Some(ip) = edge else { return Ok(self.plain.clone()) };
+        let Some(ip) = edge else {
+            return Ok(self.plain.clone());
+        };
         let host = url.host_str().unwrap_or_default().to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
         let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = pinned.get(&(host.clone(), ip, port)) {
             return Ok(c.clone());
         }
-        let client = builder(&self.settings).resolve(&host, SocketAddr::new(ip, port)).build().map_err(|e| e.to_string())?;
+        let client = builder(&self.settings)
+            .resolve(&host, SocketAddr::new(ip, port))
+            .build()
+            .map_err(|e| e.to_string())?;
         pinned.insert((host, ip, port), client.clone());
         Ok(client)
     }
@@ -69,7 +78,14 @@ pub struct Request<'a> {
 
 impl<'a> Request<'a> {
     pub fn get(client: reqwest::Client, url: &'a url::Url) -> Self {
-        Request { client, method: reqwest::Method::GET, url, headers: HeaderMap::new(), form: None, basic_auth: None }
+        Request {
+            client,
+            method: reqwest::Method::GET,
+            url,
+            headers: HeaderMap::new(),
+            form: None,
+            basic_auth: None,
+        }
     }
     pub fn header(mut self, name: &'static str, value: &str) -> Self {
         if let Ok(v) = HeaderValue::from_str(value) {
@@ -80,17 +96,32 @@ impl<'a> Request<'a> {
 }
 
 /// Sends one request and records it. The body is returned for parsing when a response came.
-pub async fn fetch(req: Request<'_>, clock: &SharedClock, max_body: u64) -> (Fetch, Option<Vec<u8>>) {
+pub async fn fetch(
+    req: Request<'_>,
+    clock: &SharedClock,
+    max_body: u64,
+) -> (Fetch, Option<Vec<u8>>) {
     let started_at = clock.now();
     let start = tokio::time::Instant::now();
     let (outcome, body) = send(req.builder(), max_body).await;
     let duration_ms = start.elapsed().as_millis() as u64;
-    (Fetch { url: req.url.to_string(), started_at, duration_ms, outcome }, body)
+    (
+        Fetch {
+            url: req.url.to_string(),
+            started_at,
+            duration_ms,
+            outcome,
+        },
+        body,
+    )
 }
 
 impl Request<'_> {
     fn builder(&self) -> reqwest::RequestBuilder {
-        let mut b = self.client.request(self.method.clone(), self.url.clone()).headers(self.headers.clone());
+        let mut b = self
+            .client
+            .request(self.method.clone(), self.url.clone())
+            .headers(self.headers.clone());
         if let Some((user, pass)) = &self.basic_auth {
             b = b.basic_auth(user, Some(pass));
         }
@@ -108,7 +139,11 @@ async fn send(builder: reqwest::RequestBuilder, max_body: u64) -> (FetchOutcome,
     };
     let status = resp.status().as_u16();
     let headers = cache_headers(resp.headers());
-    let content_type = resp.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let tls_leaf_sha256 = resp
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
@@ -119,8 +154,16 @@ async fn send(builder: reqwest::RequestBuilder, max_body: u64) -> (FetchOutcome,
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() as u64 + chunk.len() as u64 > max_body {
-                    let message = format!("body larger than {max_body} bytes (raise max_body_bytes if this is expected)");
-                    return (FetchOutcome::Error { kind: FetchErrorKind::BodyTooLarge, message }, None);
+                    let message = format!(
+                        "body larger than {max_body} bytes (raise max_body_bytes if this is expected)"
+                    );
+                    return (
+                        FetchOutcome::Error {
+                            kind: FetchErrorKind::BodyTooLarge,
+                            message,
+                        },
+                        None,
+                    );
                 }
                 body.extend_from_slice(&chunk);
             }
@@ -136,7 +179,7 @@ async fn send(builder: reqwest::RequestBuilder, max_body: u64) -> (FetchOutcome,
         body_len: body.len() as u64,
         tls_leaf_sha256,
     };
-    (FetchOutcome::Response(response), Some(body))
+    (FetchOutcome::Response(Box::new(response)), Some(body))
 }
 
 fn error_outcome(e: &reqwest::Error) -> FetchOutcome {
@@ -145,14 +188,18 @@ fn error_outcome(e: &reqwest::Error) -> FetchOutcome {
         FetchErrorKind::Timeout
     } else if e.is_redirect() {
         FetchErrorKind::Redirect
-    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake") {
+    } else if chain.contains("certificate") || chain.contains("tls") || chain.contains("handshake")
+    {
         FetchErrorKind::Tls
     } else if e.is_connect() {
         FetchErrorKind::Connect
     } else {
         FetchErrorKind::Other
     };
-    FetchOutcome::Error { kind, message: chain }
+    FetchOutcome::Error {
+        kind,
+        message: chain,
+    }
 }
 
 /// The error and its sources on one line, without the URL (the Fetch records it apart).
@@ -177,21 +224,41 @@ impl WithoutUrl for reqwest::Error {
     fn without_url_ref(&self) -> String {
         let s = self.to_string();
         match self.url() {
-            Some(u) => s.replace(&format!(" ({u})"), "").replace(&format!(" for url ({u})"), ""),
+            Some(u) => s
+                .replace(&format!(" ({u})"), "")
+                .replace(&format!(" for url ({u})"), ""),
             None => s,
         }
     }
 }
 
 fn header(h: &HeaderMap, name: &str) -> Option<String> {
-    let values: Vec<&str> = h.get_all(name).iter().filter_map(|v| v.to_str().ok()).map(str::trim).collect();
-    if values.is_empty() { None } else { Some(values.join(", ")) }
+    let values: Vec<&str> = h
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .map(str::trim)
+        .collect();
+    if values.is_empty() {
+        None
+    } else {
+        Some(values.join(", "))
+    }
 }
 
 /// Reads the caching evidence of a response.
 pub fn cache_headers(h: &HeaderMap) -> CacheHeaders {
-    let status_headers = ["x-cache-status", "x-cache", "cf-cache-status", "cache-status"];
-    let found = status_headers.iter().find_map(|n| header(h, n).filter(|v| !v.is_empty()).map(|v| (n.to_string(), v)));
+    let status_headers = [
+        "x-cache-status",
+        "x-cache",
+        "cf-cache-status",
+        "cache-status",
+    ];
+    let found = status_headers.iter().find_map(|n| {
+        header(h, n)
+            .filter(|v| !v.is_empty())
+            .map(|v| (n.to_string(), v))
+    });
     CacheHeaders {
         cache_control: header(h, "cache-control"),
         cdn_cache_control: header(h, "cdn-cache-control"),
@@ -214,7 +281,10 @@ mod tests {
     #[test]
     fn reads_cache_evidence() {
         let mut h = HeaderMap::new();
-        h.insert("cache-control", HeaderValue::from_static("public, max-age=60"));
+        h.insert(
+            "cache-control",
+            HeaderValue::from_static("public, max-age=60"),
+        );
         h.insert("age", HeaderValue::from_static("17"));
         h.insert("x-cache", HeaderValue::from_static("Hit from cloudfront"));
         h.insert("x-cache-status", HeaderValue::from_static(""));

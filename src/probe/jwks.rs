@@ -17,22 +17,43 @@ pub fn parse(body: &[u8]) -> (KeySetParse, Vec<Value>) {
     let doc: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
         Err(e) => {
-            let what = if looks_like_html(body) { "an HTML page, not JSON".to_owned() } else { format!("not JSON ({e})") };
-            return (KeySetParse::Invalid { reason: format!("the body is {what}") }, Vec::new());
+            let what = if looks_like_html(body) {
+                "an HTML page, not JSON".to_owned()
+            } else {
+                format!("not JSON ({e})")
+            };
+            return (
+                KeySetParse::Invalid {
+                    reason: format!("the body is {what}"),
+                },
+                Vec::new(),
+            );
         }
     };
     let Some(keys) = doc.get("keys") else {
-        return (KeySetParse::Invalid { reason: "the JSON has no `keys` member".into() }, Vec::new());
+        return (
+            KeySetParse::Invalid {
+                reason: "the JSON has no `keys` member".into(),
+            },
+            Vec::new(),
+        );
     };
     let Some(keys) = keys.as_array() else {
-        return (KeySetParse::Invalid { reason: "`keys` is not an array".into() }, Vec::new());
+        return (
+            KeySetParse::Invalid {
+                reason: "`keys` is not an array".into(),
+            },
+            Vec::new(),
+        );
     };
     let infos = keys.iter().map(key_info).collect();
     (KeySetParse::Parsed { keys: infos }, keys.clone())
 }
 
 pub fn looks_like_html(body: &[u8]) -> bool {
-    let head = String::from_utf8_lossy(&body[..body.len().min(256)]).trim_start().to_ascii_lowercase();
+    let head = String::from_utf8_lossy(&body[..body.len().min(256)])
+        .trim_start()
+        .to_ascii_lowercase();
     head.starts_with("<!doctype html") || head.starts_with("<html") || head.starts_with('<')
 }
 
@@ -109,7 +130,10 @@ pub fn key_info(v: &Value) -> KeyInfo {
             if let (Some(want), Some(x), Some(y)) = (want, &x, &y)
                 && (x.len() != want || y.len() != want)
             {
-                problems.push(format!("coordinates are not {want} bytes for {}", crv.as_deref().unwrap_or("")));
+                problems.push(format!(
+                    "coordinates are not {want} bytes for {}",
+                    crv.as_deref().unwrap_or("")
+                ));
             }
             size_bits = want.map(|w| if w == 66 { 521 } else { w as u32 * 8 });
             &["crv", "kty", "x", "y"]
@@ -123,7 +147,9 @@ pub fn key_info(v: &Value) -> KeyInfo {
                         problems.push("`x` is not 32 bytes for Ed25519".into());
                     }
                 }
-                Some(other) => problems.push(format!("OKP curve `{other}` is not supported by common JWT libraries")),
+                Some(other) => problems.push(format!(
+                    "OKP curve `{other}` is not supported by common JWT libraries"
+                )),
                 None => problems.push("missing member `crv`".into()),
             }
             &["crv", "kty", "x"]
@@ -183,7 +209,10 @@ fn thumbprint(obj: &Map<String, Value>, required: &[&str]) -> Option<String> {
     }
     let mut canonical = Map::new();
     for m in required {
-        canonical.insert((*m).to_owned(), Value::String(obj.get(*m)?.as_str()?.to_owned()));
+        canonical.insert(
+            (*m).to_owned(),
+            Value::String(obj.get(*m)?.as_str()?.to_owned()),
+        );
     }
     // serde_json's Map is ordered by key (BTreeMap), which is the order RFC 7638 wants.
     let json = serde_json::to_string(&Value::Object(canonical)).ok()?;
@@ -213,7 +242,10 @@ mod tests {
             "kid": "2011-04-29"
         });
         let info = key_info(&key);
-        assert_eq!(info.thumbprint.as_deref(), Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"));
+        assert_eq!(
+            info.thumbprint.as_deref(),
+            Some("NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs")
+        );
         assert_eq!(info.size_bits, Some(2048));
         assert!(info.problems.is_empty(), "{:?}", info.problems);
     }
@@ -222,7 +254,11 @@ mod tests {
         let info = key_info(&key);
         match problem {
             None => assert!(info.problems.is_empty(), "{key}: {:?}", info.problems),
-            Some(p) => assert!(info.problems.iter().any(|x| x.contains(p)), "{key}: {:?}", info.problems),
+            Some(p) => assert!(
+                info.problems.iter().any(|x| x.contains(p)),
+                "{key}: {:?}",
+                info.problems
+            ),
         }
         assert_eq!(info.private_members, private, "{key}");
     }
@@ -231,25 +267,63 @@ mod tests {
     fn key_problems_table() {
         let x32 = URL_SAFE_NO_PAD.encode([7u8; 32]);
         check(json!({"kty": "OKP", "crv": "Ed25519", "x": x32}), None, &[]);
-        check(json!({"kty": "OKP", "crv": "Ed448", "x": x32}), Some("Ed448"), &[]);
+        check(
+            json!({"kty": "OKP", "crv": "Ed448", "x": x32}),
+            Some("Ed448"),
+            &[],
+        );
         check(json!({"kty": "XYZ"}), Some("unknown kty"), &[]);
         check(json!({"crv": "P-256"}), Some("missing member `kty`"), &[]);
-        check(json!({"kty": "EC", "crv": "P-256", "x": x32, "y": "!!"}), Some("not base64url"), &[]);
-        check(json!({"kty": "EC", "crv": "P-256", "x": x32, "y": x32}), None, &[]);
-        check(json!({"kty": "EC", "crv": "P-256", "x": x32, "y": x32, "d": x32}), None, &["d"]);
-        check(json!({"kty": "EC", "crv": "secp256k1", "x": x32, "y": x32}), Some("unknown EC curve"), &[]);
-        check(json!({"kty": "RSA", "e": "AQAB"}), Some("missing member `n`"), &[]);
+        check(
+            json!({"kty": "EC", "crv": "P-256", "x": x32, "y": "!!"}),
+            Some("not base64url"),
+            &[],
+        );
+        check(
+            json!({"kty": "EC", "crv": "P-256", "x": x32, "y": x32}),
+            None,
+            &[],
+        );
+        check(
+            json!({"kty": "EC", "crv": "P-256", "x": x32, "y": x32, "d": x32}),
+            None,
+            &["d"],
+        );
+        check(
+            json!({"kty": "EC", "crv": "secp256k1", "x": x32, "y": x32}),
+            Some("unknown EC curve"),
+            &[],
+        );
+        check(
+            json!({"kty": "RSA", "e": "AQAB"}),
+            Some("missing member `n`"),
+            &[],
+        );
         check(json!({"kty": "oct", "k": x32}), None, &[]);
-        check(json!({"kty": "RSA", "n": x32, "e": "AQAB", "kid": 5}), Some("`kid` is not a string"), &[]);
+        check(
+            json!({"kty": "RSA", "n": x32, "e": "AQAB", "kid": 5}),
+            Some("`kid` is not a string"),
+            &[],
+        );
         check(json!("not an object"), Some("not a JSON object"), &[]);
     }
 
     #[test]
     fn key_set_shapes() {
-        assert!(matches!(parse(b"<html><body>502</body></html>").0, KeySetParse::Invalid { reason } if reason.contains("HTML")));
-        assert!(matches!(parse(b"{}").0, KeySetParse::Invalid { reason } if reason.contains("no `keys`")));
-        assert!(matches!(parse(b"{\"keys\": 3}").0, KeySetParse::Invalid { .. }));
-        assert_eq!(parse(b"{\"keys\": []}").0, KeySetParse::Parsed { keys: vec![] });
+        assert!(
+            matches!(parse(b"<html><body>502</body></html>").0, KeySetParse::Invalid { reason } if reason.contains("HTML"))
+        );
+        assert!(
+            matches!(parse(b"{}").0, KeySetParse::Invalid { reason } if reason.contains("no `keys`"))
+        );
+        assert!(matches!(
+            parse(b"{\"keys\": 3}").0,
+            KeySetParse::Invalid { .. }
+        ));
+        assert_eq!(
+            parse(b"{\"keys\": []}").0,
+            KeySetParse::Parsed { keys: vec![] }
+        );
     }
 
     #[test]

@@ -12,8 +12,9 @@ pub mod token;
 use crate::clock::SharedClock;
 use crate::config::{ClientAuth, Config, Domain, Grant, Login, ORIGIN_PATH, Origin, Tenant};
 use crate::model::{
-    DiscoveryDoc, DiscoveryObservation, DiscoveryResult, DomainObservation, Fetch, FetchErrorKind, FetchOutcome,
-    KeySetParse, LoginObservation, LoginResult, Observation, TokenKind, ViewId, ViewKind, ViewObservation,
+    DiscoveryDoc, DiscoveryObservation, DiscoveryResult, DomainObservation, Fetch, FetchErrorKind,
+    FetchOutcome, KeySetParse, LoginObservation, LoginResult, Observation, TokenKind, ViewId,
+    ViewKind, ViewObservation,
 };
 use futures_util::future::join_all;
 use http::{Clients, Request, fetch};
@@ -61,7 +62,11 @@ impl Prober {
 
     #[instrument(skip_all, fields(domain = %domain.name))]
     async fn domain(&self, domain: &Domain) -> DomainObservation {
-        let discovery = if domain.discovery { Some(self.discovery(domain).await) } else { None };
+        let discovery = if domain.discovery {
+            Some(self.discovery(domain).await)
+        } else {
+            None
+        };
         let doc = discovery.as_ref().and_then(|d| match &d.result {
             DiscoveryResult::Parsed { doc } => Some(doc),
             DiscoveryResult::Invalid { .. } => None,
@@ -82,12 +87,19 @@ impl Prober {
         for (target, (fetch, body)) in targets.iter().zip(fetched) {
             let key_set = match (fetch.response(), body) {
                 (Some(r), Some(body)) if (200..300).contains(&r.status) => {
-                    let entry = parsed.entry(r.body_sha256.clone()).or_insert_with(|| jwks::parse(&body));
+                    let entry = parsed
+                        .entry(r.body_sha256.clone())
+                        .or_insert_with(|| jwks::parse(&body));
                     Some(entry.0.clone())
                 }
                 _ => None,
             };
-            views.push(ViewObservation { id: target.id.clone(), kind: target.kind, fetch, key_set });
+            views.push(ViewObservation {
+                id: target.id.clone(),
+                kind: target.kind,
+                fetch,
+                key_set,
+            });
         }
         let login = login.map(|(mut obs, raw_tokens)| {
             let view_keys: Vec<token::ViewKeys<'_>> = views
@@ -95,7 +107,9 @@ impl Prober {
                 .map(|v| token::ViewKeys {
                     view: v.id.clone(),
                     keys: match (&v.key_set, v.fetch.response()) {
-                        (Some(KeySetParse::Parsed { .. }), Some(r)) => parsed.get(&r.body_sha256).map(|(_, raw)| raw.as_slice()),
+                        (Some(KeySetParse::Parsed { .. }), Some(r)) => {
+                            parsed.get(&r.body_sha256).map(|(_, raw)| raw.as_slice())
+                        }
                         _ => None,
                     },
                 })
@@ -118,24 +132,43 @@ impl Prober {
             }
             obs
         });
-        DomainObservation { domain: domain.name.clone(), issuer: domain.issuer.to_string(), discovery, login, views }
+        DomainObservation {
+            domain: domain.name.clone(),
+            issuer: domain.issuer.to_string(),
+            discovery,
+            login,
+            views,
+        }
     }
 
     async fn discovery(&self, domain: &Domain) -> DiscoveryObservation {
         let url = domain.discovery_url();
-        let req = Request::get(self.clients.for_url(&url, None).unwrap_or_else(|_| unreachable_client()), &url)
-            .header("accept", "application/json");
+        let req = Request::get(
+            self.clients
+                .for_url(&url, None)
+                .unwrap_or_else(|_| unreachable_client()),
+            &url,
+        )
+        .header("accept", "application/json");
         let (fetch, body) = fetch(req, &self.clock, self.max_body).await;
         let result = match (fetch.response(), body) {
             (Some(r), Some(body)) if r.status == 200 => parse_discovery(&body),
-            (Some(r), _) => DiscoveryResult::Invalid { reason: format!("discovery answered HTTP {}", r.status) },
-            (None, _) => DiscoveryResult::Invalid { reason: format!("discovery fetch failed: {}", fetch_error(&fetch)) },
+            (Some(r), _) => DiscoveryResult::Invalid {
+                reason: format!("discovery answered HTTP {}", r.status),
+            },
+            (None, _) => DiscoveryResult::Invalid {
+                reason: format!("discovery fetch failed: {}", fetch_error(&fetch)),
+            },
         };
         DiscoveryObservation { fetch, result }
     }
 
     /// Logs in and returns the observation plus the raw tokens (kept only for this round).
-    async fn login(&self, login: &Login, doc: Option<&DiscoveryDoc>) -> (LoginObservation, Vec<(TokenKind, String)>) {
+    async fn login(
+        &self,
+        login: &Login,
+        doc: Option<&DiscoveryDoc>,
+    ) -> (LoginObservation, Vec<(TokenKind, String)>) {
         let grant = login.grant.as_str().to_owned();
         let token_url = match (&login.token_url, doc.and_then(|d| d.token_endpoint.as_deref())) {
             (Some(u), _) => Ok(u.clone()),
@@ -144,7 +177,16 @@ impl Prober {
         };
         let token_url = match token_url {
             Ok(u) => u,
-            Err(reason) => return (LoginObservation { grant, fetch: None, result: LoginResult::Failed { reason } }, Vec::new()),
+            Err(reason) => {
+                return (
+                    LoginObservation {
+                        grant,
+                        fetch: None,
+                        result: LoginResult::Failed { reason },
+                    },
+                    Vec::new(),
+                );
+            }
         };
         let mut form: Vec<(&'static str, String)> = vec![("grant_type", grant.clone())];
         match &login.grant {
@@ -153,18 +195,30 @@ impl Prober {
                 form.push(("username", username.clone()));
                 form.push(("password", password.expose_secret().to_owned()));
             }
-            Grant::RefreshToken { refresh_token } => form.push(("refresh_token", refresh_token.expose_secret().to_owned())),
+            Grant::RefreshToken { refresh_token } => {
+                form.push(("refresh_token", refresh_token.expose_secret().to_owned()))
+            }
         }
-        for (name, value) in [("resource", &login.resource), ("audience", &login.audience), ("scope", &login.scope)] {
+        for (name, value) in [
+            ("resource", &login.resource),
+            ("audience", &login.audience),
+            ("scope", &login.scope),
+        ] {
             if let Some(v) = value {
                 form.push((name, v.clone()));
             }
         }
-        let secret = login.client_secret.as_ref().map(|s| s.expose_secret().to_owned());
+        let secret = login
+            .client_secret
+            .as_ref()
+            .map(|s| s.expose_secret().to_owned());
         let mut basic_auth = None;
         match login.auth {
             ClientAuth::ClientSecretBasic => {
-                basic_auth = Some((form_encode(&login.client_id), form_encode(secret.as_deref().unwrap_or(""))));
+                basic_auth = Some((
+                    form_encode(&login.client_id),
+                    form_encode(secret.as_deref().unwrap_or("")),
+                ));
             }
             ClientAuth::ClientSecretPost => {
                 form.push(("client_id", login.client_id.clone()));
@@ -173,36 +227,72 @@ impl Prober {
                 }
             }
         }
-        let client = self.clients.for_url(&token_url, None).unwrap_or_else(|_| unreachable_client());
+        let client = self
+            .clients
+            .for_url(&token_url, None)
+            .unwrap_or_else(|_| unreachable_client());
         let mut req = Request::get(client, &token_url).header("accept", "application/json");
         req.method = reqwest::Method::POST;
         req.form = Some(form);
         req.basic_auth = basic_auth;
         let (fetch, body) = fetch(req, &self.clock, self.max_body).await;
         let (result, tokens) = match (fetch.response(), body) {
-            (Some(r), Some(body)) if (200..300).contains(&r.status) => match serde_json::from_slice::<Value>(&body) {
-                Ok(v) => {
-                    let mut tokens = Vec::new();
-                    for (kind, name) in [(TokenKind::AccessToken, "access_token"), (TokenKind::IdToken, "id_token")] {
-                        if let Some(t) = v.get(name).and_then(Value::as_str) {
-                            tokens.push((kind, t.to_owned()));
+            (Some(r), Some(body)) if (200..300).contains(&r.status) => {
+                match serde_json::from_slice::<Value>(&body) {
+                    Ok(v) => {
+                        let mut tokens = Vec::new();
+                        for (kind, name) in [
+                            (TokenKind::AccessToken, "access_token"),
+                            (TokenKind::IdToken, "id_token"),
+                        ] {
+                            if let Some(t) = v.get(name).and_then(Value::as_str) {
+                                tokens.push((kind, t.to_owned()));
+                            }
+                        }
+                        if tokens.is_empty() {
+                            (
+                                LoginResult::Failed {
+                                    reason: "the token response has no access_token or id_token"
+                                        .into(),
+                                },
+                                tokens,
+                            )
+                        } else {
+                            (LoginResult::Tokens { tokens: Vec::new() }, tokens)
                         }
                     }
-                    if tokens.is_empty() {
-                        (LoginResult::Failed { reason: "the token response has no access_token or id_token".into() }, tokens)
-                    } else {
-                        (LoginResult::Tokens { tokens: Vec::new() }, tokens)
-                    }
+                    Err(_) => (
+                        LoginResult::Failed {
+                            reason: "the token response is not JSON".into(),
+                        },
+                        Vec::new(),
+                    ),
                 }
-                Err(_) => (LoginResult::Failed { reason: "the token response is not JSON".into() }, Vec::new()),
-            },
+            }
             (Some(r), body) => {
                 let detail = body.as_deref().map(oauth_error).unwrap_or_default();
-                (LoginResult::Failed { reason: format!("the token endpoint answered HTTP {}{detail}", r.status) }, Vec::new())
+                (
+                    LoginResult::Failed {
+                        reason: format!("the token endpoint answered HTTP {}{detail}", r.status),
+                    },
+                    Vec::new(),
+                )
             }
-            (None, _) => (LoginResult::Failed { reason: format!("the token request failed: {}", fetch_error(&fetch)) }, Vec::new()),
+            (None, _) => (
+                LoginResult::Failed {
+                    reason: format!("the token request failed: {}", fetch_error(&fetch)),
+                },
+                Vec::new(),
+            ),
         };
-        (LoginObservation { grant, fetch: Some(fetch), result }, tokens)
+        (
+            LoginObservation {
+                grant,
+                fetch: Some(fetch),
+                result,
+            },
+            tokens,
+        )
     }
 
     async fn view(&self, target: &ViewTarget) -> (Fetch, Option<Vec<u8>>) {
@@ -221,13 +311,27 @@ impl Prober {
         let client = match self.clients.for_url(url, target.edge) {
             Ok(c) => c,
             Err(message) => {
-                let outcome = FetchOutcome::Error { kind: FetchErrorKind::Other, message };
-                return (Fetch { url: url.to_string(), started_at: self.clock.now(), duration_ms: 0, outcome }, None);
+                let outcome = FetchOutcome::Error {
+                    kind: FetchErrorKind::Other,
+                    message,
+                };
+                return (
+                    Fetch {
+                        url: url.to_string(),
+                        started_at: self.clock.now(),
+                        duration_ms: 0,
+                        outcome,
+                    },
+                    None,
+                );
             }
         };
-        let mut req = Request::get(client, url).header("accept", "application/jwk-set+json, application/json");
+        let mut req = Request::get(client, url)
+            .header("accept", "application/jwk-set+json, application/json");
         if target.kind == ViewKind::Origin {
-            req = req.header("cache-control", "no-cache").header("pragma", "no-cache");
+            req = req
+                .header("cache-control", "no-cache")
+                .header("pragma", "no-cache");
         }
         fetch(req, &self.clock, self.max_body).await
     }
@@ -244,9 +348,14 @@ fn form_encode(s: &str) -> String {
 
 /// `: error_code (description)` from an OAuth error body, bounded; empty if none.
 fn oauth_error(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else { return String::new() };
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return String::new();
+    };
     let code = v.get("error").and_then(Value::as_str).unwrap_or_default();
-    let desc = v.get("error_description").and_then(Value::as_str).unwrap_or_default();
+    let desc = v
+        .get("error_description")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let mut out = String::new();
     if !code.is_empty() {
         out = format!(": {}", truncate(code, 64));
@@ -258,7 +367,11 @@ fn oauth_error(body: &[u8]) -> String {
 }
 
 fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max { s.to_owned() } else { s.chars().take(max).collect::<String>() + "…" }
+    if s.chars().count() <= max {
+        s.to_owned()
+    } else {
+        s.chars().take(max).collect::<String>() + "…"
+    }
 }
 
 fn fetch_error(fetch: &Fetch) -> String {
@@ -271,20 +384,44 @@ fn fetch_error(fetch: &Fetch) -> String {
 pub fn parse_discovery(body: &[u8]) -> DiscoveryResult {
     let v: Value = match serde_json::from_slice(body) {
         Ok(v) => v,
-        Err(_) if jwks::looks_like_html(body) => return DiscoveryResult::Invalid { reason: "discovery is an HTML page, not JSON".into() },
-        Err(_) => return DiscoveryResult::Invalid { reason: "discovery is not JSON".into() },
+        Err(_) if jwks::looks_like_html(body) => {
+            return DiscoveryResult::Invalid {
+                reason: "discovery is an HTML page, not JSON".into(),
+            };
+        }
+        Err(_) => {
+            return DiscoveryResult::Invalid {
+                reason: "discovery is not JSON".into(),
+            };
+        }
     };
     let s = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
     let (Some(issuer), Some(jwks_uri)) = (s("issuer"), s("jwks_uri")) else {
-        let missing: Vec<&str> = ["issuer", "jwks_uri"].into_iter().filter(|n| s(n).is_none()).collect();
-        return DiscoveryResult::Invalid { reason: format!("discovery lacks {}", missing.join(" and ")) };
+        let missing: Vec<&str> = ["issuer", "jwks_uri"]
+            .into_iter()
+            .filter(|n| s(n).is_none())
+            .collect();
+        return DiscoveryResult::Invalid {
+            reason: format!("discovery lacks {}", missing.join(" and ")),
+        };
     };
     let list = |name: &str| -> Vec<String> {
-        v.get(name).and_then(Value::as_array).map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect()).unwrap_or_default()
+        v.get(name)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default()
     };
     let mut other = Vec::new();
     if let Some(obj) = v.as_object() {
-        for (name, _) in obj.iter().filter(|(n, _)| n.ends_with("_signing_alg_values_supported") && *n != "id_token_signing_alg_values_supported") {
+        for (name, _) in obj.iter().filter(|(n, _)| {
+            n.ends_with("_signing_alg_values_supported")
+                && *n != "id_token_signing_alg_values_supported"
+        }) {
             for alg in list(name) {
                 if !other.contains(&alg) {
                     other.push(alg);
@@ -320,11 +457,22 @@ pub fn view_targets(domain: &Domain, doc: Option<&DiscoveryDoc>) -> Vec<ViewTarg
     for path in &domain.jwks {
         let url = path.url.clone().or_else(|| discovered.clone());
         if path.edges.is_empty() {
-            out.push(ViewTarget { id: ViewId { path: path.name.clone(), edge: None }, kind: ViewKind::Edge, url, edge: None });
+            out.push(ViewTarget {
+                id: ViewId {
+                    path: path.name.clone(),
+                    edge: None,
+                },
+                kind: ViewKind::Edge,
+                url,
+                edge: None,
+            });
         } else {
             for ip in &path.edges {
                 out.push(ViewTarget {
-                    id: ViewId { path: path.name.clone(), edge: Some(ip.to_string()) },
+                    id: ViewId {
+                        path: path.name.clone(),
+                        edge: Some(ip.to_string()),
+                    },
                     kind: ViewKind::Edge,
                     url: url.clone(),
                     edge: Some(*ip),
@@ -339,7 +487,15 @@ pub fn view_targets(domain: &Domain, doc: Option<&DiscoveryDoc>) -> Vec<ViewTarg
             u
         }),
     };
-    out.push(ViewTarget { id: ViewId { path: ORIGIN_PATH.to_owned(), edge: None }, kind: ViewKind::Origin, url: origin_url, edge: None });
+    out.push(ViewTarget {
+        id: ViewId {
+            path: ORIGIN_PATH.to_owned(),
+            edge: None,
+        },
+        kind: ViewKind::Origin,
+        url: origin_url,
+        edge: None,
+    });
     out
 }
 
@@ -390,15 +546,38 @@ url = "https://cdn.example/t/jwks?x=1"
 edges = ["192.0.2.1", "192.0.2.2"]
 "#;
         let env = |_: &str| None;
-        let cfg = Config::from_toml_str(text, "t", &crate::config::SecretSource { base_dir: std::path::Path::new("."), env: &env }).unwrap();
+        let cfg = Config::from_toml_str(
+            text,
+            "t",
+            &crate::config::SecretSource {
+                base_dir: std::path::Path::new("."),
+                env: &env,
+            },
+        )
+        .unwrap();
         let d = &cfg.tenants[0].domains[0];
-        let doc = DiscoveryDoc { issuer: "https://idp.example/t".into(), jwks_uri: "https://idp.example/t/keys".into(), ..Default::default() };
+        let doc = DiscoveryDoc {
+            issuer: "https://idp.example/t".into(),
+            jwks_uri: "https://idp.example/t/keys".into(),
+            ..Default::default()
+        };
         let t = view_targets(d, Some(&doc));
         let ids: Vec<String> = t.iter().map(|t| t.id.to_string()).collect();
-        assert_eq!(ids, ["cdn", "pinned@192.0.2.1", "pinned@192.0.2.2", "origin"]);
-        assert_eq!(t[0].url.as_ref().unwrap().as_str(), "https://idp.example/t/keys");
+        assert_eq!(
+            ids,
+            ["cdn", "pinned@192.0.2.1", "pinned@192.0.2.2", "origin"]
+        );
+        assert_eq!(
+            t[0].url.as_ref().unwrap().as_str(),
+            "https://idp.example/t/keys"
+        );
         let origin = t[3].url.as_ref().unwrap();
-        assert!(origin.as_str().starts_with("https://idp.example/t/keys?keycanary_nocache="), "{origin}");
+        assert!(
+            origin
+                .as_str()
+                .starts_with("https://idp.example/t/keys?keycanary_nocache="),
+            "{origin}"
+        );
         assert_eq!(t[3].kind, ViewKind::Origin);
         // Without discovery, the unresolved path has no URL; the origin then has none either.
         let t = view_targets(d, None);

@@ -4,7 +4,9 @@
 //! The token string lives only for the round; what leaves this file is [`TokenInfo`]
 //! (header, registered claims, per-view results), never the token.
 
-use crate::model::{TokenCheck, TokenCheckResult, TokenClaims, TokenHeader, TokenInfo, TokenKind, ViewId};
+use crate::model::{
+    TokenCheck, TokenCheckResult, TokenClaims, TokenHeader, TokenInfo, TokenKind, ViewId,
+};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
@@ -22,11 +24,17 @@ pub struct Jwt<'a> {
 /// Decodes a compact JWS. The error says what is wrong without echoing the token.
 pub fn decode(kind: TokenKind, token: &str) -> Result<Jwt<'_>, String> {
     let mut parts = token.split('.');
-    let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("the {} is not a JWT (expected three dot-separated parts)", kind.as_str()));
+    let (Some(h), Some(c), Some(s), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(format!(
+            "the {} is not a JWT (expected three dot-separated parts)",
+            kind.as_str()
+        ));
     };
     let header: Value = json_part(h).map_err(|e| format!("the {} header is {e}", kind.as_str()))?;
-    let claims: Value = json_part(c).map_err(|e| format!("the {} payload is {e}", kind.as_str()))?;
+    let claims: Value =
+        json_part(c).map_err(|e| format!("the {} payload is {e}", kind.as_str()))?;
     let Some(alg) = header.get("alg").and_then(Value::as_str) else {
         return Err(format!("the {} header has no `alg`", kind.as_str()));
     };
@@ -37,10 +45,18 @@ pub fn decode(kind: TokenKind, token: &str) -> Result<Jwt<'_>, String> {
     };
     let aud = match claims.get("aud") {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).map(str::to_owned).collect(),
+        Some(Value::Array(a)) => a
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
         _ => Vec::new(),
     };
-    let num = |name: &str| claims.get(name).and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)));
+    let num = |name: &str| {
+        claims
+            .get(name)
+            .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
+    };
     let claims = TokenClaims {
         iss: claims.get("iss").and_then(Value::as_str).map(str::to_owned),
         aud,
@@ -49,13 +65,25 @@ pub fn decode(kind: TokenKind, token: &str) -> Result<Jwt<'_>, String> {
         iat: num("iat"),
     };
     let signing_input = &token[..h.len() + 1 + c.len()];
-    Ok(Jwt { kind, header, claims, signing_input, signature: s })
+    Ok(Jwt {
+        kind,
+        header,
+        claims,
+        signing_input,
+        signature: s,
+    })
 }
 
 fn json_part(part: &str) -> Result<Value, String> {
-    let bytes = URL_SAFE_NO_PAD.decode(part).map_err(|_| "not base64url".to_owned())?;
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| "not base64url".to_owned())?;
     let v: Value = serde_json::from_slice(&bytes).map_err(|_| "not JSON".to_owned())?;
-    if v.is_object() { Ok(v) } else { Err("not a JSON object".to_owned()) }
+    if v.is_object() {
+        Ok(v)
+    } else {
+        Err("not a JSON object".to_owned())
+    }
 }
 
 /// Keys one view served, raw JSON beside their kids; `None` when the view had no usable set.
@@ -67,28 +95,66 @@ pub struct ViewKeys<'a> {
 impl Jwt<'_> {
     /// Verifies against every view and returns the decoded token with its results.
     pub fn check_against(&self, views: &[ViewKeys<'_>]) -> TokenInfo {
-        let checks = views.iter().map(|v| TokenCheck { view: v.view.clone(), result: self.verify(v.keys) }).collect();
-        TokenInfo { kind: self.kind, header: self.header.clone(), claims: self.claims.clone(), checks }
+        let checks = views
+            .iter()
+            .map(|v| TokenCheck {
+                view: v.view.clone(),
+                result: self.verify(v.keys),
+            })
+            .collect();
+        TokenInfo {
+            kind: self.kind,
+            header: self.header.clone(),
+            claims: self.claims.clone(),
+            checks,
+        }
     }
 
     fn verify(&self, keys: Option<&[Value]>) -> TokenCheckResult {
-        let Some(keys) = keys else { return TokenCheckResult::ViewUnavailable };
+        let Some(keys) = keys else {
+            return TokenCheckResult::ViewUnavailable;
+        };
         let candidates: Vec<&Value> = match &self.header.kid {
-            Some(kid) => keys.iter().filter(|k| k.get("kid").and_then(Value::as_str) == Some(kid)).collect(),
+            Some(kid) => keys
+                .iter()
+                .filter(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
+                .collect(),
             None => keys.iter().collect(),
         };
         if candidates.is_empty() {
             return TokenCheckResult::KidMissing;
         }
         let alg = match jsonwebtoken::Algorithm::from_str(&self.header.alg) {
-            Ok(a) if !matches!(a, jsonwebtoken::Algorithm::HS256 | jsonwebtoken::Algorithm::HS384 | jsonwebtoken::Algorithm::HS512) => a,
-            _ => return TokenCheckResult::SignatureInvalid { reason: format!("alg `{}` cannot be verified with a public key", self.header.alg) },
+            Ok(a)
+                if !matches!(
+                    a,
+                    jsonwebtoken::Algorithm::HS256
+                        | jsonwebtoken::Algorithm::HS384
+                        | jsonwebtoken::Algorithm::HS512
+                ) =>
+            {
+                a
+            }
+            _ => {
+                return TokenCheckResult::SignatureInvalid {
+                    reason: format!(
+                        "alg `{}` cannot be verified with a public key",
+                        self.header.alg
+                    ),
+                };
+            }
         };
-        let mut last = TokenCheckResult::SignatureInvalid { reason: "no key verified the signature".into() };
+        let mut last = TokenCheckResult::SignatureInvalid {
+            reason: "no key verified the signature".into(),
+        };
         for key in candidates {
             match verify_with(alg, key, self.signing_input, self.signature) {
                 Ok(true) => return TokenCheckResult::Verified,
-                Ok(false) => last = TokenCheckResult::SignatureInvalid { reason: "the signature does not verify with this key".into() },
+                Ok(false) => {
+                    last = TokenCheckResult::SignatureInvalid {
+                        reason: "the signature does not verify with this key".into(),
+                    }
+                }
                 Err(reason) => last = TokenCheckResult::KeyUnusable { reason },
             }
         }
@@ -96,19 +162,34 @@ impl Jwt<'_> {
     }
 }
 
-fn verify_with(alg: jsonwebtoken::Algorithm, key: &Value, input: &str, signature: &str) -> Result<bool, String> {
-    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.clone()).map_err(|e| format!("the key cannot be read as a JWK ({e})"))?;
+fn verify_with(
+    alg: jsonwebtoken::Algorithm,
+    key: &Value,
+    input: &str,
+    signature: &str,
+) -> Result<bool, String> {
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(key.clone())
+        .map_err(|e| format!("the key cannot be read as a JWK ({e})"))?;
     let family_ok = matches!(
         (&jwk.algorithm, alg.family()),
-        (jsonwebtoken::jwk::AlgorithmParameters::RSA(_), jsonwebtoken::AlgorithmFamily::Rsa)
-            | (jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_), jsonwebtoken::AlgorithmFamily::Ec)
-            | (jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_), jsonwebtoken::AlgorithmFamily::Ed)
+        (
+            jsonwebtoken::jwk::AlgorithmParameters::RSA(_),
+            jsonwebtoken::AlgorithmFamily::Rsa
+        ) | (
+            jsonwebtoken::jwk::AlgorithmParameters::EllipticCurve(_),
+            jsonwebtoken::AlgorithmFamily::Ec
+        ) | (
+            jsonwebtoken::jwk::AlgorithmParameters::OctetKeyPair(_),
+            jsonwebtoken::AlgorithmFamily::Ed
+        )
     );
     if !family_ok {
         return Err(format!("the key's type does not fit alg {alg:?}"));
     }
-    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| format!("the key is unusable ({e})"))?;
-    jsonwebtoken::crypto::verify(signature, input.as_bytes(), &key, alg).map_err(|e| format!("verification failed ({e})"))
+    let key = jsonwebtoken::DecodingKey::from_jwk(&jwk)
+        .map_err(|e| format!("the key is unusable ({e})"))?;
+    jsonwebtoken::crypto::verify(signature, input.as_bytes(), &key, alg)
+        .map_err(|e| format!("verification failed ({e})"))
 }
 
 #[cfg(test)]
@@ -122,7 +203,8 @@ mod tests {
     #[test]
     fn decodes_header_and_claims_without_verifying() {
         let h = b64(&serde_json::json!({"alg": "RS256", "kid": "k1", "typ": "at+jwt"}));
-        let c = b64(&serde_json::json!({"iss": "https://i", "aud": ["a", "b"], "exp": 10, "iat": 5.0}));
+        let c =
+            b64(&serde_json::json!({"iss": "https://i", "aud": ["a", "b"], "exp": 10, "iat": 5.0}));
         let token = format!("{h}.{c}.c2ln");
         let jwt = decode(TokenKind::AccessToken, &token).unwrap();
         assert_eq!(jwt.header.kid.as_deref(), Some("k1"));
@@ -135,10 +217,18 @@ mod tests {
     fn malformed_tokens_are_described_not_echoed() {
         let secretish = "opaque-access-token-value";
         let err = decode(TokenKind::AccessToken, secretish).err().unwrap();
-        assert!(err.contains("not a JWT") && !err.contains(secretish), "{err}");
+        assert!(
+            err.contains("not a JWT") && !err.contains(secretish),
+            "{err}"
+        );
         let err = decode(TokenKind::IdToken, "e30.!!.x").err().unwrap();
         assert!(err.contains("payload is not base64url"), "{err}");
-        let err = decode(TokenKind::IdToken, &format!("{}.e30.x", b64(&serde_json::json!({"typ": "JWT"})))).err().unwrap();
+        let err = decode(
+            TokenKind::IdToken,
+            &format!("{}.e30.x", b64(&serde_json::json!({"typ": "JWT"}))),
+        )
+        .err()
+        .unwrap();
         assert!(err.contains("no `alg`"), "{err}");
     }
 
@@ -151,6 +241,8 @@ mod tests {
         let same = [serde_json::json!({"kty": "RSA", "kid": "k1", "n": "AQAB", "e": "AQAB"})];
         assert_eq!(jwt.verify(None), TokenCheckResult::ViewUnavailable);
         assert_eq!(jwt.verify(Some(&other)), TokenCheckResult::KidMissing);
-        assert!(matches!(jwt.verify(Some(&same)), TokenCheckResult::SignatureInvalid { reason } if reason.contains("none")));
+        assert!(
+            matches!(jwt.verify(Some(&same)), TokenCheckResult::SignatureInvalid { reason } if reason.contains("none"))
+        );
     }
 }

@@ -21,7 +21,10 @@ pub fn shipped_config_for(base: &str, dir: &Path) -> PathBuf {
         .replace("listen = \"127.0.0.1:8765\"\n", "")
         .replace("http://127.0.0.1:8765", base)
         .replace("file = \"lab/", &format!("file = \"{}/", lab_dir.display()));
-    assert!(!text.lines().any(|l| l.trim() == "[lab]"), "the [lab] table should have been removed");
+    assert!(
+        !text.lines().any(|l| l.trim() == "[lab]"),
+        "the [lab] table should have been removed"
+    );
     let path = dir.join("probes.toml");
     std::fs::write(&path, text).unwrap();
     path
@@ -35,14 +38,22 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
 /// Runs the keycanary binary off the async runtime (the lab keeps serving meanwhile).
 pub async fn keycanary(args: &[&str], envs: &[(&str, &str)]) -> Run {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let envs: Vec<(String, String)> = envs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let envs: Vec<(String, String)> = envs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     tokio::task::spawn_blocking(move || {
         let out = Command::new(env!("CARGO_BIN_EXE_keycanary"))
             .args(&args)
@@ -61,7 +72,12 @@ pub async fn keycanary(args: &[&str], envs: &[(&str, &str)]) -> Run {
 }
 
 pub async fn start_lab() -> Lab {
-    lab::start(LabOptions { listen: "127.0.0.1:0".parse().unwrap(), clock: clock::system() }).await.unwrap()
+    lab::start(LabOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        clock: clock::system(),
+    })
+    .await
+    .unwrap()
 }
 
 /// `(code, domain, path)` of every finding.
@@ -72,7 +88,12 @@ fn finding_keys(report: &Value) -> Vec<(String, String, String, String)> {
         .iter()
         .map(|f| {
             let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
-            (s(&f["code"]), s(&f["subject"]["tenant"]), s(&f["subject"]["domain"]), s(&f["subject"]["path"]))
+            (
+                s(&f["code"]),
+                s(&f["subject"]["tenant"]),
+                s(&f["subject"]["domain"]),
+                s(&f["subject"]["path"]),
+            )
         })
         .collect()
 }
@@ -86,34 +107,77 @@ async fn seed_incident_cached_domain_rotated() {
 
     // Healthy: every tenant, both domains, all grants.
     let healthy = keycanary(&["check", "--config", config, "--format", "json"], &[]).await;
-    assert_eq!(healthy.code, 0, "healthy lab should pass:\n{}\n{}", healthy.stdout, healthy.stderr);
+    assert_eq!(
+        healthy.code, 0,
+        "healthy lab should pass:\n{}\n{}",
+        healthy.stdout, healthy.stderr
+    );
     let report = healthy.json();
-    assert_eq!(report["findings"].as_array().unwrap().len(), 0, "{report:#}");
+    assert_eq!(
+        report["findings"].as_array().unwrap().len(),
+        0,
+        "{report:#}"
+    );
     let views = report["views"].as_array().unwrap();
     assert_eq!(views.len(), 12, "3 tenants x 2 domains x (cdn + origin)");
-    assert!(views.iter().all(|v| v["verdict"] == "ok" && !v["kids"].as_array().unwrap().is_empty()), "{report:#}");
+    assert!(
+        views
+            .iter()
+            .all(|v| v["verdict"] == "ok" && !v["kids"].as_array().unwrap().is_empty()),
+        "{report:#}"
+    );
 
     // The seed incident: io's CDN keeps the JWKS for 10 minutes, the key rotates, and the
     // pipeline purges the domain it knows about (app) but not io.
-    lab.set_cache("io", CachePolicyUpdate { override_ttl_secs: Some(Some(600)), ..Default::default() }).unwrap();
+    lab.set_cache(
+        "io",
+        CachePolicyUpdate {
+            override_ttl_secs: Some(Some(600)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let warm = keycanary(&["check", "--config", config, "--format", "json"], &[]).await;
-    assert_eq!(warm.code, 0, "caching alone is not an incident yet:\n{}", warm.stdout);
+    assert_eq!(
+        warm.code, 0,
+        "caching alone is not an incident yet:\n{}",
+        warm.stdout
+    );
     let old_kid = lab.signer_kid("acme").unwrap();
     let new_kid = lab.rotate("acme").unwrap();
     lab.purge("app").unwrap();
 
     let after = keycanary(&["check", "--config", config, "--format", "json"], &[]).await;
-    assert_eq!(after.code, 1, "the incident must fail the check:\n{}\n{}", after.stdout, after.stderr);
+    assert_eq!(
+        after.code, 1,
+        "the incident must fail the check:\n{}\n{}",
+        after.stdout, after.stderr
+    );
     let report = after.json();
     let keys = finding_keys(&report);
-    let about = |code: &str| keys.iter().filter(|k| k.0 == code).map(|k| (k.1.as_str(), k.2.as_str(), k.3.as_str())).collect::<Vec<_>>();
+    let about = |code: &str| {
+        keys.iter()
+            .filter(|k| k.0 == code)
+            .map(|k| (k.1.as_str(), k.2.as_str(), k.3.as_str()))
+            .collect::<Vec<_>>()
+    };
     assert_eq!(about("kid_missing"), [("acme", "io", "cdn")], "{report:#}");
     assert_eq!(about("stale_edge"), [("acme", "io", "cdn")], "{report:#}");
-    let kid_missing = report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "kid_missing").unwrap();
+    let kid_missing = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "kid_missing")
+        .unwrap();
     assert_eq!(kid_missing["subject"]["kid"], new_kid.as_str());
     assert_eq!(kid_missing["severity"], "critical");
     // The matrix shows the stale edge still serving only the old kid, from cache.
-    let io_cdn = report["views"].as_array().unwrap().iter().find(|v| v["tenant"] == "acme" && v["domain"] == "io" && v["path"] == "cdn").unwrap();
+    let io_cdn = report["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["tenant"] == "acme" && v["domain"] == "io" && v["path"] == "cdn")
+        .unwrap();
     assert_eq!(io_cdn["kids"], serde_json::json!([old_kid]));
     assert_eq!(io_cdn["cache_status"], "HIT");
     assert_eq!(io_cdn["verdict"], "critical");
@@ -121,7 +185,11 @@ async fn seed_incident_cached_domain_rotated() {
     // The text report carries the same verdict.
     let text = keycanary(&["check", "--config", config], &[]).await;
     assert_eq!(text.code, 1);
-    assert!(text.stdout.contains("kid_missing") && text.stdout.contains("stale_edge"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("kid_missing") && text.stdout.contains("stale_edge"),
+        "{}",
+        text.stdout
+    );
 
     // Purging io ends it.
     lab.purge("io").unwrap();
@@ -133,9 +201,16 @@ async fn seed_incident_cached_domain_rotated() {
 #[tokio::test(flavor = "multi_thread")]
 async fn shipped_probes_toml_starts_its_own_lab() {
     // The shipped file as is, but on a free port so tests can run side by side.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
-    let text = SHIPPED.replace("8765", &port.to_string()).replace("file = \"lab/", &format!("file = \"{}/lab/", repo().display()));
+    let text = SHIPPED.replace("8765", &port.to_string()).replace(
+        "file = \"lab/",
+        &format!("file = \"{}/lab/", repo().display()),
+    );
     let path = dir.path().join("probes.toml");
     std::fs::write(&path, text).unwrap();
     let run = keycanary(&["check", "--config", path.to_str().unwrap()], &[]).await;
@@ -169,26 +244,46 @@ name = "cdn"
     .unwrap();
     let run = keycanary(&["validate", "--config", path.to_str().unwrap()], &[]).await;
     assert_eq!(run.code, 2);
-    assert!(run.stderr.contains("unknown key `intervall`"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("unknown key `intervall`"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains("tenant[0].domain[0].login.client_secret: environment variable KEYCANARY_TEST_UNSET_SECRET is not set"), "{}", run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
 
     // With the variable set, the same file is valid — and the secret is never printed.
-    let run = keycanary(&["validate", "--config", path.to_str().unwrap()], &[("KEYCANARY_TEST_UNSET_SECRET", "do-not-print-me")]).await;
+    let run = keycanary(
+        &["validate", "--config", path.to_str().unwrap()],
+        &[("KEYCANARY_TEST_UNSET_SECRET", "do-not-print-me")],
+    )
+    .await;
     assert_eq!(run.code, 2, "only the typo remains:\n{}", run.stderr);
-    assert!(!run.stderr.contains("environment variable"), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("environment variable"),
+        "{}",
+        run.stderr
+    );
     assert!(!run.stderr.contains("do-not-print-me") && !run.stdout.contains("do-not-print-me"));
 
     let run = keycanary(&["validate", "--config", "/nonexistent/probes.toml"], &[]).await;
     assert_eq!(run.code, 2);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(run.stderr.contains("cannot read config file /nonexistent/probes.toml"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("cannot read config file /nonexistent/probes.toml"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_issuer_and_html_jwks_are_findings_not_crashes() {
     let lab = start_lab().await;
-    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("secret"), "lab-secret").unwrap();
     let base = lab.base_url();
@@ -224,18 +319,58 @@ url = "{base}/origin/io/acme/jwks"
     let path = dir.path().join("probes.toml");
     std::fs::write(&path, text).unwrap();
     // The origin serves an HTML error page with 200 once; the CDN stores it.
-    lab.set_cache("io", CachePolicyUpdate { cache_errors: Some(true), ..Default::default() }).unwrap();
-    lab.fail_origin(OriginFailure { tenant: "acme".into(), domain: Some("io".into()), status: 200, count: 2 }).unwrap();
-    let run = keycanary(&["check", "--config", path.to_str().unwrap(), "--format", "json"], &[]).await;
+    lab.set_cache(
+        "io",
+        CachePolicyUpdate {
+            cache_errors: Some(true),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    lab.fail_origin(OriginFailure {
+        tenant: "acme".into(),
+        domain: Some("io".into()),
+        status: 200,
+        count: 2,
+    })
+    .unwrap();
+    let run = keycanary(
+        &[
+            "check",
+            "--config",
+            path.to_str().unwrap(),
+            "--format",
+            "json",
+        ],
+        &[],
+    )
+    .await;
     assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(!run.stderr.contains("panicked"), "{}", run.stderr);
     assert!(!run.stdout.contains("lab-secret") && !run.stderr.contains("lab-secret"));
     let report = run.json();
     let keys = finding_keys(&report);
-    for (code, tenant, domain) in [("discovery_failed", "dead", "app"), ("jwks_fetch_failed", "dead", "app"), ("login_failed", "dead", "app"), ("jwks_fetch_failed", "acme", "io")] {
-        assert!(keys.iter().any(|k| k.0 == code && k.1 == tenant && k.2 == domain), "no {code} for {tenant}/{domain}:\n{report:#}");
+    for (code, tenant, domain) in [
+        ("discovery_failed", "dead", "app"),
+        ("jwks_fetch_failed", "dead", "app"),
+        ("login_failed", "dead", "app"),
+        ("jwks_fetch_failed", "acme", "io"),
+    ] {
+        assert!(
+            keys.iter()
+                .any(|k| k.0 == code && k.1 == tenant && k.2 == domain),
+            "no {code} for {tenant}/{domain}:\n{report:#}"
+        );
     }
-    let html = report["findings"].as_array().unwrap().iter().find(|f| f["code"] == "jwks_fetch_failed" && f["subject"]["tenant"] == "acme").unwrap();
-    assert!(html["message"].as_str().unwrap().contains("HTML"), "{html:#}");
+    let html = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["code"] == "jwks_fetch_failed" && f["subject"]["tenant"] == "acme")
+        .unwrap();
+    assert!(
+        html["message"].as_str().unwrap().contains("HTML"),
+        "{html:#}"
+    );
     lab.shutdown().await;
 }

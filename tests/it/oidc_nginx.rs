@@ -25,7 +25,12 @@ async fn fetch_jwks(http: &Client, domain: &Domain, refresh: bool) -> Fetched {
         request = request.header("X-Refresh", "1");
     }
     let response = request.send().await.expect("jwks request");
-    assert!(response.status().is_success(), "{}: {}", domain.jwks_url, response.status());
+    assert!(
+        response.status().is_success(),
+        "{}: {}",
+        domain.jwks_url,
+        response.status()
+    );
     let cache_status = response
         .headers()
         .get("x-cache-status")
@@ -89,9 +94,9 @@ async fn discovery_on_each_domain_points_at_that_domain() {
             .json()
             .await
             .expect("discovery json");
-        assert_eq!(discovery["issuer"], domain.issuer.as_str(), "{}", domain.name);
-        assert_eq!(discovery["jwks_uri"], domain.jwks_url.as_str(), "{}", domain.name);
-        assert_eq!(discovery["token_endpoint"], domain.token_url.as_str(), "{}", domain.name);
+        let urls = ["issuer", "jwks_uri", "token_endpoint"].map(|k| discovery[k].as_str());
+        let expected = [&domain.issuer, &domain.jwks_url, &domain.token_url].map(|u| Some(&**u));
+        assert_eq!(urls, expected, "{}", domain.name);
     }
 }
 
@@ -115,7 +120,10 @@ async fn rotation_behind_a_caching_cdn_leaves_the_new_kid_out_of_the_cached_jwks
 
     // Rotate: a new signer first, the old key still published.
     let old_kid = kid(&old);
-    stage.idp.rotate_to(generate_key("RS256", "key-2").await).await;
+    stage
+        .idp
+        .rotate_to(generate_key("RS256", "key-2").await)
+        .await;
 
     // New tokens on app are signed by the new key, which app's CDN does not know yet.
     let new = access_token(&http, &stage, &app).await;
@@ -146,8 +154,17 @@ async fn refresh_header_refetches_and_overwrites_the_cached_jwks() {
     let app = stage.app();
     let http = Client::new();
     assert_eq!(fetch_jwks(&http, &app, false).await.cache_status, "MISS");
-    stage.idp.rotate_to(generate_key("ES256", "key-ec").await).await;
-    assert!(fetch_jwks(&http, &app, false).await.jwks.find("key-ec").is_none());
+    stage
+        .idp
+        .rotate_to(generate_key("ES256", "key-ec").await)
+        .await;
+    assert!(
+        fetch_jwks(&http, &app, false)
+            .await
+            .jwks
+            .find("key-ec")
+            .is_none()
+    );
 
     let refreshed = fetch_jwks(&http, &app, true).await;
     assert_eq!(refreshed.cache_status, "BYPASS");

@@ -427,8 +427,12 @@ async fn try_start_nginx(conf: &CdnConf) -> Result<Nginx, String> {
         let ports = [conf.app_port, conf.io_port];
         async move {
             pid_file.exists()
-                && tokio::net::TcpStream::connect(("127.0.0.1", ports[0])).await.is_ok()
-                && tokio::net::TcpStream::connect(("127.0.0.1", ports[1])).await.is_ok()
+                && tokio::net::TcpStream::connect(("127.0.0.1", ports[0]))
+                    .await
+                    .is_ok()
+                && tokio::net::TcpStream::connect(("127.0.0.1", ports[1]))
+                    .await
+                    .is_ok()
         }
     });
     tokio::select! {
@@ -545,7 +549,10 @@ pub async fn start_stage(opts: StageOpts) -> Stage {
             Err(logs) => panic!("nginx did not start\n{logs}"),
         }
     }
-    panic!("nginx could not bind its ports 3 times\n{}", failures.join("\n"));
+    panic!(
+        "nginx could not bind its ports 3 times\n{}",
+        failures.join("\n")
+    );
 }
 
 #[tokio::test]
@@ -567,15 +574,29 @@ async fn nginx_caches_jwks_on_the_app_port_only() {
             .send()
             .await
             .expect("request through nginx");
-        assert!(response.status().is_success(), "{path}: {}", response.status());
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
         let status = response.headers().get("x-cache-status");
         status.map(|v| v.to_str().expect("ascii").to_owned())
     };
     let app = cdn.app_port;
     assert_eq!(cache_status(app, "/jwks").await.as_deref(), Some("MISS"));
     assert_eq!(cache_status(app, "/jwks").await.as_deref(), Some("HIT"));
-    assert_eq!(cache_status(app, "/.well-known/openid-configuration").await.as_deref(), Some("MISS"));
-    assert_eq!(cache_status(app, "/.well-known/openid-configuration").await.as_deref(), Some("HIT"));
+    assert_eq!(
+        cache_status(app, "/.well-known/openid-configuration")
+            .await
+            .as_deref(),
+        Some("MISS")
+    );
+    assert_eq!(
+        cache_status(app, "/.well-known/openid-configuration")
+            .await
+            .as_deref(),
+        Some("HIT")
+    );
     assert_eq!(cache_status(app, "/userinfo").await, None);
     assert_eq!(cache_status(cdn.io_port, "/jwks").await, None);
     cdn.purge();
@@ -619,8 +640,15 @@ async fn mock_oauth2_password_and_refresh_grants_issue_jwts_it_publishes_keys_fo
         .await
         .expect("jwks json");
     for form in [
-        &[("grant_type", "password"), ("username", "alice"), ("password", "x")][..],
-        &[("grant_type", "refresh_token"), ("refresh_token", "anything")][..],
+        &[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", "x"),
+        ][..],
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", "anything"),
+        ][..],
     ] {
         let token: Value = http
             .post(mock.token_url())

@@ -77,14 +77,14 @@ pub fn hit_headers() -> CacheHeaders {
 }
 
 pub fn response(status: u16, headers: CacheHeaders) -> FetchOutcome {
-    FetchOutcome::Response(HttpResponse {
+    FetchOutcome::Response(Box::new(HttpResponse {
         status,
         content_type: Some("application/json".into()),
         headers,
         body_sha256: "00".into(),
         body_len: 100,
         tls_leaf_sha256: None,
-    })
+    }))
 }
 
 /// A view that answered 200 with these keys.
