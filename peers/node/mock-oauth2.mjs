@@ -6,9 +6,10 @@
 //
 // Prints `LISTENING <port>` as the first stdout line once it accepts connections.
 // Endpoints: /.well-known/openid-configuration, /token, /jwks. Without --issuer the
-// issuer is http://127.0.0.1:<port> (not the library's localhost, which may be ::1). --keys is a JWKS file of
-// private keys; without it one key of --alg is generated. With several keys the signer
-// rotates round-robin per token (the library's behaviour), unlike oidc-provider.
+// issuer is http://127.0.0.1:<port> (not the library's localhost, which may be ::1).
+// --keys is a JWKS file of private keys; without it one key of --alg is generated. With
+// several keys the signer rotates round-robin per token (the library's behaviour),
+// unlike oidc-provider.
 //
 // It exits when stdin closes, so it does not outlive the test process.
 

@@ -31,8 +31,6 @@ import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 
-
-
 function die(message) {
   process.stderr.write(`oidc-provider.mjs: ${message}\n`);
   process.exit(2);
@@ -84,6 +82,7 @@ const { values } = parseArgs({
   },
 });
 
+// Loaded here, not at the top, so `genkey` runs without it (and its runtime warning).
 const { default: Provider } = await import('oidc-provider');
 const issuers = values.issuer ?? die('at least one --issuer URL is required');
 const ports = issuers.map((_, i) => Number(values.port[i] ?? 0));

@@ -16,6 +16,9 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Why a view has no usable key, or `None` when at least one key parses.
 fn unusable(v: &ViewObservation) -> Option<String> {
     let r = match &v.fetch.outcome {
+        FetchOutcome::Error { message, .. } if v.fetch.url.is_empty() => {
+            return Some(one_line(message));
+        }
         FetchOutcome::Error { kind, message } => {
             return Some(format!(
                 "fetching {} failed ({}): {}",
