@@ -1,8 +1,8 @@
 //! The seed incident on real components: oidc-provider rotates its signing key while
 //! nginx still serves the old JWKS on one of its two domains.
 //!
-//! These tests prove the stage (peers.rs) behaves like the incident; they do not run
-//! keycanary itself.
+//! The first tests prove the stage (peers.rs) behaves like the incident; the last runs
+//! `keycanary check` on it and asserts the findings, on the cached domain only.
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -172,4 +172,131 @@ async fn refresh_header_refetches_and_overwrites_the_cached_jwks() {
     let after = fetch_jwks(&http, &app, false).await;
     assert_eq!(after.cache_status, "HIT");
     assert!(after.jwks.find("key-ec").is_some());
+}
+
+/// A probes.toml for the stage: one tenant, both nginx domains, client_credentials with a
+/// resource indicator, the discovery-advertised JWKS through the CDN, and the default
+/// cache-busting origin view.
+fn stage_config(stage: &Stage, dir: &std::path::Path) -> std::path::PathBuf {
+    std::fs::write(dir.join("client-secret"), &stage.idp.client_secret).unwrap();
+    let mut text = String::from(
+        "timeout = \"5s\"\nallowed_algs = [\"RS256\", \"ES256\"]\n\n[[tenant]]\nname = \"example\"\n",
+    );
+    for (name, domain) in [("app", stage.app()), ("io", stage.io())] {
+        text.push_str(&format!(
+            "\n[[tenant.domain]]\nname = \"{name}\"\nissuer = \"{}\"\n[tenant.domain.login]\nclient_id = \"{}\"\nclient_secret = {{ file = \"client-secret\" }}\nresource = \"{RESOURCE}\"\n[[tenant.domain.jwks]]\nname = \"cdn\"\n",
+            domain.issuer, stage.idp.client_id
+        ));
+    }
+    let path = dir.join("probes.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// `(code, domain, path, kid)` of every finding in a `check --format json` report.
+fn findings(report: &Value) -> Vec<(String, String, String, String)> {
+    let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    report["findings"]
+        .as_array()
+        .expect("findings array")
+        .iter()
+        .map(|f| {
+            (
+                s(&f["code"]),
+                s(&f["subject"]["domain"]),
+                s(&f["subject"]["path"]),
+                s(&f["subject"]["kid"]),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keycanary_check_sees_the_incident_on_nginx_and_oidc_provider() {
+    let mut stage = start_stage(StageOpts::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = stage_config(&stage, dir.path());
+    let config = config.to_str().unwrap();
+    let check = |fail_on: &'static str| {
+        let config = config.to_owned();
+        async move {
+            crate::check::keycanary(
+                &[
+                    "check",
+                    "--config",
+                    &config,
+                    "--format",
+                    "json",
+                    "--fail-on",
+                    fail_on,
+                ],
+                &[],
+            )
+            .await
+        }
+    };
+
+    // Before the rotation: tokens verify everywhere. The caching difference between the
+    // two domains is already visible as cache_policy_drift, the seed's configuration drift.
+    let before = check("critical").await;
+    assert_eq!(before.code, 0, "{}\n{}", before.stdout, before.stderr);
+    let found = findings(&before.json());
+    assert!(
+        found.iter().all(|f| f.0 == "cache_policy_drift"),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|f| f.0 == "cache_policy_drift"),
+        "the app/io caching drift should show: {found:?}"
+    );
+    let old_kid = kid(&access_token(&Client::new(), &stage, &stage.app()).await);
+    // Second round: app's JWKS is now a HIT.
+    let warm = check("critical").await;
+    assert_eq!(warm.code, 0, "{}", warm.stdout);
+
+    stage
+        .idp
+        .rotate_to(generate_key("RS256", "key-2").await)
+        .await;
+    let after = check("high").await;
+    assert_eq!(after.code, 1, "{}\n{}", after.stdout, after.stderr);
+    let report = after.json();
+    let found = findings(&report);
+    let about = |code: &str| {
+        found
+            .iter()
+            .filter(|f| f.0 == code)
+            .map(|f| (f.1.as_str(), f.2.as_str(), f.3.as_str()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        about("kid_missing"),
+        [("app", "cdn", "key-2")],
+        "{report:#}"
+    );
+    assert_eq!(about("stale_edge"), [("app", "cdn", "")], "{report:#}");
+    let app_cdn = report["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["domain"] == "app" && v["path"] == "cdn")
+        .unwrap();
+    assert_eq!(app_cdn["cache_status"], "HIT");
+    assert_eq!(app_cdn["kids"], serde_json::json!([old_kid]));
+    let io_cdn = report["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["domain"] == "io" && v["path"] == "cdn")
+        .unwrap();
+    assert_eq!(io_cdn["verdict"], "ok", "{io_cdn:#}");
+
+    stage.cdn.purge();
+    let purged = check("critical").await;
+    assert_eq!(purged.code, 0, "{}", purged.stdout);
+    assert!(
+        findings(&purged.json())
+            .iter()
+            .all(|f| f.0 != "kid_missing" && f.0 != "stale_edge")
+    );
 }

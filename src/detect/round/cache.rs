@@ -247,22 +247,47 @@ fn headers_drift(cx: &Ctx<'_>, group: &[&DomainObservation], out: &mut Vec<Findi
     }
 }
 
-/// Whether a domain is served through a cache. MISS vs HIT is timing, not behaviour: a
-/// domain counts as `Uncached` only when none of its edge views shows any cache.
+/// Whether a domain's JWKS goes through a cache that stores it. MISS vs HIT is timing, not
+/// behaviour: a MISS shows a cache that will store the answer, so it counts as `Cached`.
+/// `Uncached` needs every edge view to show no cache at all, or a cache that declines to
+/// store (BYPASS, DYNAMIC).
 #[derive(Clone, Copy, PartialEq)]
 enum Behaviour {
     Cached,
     Uncached,
 }
 
+fn view_behaviour(h: &CacheHeaders) -> Option<Behaviour> {
+    if served_from_cache(h) {
+        return Some(Behaviour::Cached);
+    }
+    if no_cache_evidence(h) {
+        return Some(Behaviour::Uncached);
+    }
+    let status = h
+        .cache_status
+        .as_deref()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if status.contains("bypass") || status.contains("dynamic") {
+        Some(Behaviour::Uncached)
+    } else if status.contains("miss") || status.contains("expired") {
+        Some(Behaviour::Cached)
+    } else {
+        None
+    }
+}
+
 /// A domain's behaviour, with the view that shows it (`None`: neither clearly).
 fn behaviour(d: &DomainObservation) -> Option<(Behaviour, &ViewObservation)> {
-    if let Some(v) = served_edges(d).find(|v| served_from_cache(headers_of(v))) {
+    if let Some(v) =
+        served_edges(d).find(|v| view_behaviour(headers_of(v)) == Some(Behaviour::Cached))
+    {
         return Some((Behaviour::Cached, v));
     }
     let first = served_edges(d).next()?;
     served_edges(d)
-        .all(|v| no_cache_evidence(headers_of(v)))
+        .all(|v| view_behaviour(headers_of(v)) == Some(Behaviour::Uncached))
         .then_some((Behaviour::Uncached, first))
 }
 
@@ -280,7 +305,7 @@ fn behaviour_drift(cx: &Ctx<'_>, group: &[&DomainObservation], out: &mut Vec<Fin
     };
     let describe = |b: Behaviour, v: &ViewObservation| {
         let what = match b {
-            Behaviour::Cached => "is served from cache",
+            Behaviour::Cached => "goes through a cache",
             Behaviour::Uncached => "shows no cache at all",
         };
         format!("{what} ({} on {})", evidence(headers_of(v)), v.id)
@@ -499,6 +524,27 @@ mod tests {
             },
             &[],
         );
+        // MISS against no cache at all: a cache that stores vs none, before any HIT.
+        check(
+            c,
+            |o| {
+                cdn_headers(o, 0).cache_status = Some("MISS".into());
+                cdn_headers(o, 0).age = None;
+                cdn_headers(o, 1).cache_status = None;
+                cdn_headers(o, 1).cache_status_header = None;
+                cdn_headers(o, 1).age = None;
+            },
+            &["io"],
+        );
+        // A cache that declines to store (BYPASS) against a HIT.
+        check(
+            c,
+            |o| {
+                cdn_headers(o, 1).cache_status = Some("BYPASS".into());
+                cdn_headers(o, 1).age = None;
+            },
+            &["io"],
+        );
         // HIT against no cache at all: the later domain differs (tie → first is reference).
         let f = check(
             c,
@@ -511,7 +557,7 @@ mod tests {
         );
         assert_eq!(
             message(&f),
-            "io shows no cache at all (no cache status, no Age on cdn) while app is served from cache (cache status HIT (X-Cache-Status), Age 10 s on cdn)"
+            "io shows no cache at all (no cache status, no Age on cdn) while app goes through a cache (cache status HIT (X-Cache-Status), Age 10 s on cdn)"
         );
         // Age 0 without a status still shows a cache.
         check(
