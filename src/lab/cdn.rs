@@ -225,6 +225,10 @@ impl Cache {
         policy: &CachePolicy,
         now: Timestamp,
     ) -> Reply {
+        // Expired entries are dropped whenever something is stored, so cache-busting query
+        // strings (a new key per request) cannot grow the cache without bound.
+        self.entries
+            .retain(|_, e| freshness(e.stored_at, e.ttl_secs, now) != Freshness::Expired);
         match storage_ttl(reply.status, reply.header("cache-control"), policy) {
             Some(ttl_secs) => {
                 let entry = Entry {
@@ -383,6 +387,20 @@ mod tests {
 
     fn origin_reply(body: &'static str, cc: &str) -> Reply {
         Reply::new(200, body.as_bytes().to_vec()).with_header("cache-control", cc)
+    }
+
+    #[test]
+    fn expired_entries_are_dropped_when_storing() {
+        let mut cache = Cache::default();
+        let p = policy(None, false);
+        let t0 = Timestamp::from_secs(10_000);
+        for i in 0..50 {
+            let key = format!("/k?bust={i}");
+            serve(&mut cache, &key, &p, false, t0.plus_secs(i * 61), || {
+                origin_reply("v", "max-age=60")
+            });
+        }
+        assert_eq!(cache.view(t0.plus_secs(50 * 61)).len(), 1);
     }
 
     #[test]
