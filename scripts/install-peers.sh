@@ -13,7 +13,7 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-apt_packages=(nginx prometheus prometheus-alertmanager)
+apt_packages=(nginx prometheus prometheus-alertmanager chromium)
 pip_packages=("aiosmtpd==1.4.6")
 node_dir="$repo_root/peers/node"
 

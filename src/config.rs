@@ -27,9 +27,13 @@ pub struct Config {
     pub settings: Settings,
     /// Start the built-in lab in-process before probing.
     pub lab: Option<LabConfig>,
+    /// `[api]`: the HTTP API and status page served by `run`.
+    pub api: ApiConfig,
     /// Every profile that can be named: built-ins plus user-defined ones.
     pub profiles: Vec<ClientProfile>,
     pub tenants: Vec<Tenant>,
+    /// `[alerting]`: when findings page, and where to.
+    pub alerting: Alerting,
 }
 
 #[derive(Debug, Clone)]
@@ -42,12 +46,36 @@ pub struct Settings {
     pub rotation_lead_time: Duration,
     pub max_body_bytes: u64,
     pub max_redirects: usize,
+    /// `tls_certificate` fires when a TLS leaf expires within this; default 14 days.
+    pub tls_expiry_warning: Duration,
+    /// Where `run` keeps its durable state (SQLite); default `.state` next to the config
+    /// file (relative paths resolve against the config file's directory).
+    pub state_dir: PathBuf,
+    /// How long detection history and dead letters are kept; default 7 days.
+    pub retention: Duration,
 }
 
 #[derive(Debug, Clone)]
 pub struct LabConfig {
     pub listen: SocketAddr,
 }
+
+/// Where `run` serves the HTTP API, and the optional bearer token guarding it.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Default [`DEFAULT_API_LISTEN`] (loopback). Any address is accepted; `run` warns
+    /// when it is not a loopback one.
+    pub listen: SocketAddr,
+    /// When set, every route but `/healthz` and `/readyz` needs `Authorization: Bearer …`.
+    pub bearer_token: Option<SecretString>,
+}
+
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9464";
+/// `state_dir` when unset, relative to the config file.
+pub const DEFAULT_STATE_DIR: &str = ".state";
+/// `retention` when unset: a week of history.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+const MIN_RETENTION: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
 pub struct Tenant {
@@ -210,17 +238,28 @@ struct RawConfig {
     rotation_lead_time: Option<String>,
     max_body_bytes: Option<u64>,
     max_redirects: Option<usize>,
+    tls_expiry_warning: Option<String>,
+    state_dir: Option<String>,
+    retention: Option<String>,
     client_profiles: Option<Vec<String>>,
     lab: Option<RawLab>,
+    api: Option<RawApi>,
     #[serde(default)]
     profile: Vec<RawProfile>,
     #[serde(default)]
     tenant: Vec<RawTenant>,
+    alerting: Option<RawAlerting>,
 }
 
 #[derive(Debug, Deserialize)]
 struct RawLab {
     listen: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawApi {
+    listen: Option<String>,
+    bearer_token: Option<toml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -537,6 +576,7 @@ impl Validator<'_> {
             });
             LabConfig { listen }
         });
+        let api = self.api(raw.api.as_ref());
         let profiles = self.profiles(&raw.profile);
         let known: BTreeSet<String> = profiles.iter().map(|p| p.name.clone()).collect();
         let default_profiles = match &raw.client_profiles {
@@ -553,7 +593,7 @@ impl Validator<'_> {
             );
         }
         let mut seen = BTreeSet::new();
-        let tenants = raw
+        let tenants: Vec<Tenant> = raw
             .tenant
             .iter()
             .enumerate()
@@ -568,11 +608,36 @@ impl Validator<'_> {
                 tenant
             })
             .collect();
+        let tenant_names: BTreeSet<String> = tenants.iter().map(|t| t.name.clone()).collect();
+        let alerting = self.alerting(raw.alerting.as_ref(), &tenant_names);
         Config {
             settings,
             lab,
+            api,
             profiles,
             tenants,
+            alerting,
+        }
+    }
+
+    fn api(&mut self, raw: Option<&RawApi>) -> ApiConfig {
+        let default: SocketAddr = DEFAULT_API_LISTEN.parse().expect("static address");
+        let listen = match raw.and_then(|a| a.listen.as_deref()) {
+            None => default,
+            Some(s) => s.parse().unwrap_or_else(|_| {
+                self.problem(
+                    "api.listen",
+                    format!("`{s}` is not an address: write it like \"{DEFAULT_API_LISTEN}\""),
+                );
+                default
+            }),
+        };
+        let bearer_token = raw
+            .and_then(|a| a.bearer_token.as_ref())
+            .and_then(|t| self.secret("api.bearer_token", t));
+        ApiConfig {
+            listen,
+            bearer_token,
         }
     }
 
@@ -634,7 +699,37 @@ impl Validator<'_> {
             ),
             max_body_bytes: raw.max_body_bytes.unwrap_or(1024 * 1024),
             max_redirects: raw.max_redirects.unwrap_or(3),
+            tls_expiry_warning: self.duration(
+                "tls_expiry_warning",
+                raw.tls_expiry_warning.as_deref(),
+                Duration::from_secs(14 * 24 * 3600),
+            ),
+            state_dir: self.state_dir(raw.state_dir.as_deref()),
+            retention: self.retention(raw.retention.as_deref()),
         }
+    }
+
+    /// `state_dir`, resolved against the config file's directory.
+    fn state_dir(&mut self, raw: Option<&str>) -> PathBuf {
+        let raw = raw.unwrap_or(DEFAULT_STATE_DIR);
+        if raw.trim().is_empty() {
+            self.problem(
+                "state_dir",
+                format!("must not be empty: name a directory, e.g. \"{DEFAULT_STATE_DIR}\""),
+            );
+        }
+        self.secrets.base_dir.join(raw)
+    }
+
+    fn retention(&mut self, raw: Option<&str>) -> Duration {
+        let retention = self.duration("retention", raw, DEFAULT_RETENTION);
+        if retention < MIN_RETENTION {
+            self.problem(
+                "retention",
+                "must be at least 1h: history rules look back over token lifetimes and rotations",
+            );
+        }
+        retention
     }
 
     fn profiles(&mut self, raw: &[RawProfile]) -> Vec<ClientProfile> {
@@ -949,6 +1044,615 @@ impl Validator<'_> {
     }
 }
 
+// ---------------------------------------------------------------------------------------
+// [alerting]: lifecycle policy, channels, routes, silences, maintenance windows
+// ---------------------------------------------------------------------------------------
+
+use crate::alert::channel::alertmanager::AlertmanagerConfig;
+use crate::alert::channel::email::{EmailConfig, SmtpTls};
+use crate::alert::channel::pagerduty::{self, PagerDutyConfig};
+use crate::alert::channel::slack::SlackConfig;
+use crate::alert::channel::webhook::WebhookConfig;
+use crate::alert::channel::{Channel, ChannelConfig};
+use crate::alert::{AlertPolicy, GroupBy, MaintenanceWindow, Route, Silence, SubjectPattern};
+use crate::model::{Code, Severity, Timestamp};
+use secrecy::ExposeSecret;
+
+/// `[alerting]`, validated. Runtime counters live in `alert::AlertState`, never here.
+#[derive(Debug, Clone)]
+pub struct Alerting {
+    pub policy: AlertPolicy,
+    /// Linked from every notification that can carry a link.
+    pub status_page_url: Option<Url>,
+    pub channels: Vec<Channel>,
+    pub routes: Vec<Route>,
+    /// Silences from probes.toml (ids `config-<n>`); the API adds its own at run time.
+    pub silences: Vec<Silence>,
+}
+
+impl Alerting {
+    pub fn channel(&self, name: &str) -> Option<&Channel> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawAlerting {
+    failure_threshold: Option<u32>,
+    success_threshold: Option<u32>,
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    repeat_interval: Option<String>,
+    send_on_resolved: Option<bool>,
+    group_by: Option<String>,
+    status_page_url: Option<String>,
+    #[serde(default)]
+    channel: Vec<RawChannel>,
+    #[serde(default)]
+    route: Vec<RawRoute>,
+    #[serde(default)]
+    silence: Vec<RawSilence>,
+    #[serde(default)]
+    maintenance: Vec<RawMaintenance>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawChannel {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    smtp_host: Option<String>,
+    smtp_port: Option<u16>,
+    tls: Option<String>,
+    username: Option<String>,
+    password: Option<toml::Value>,
+    from: Option<String>,
+    to: Option<Vec<String>>,
+    routing_key: Option<toml::Value>,
+    url: Option<toml::Value>,
+    hmac_key: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawRoute {
+    channels: Option<Vec<String>>,
+    min_severity: Option<String>,
+    tenants: Option<Vec<String>>,
+    codes: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawSilence {
+    tenant: Option<String>,
+    code: Option<String>,
+    severity: Option<String>,
+    subject: Option<String>,
+    starts: Option<String>,
+    ends: Option<String>,
+    created_by: Option<String>,
+    comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawMaintenance {
+    tenants: Option<Vec<String>>,
+    starts: Option<String>,
+    ends: Option<String>,
+    comment: Option<String>,
+}
+
+const CHANNEL_TYPES: &str = "email, pagerduty, slack, webhook, alertmanager";
+
+impl Validator<'_> {
+    fn alerting(&mut self, raw: Option<&RawAlerting>, tenants: &BTreeSet<String>) -> Alerting {
+        let default = RawAlerting::default();
+        let raw = raw.unwrap_or(&default);
+        let defaults = AlertPolicy::default();
+        let threshold = |v: &mut Self, key: &str, value: Option<u32>, default: u32| {
+            let n = value.unwrap_or(default);
+            if n == 0 {
+                v.problem(&format!("alerting.{key}"), "must be at least 1 (rounds)");
+            }
+            n.max(1)
+        };
+        let failure_threshold = threshold(
+            self,
+            "failure_threshold",
+            raw.failure_threshold,
+            defaults.failure_threshold,
+        );
+        let success_threshold = threshold(
+            self,
+            "success_threshold",
+            raw.success_threshold,
+            defaults.success_threshold,
+        );
+        let for_duration =
+            self.duration("alerting.for", raw.for_.as_deref(), defaults.for_duration);
+        let repeat_interval = self.duration(
+            "alerting.repeat_interval",
+            raw.repeat_interval.as_deref(),
+            defaults.repeat_interval,
+        );
+        let group_by = match raw.group_by.as_deref() {
+            None | Some("tenant") => GroupBy::Tenant,
+            Some("tenant_code") => GroupBy::TenantCode,
+            Some(other) => {
+                self.problem(
+                    "alerting.group_by",
+                    format!("`{other}` is not one of tenant, tenant_code"),
+                );
+                GroupBy::Tenant
+            }
+        };
+        let status_page_url = raw
+            .status_page_url
+            .as_deref()
+            .and_then(|s| self.url("alerting.status_page_url", s));
+
+        let mut channels: Vec<Channel> = Vec::new();
+        for (i, c) in raw.channel.iter().enumerate() {
+            let path = format!("alerting.channel[{i}]");
+            if let Some(channel) = self.channel(&path, c) {
+                if channels.iter().any(|o| o.name == channel.name) {
+                    self.problem(
+                        &format!("{path}.name"),
+                        format!("channel `{}` is defined twice", channel.name),
+                    );
+                }
+                channels.push(channel);
+            }
+        }
+        // Names of every declared channel, valid or not, so one bad channel does not also
+        // make each route that names it a problem.
+        let channel_names: BTreeSet<&str> = raw
+            .channel
+            .iter()
+            .filter_map(|c| c.name.as_deref())
+            .collect();
+        let routes = raw
+            .route
+            .iter()
+            .enumerate()
+            .map(|(i, r)| self.route(&format!("alerting.route[{i}]"), r, &channel_names, tenants))
+            .collect();
+        let silences = raw
+            .silence
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| self.silence(i, s, tenants))
+            .collect();
+        let maintenance = raw
+            .maintenance
+            .iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                let path = format!("alerting.maintenance[{i}]");
+                let listed =
+                    self.tenant_names(&format!("{path}.tenants"), m.tenants.as_deref(), tenants);
+                if m.tenants.as_ref().is_none_or(Vec::is_empty) {
+                    self.problem(
+                        &format!("{path}.tenants"),
+                        "missing: list the tenants under maintenance",
+                    );
+                }
+                let (starts, ends) =
+                    self.time_range(&path, m.starts.as_deref(), m.ends.as_deref())?;
+                Some(MaintenanceWindow {
+                    tenants: listed,
+                    starts,
+                    ends,
+                    comment: m.comment.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        Alerting {
+            policy: AlertPolicy {
+                failure_threshold,
+                success_threshold,
+                for_duration,
+                repeat_interval,
+                send_on_resolved: raw.send_on_resolved.unwrap_or(defaults.send_on_resolved),
+                group_by,
+                maintenance,
+            },
+            status_page_url,
+            channels,
+            routes,
+            silences,
+        }
+    }
+
+    fn channel(&mut self, path: &str, c: &RawChannel) -> Option<Channel> {
+        let name = self.label(
+            &format!("{path}.name"),
+            c.name.as_deref(),
+            "[[alerting.channel]]",
+        );
+        let kind = match c.kind.as_deref() {
+            Some(k @ ("email" | "pagerduty" | "slack" | "webhook" | "alertmanager")) => k,
+            Some(other) => {
+                self.problem(
+                    &format!("{path}.type"),
+                    format!("`{other}` is not one of {CHANNEL_TYPES}"),
+                );
+                return None;
+            }
+            None => {
+                self.problem(
+                    &format!("{path}.type"),
+                    format!("missing: say which kind of channel ({CHANNEL_TYPES})"),
+                );
+                return None;
+            }
+        };
+        let present = [
+            ("smtp_host", c.smtp_host.is_some()),
+            ("smtp_port", c.smtp_port.is_some()),
+            ("tls", c.tls.is_some()),
+            ("username", c.username.is_some()),
+            ("password", c.password.is_some()),
+            ("from", c.from.is_some()),
+            ("to", c.to.is_some()),
+            ("routing_key", c.routing_key.is_some()),
+            ("url", c.url.is_some()),
+            ("hmac_key", c.hmac_key.is_some()),
+        ];
+        let allowed: &[&str] = match kind {
+            "email" => &[
+                "smtp_host",
+                "smtp_port",
+                "tls",
+                "username",
+                "password",
+                "from",
+                "to",
+            ],
+            "pagerduty" => &["routing_key", "url"],
+            "webhook" => &["url", "hmac_key"],
+            _ => &["url"],
+        };
+        for (key, _) in present
+            .iter()
+            .filter(|(k, set)| *set && !allowed.contains(k))
+        {
+            self.problem(
+                &format!("{path}.{key}"),
+                format!("`{key}` does not apply to type = \"{kind}\": remove it"),
+            );
+        }
+        let config = match kind {
+            "email" => ChannelConfig::Email(self.email_channel(path, c)),
+            "pagerduty" => {
+                let routing_key = self.required_secret(
+                    path,
+                    "routing_key",
+                    c.routing_key.as_ref(),
+                    "the PagerDuty integration's Events API v2 routing key",
+                );
+                let url = match &c.url {
+                    None => Url::parse(pagerduty::DEFAULT_URL).expect("static URL"),
+                    Some(v) => self.plain_url(&format!("{path}.url"), v)?,
+                };
+                ChannelConfig::PagerDuty(PagerDutyConfig {
+                    routing_key: routing_key?,
+                    url,
+                })
+            }
+            "slack" => {
+                let url_path = format!("{path}.url");
+                let webhook_url = self.required_secret(
+                    path,
+                    "url",
+                    c.url.as_ref(),
+                    "the Slack incoming-webhook URL",
+                )?;
+                if !Url::parse(webhook_url.expose_secret())
+                    .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                {
+                    // The URL is the credential: never echo it.
+                    self.problem(&url_path, "the secret is not an http(s) URL: it should hold the incoming-webhook URL Slack gave you");
+                    return None;
+                }
+                ChannelConfig::Slack(SlackConfig { webhook_url })
+            }
+            "webhook" => {
+                let hmac_key = c
+                    .hmac_key
+                    .as_ref()
+                    .and_then(|v| self.secret(&format!("{path}.hmac_key"), v));
+                let url =
+                    self.required_url(path, c.url.as_ref(), "the URL to POST notifications to")?;
+                ChannelConfig::Webhook(WebhookConfig { url, hmac_key })
+            }
+            _ => {
+                let url = self.required_url(
+                    path,
+                    c.url.as_ref(),
+                    "Alertmanager's base URL, like \"http://127.0.0.1:9093/\"",
+                )?;
+                ChannelConfig::Alertmanager(AlertmanagerConfig { url })
+            }
+        };
+        Some(Channel { name, config })
+    }
+
+    fn email_channel(&mut self, path: &str, c: &RawChannel) -> EmailConfig {
+        let smtp_host = c.smtp_host.clone().unwrap_or_default();
+        if smtp_host.is_empty() {
+            self.problem(
+                &format!("{path}.smtp_host"),
+                "missing: set the SMTP server's host name or address",
+            );
+        }
+        let tls = match c.tls.as_deref() {
+            None | Some("starttls") => SmtpTls::StartTls,
+            Some("implicit") => SmtpTls::Implicit,
+            Some("none") => SmtpTls::None,
+            Some(other) => {
+                self.problem(
+                    &format!("{path}.tls"),
+                    format!("`{other}` is not one of none, starttls, implicit"),
+                );
+                SmtpTls::StartTls
+            }
+        };
+        let password = c
+            .password
+            .as_ref()
+            .and_then(|v| self.secret(&format!("{path}.password"), v));
+        match (&c.username, &c.password) {
+            (Some(_), None) => self.problem(
+                &format!("{path}.password"),
+                "missing: a username needs a password ({ env = \"NAME\" } or { file = \"path\" })",
+            ),
+            (None, Some(_)) => self.problem(
+                &format!("{path}.username"),
+                "missing: a password needs a username",
+            ),
+            _ => {}
+        }
+        let mailbox = |v: &mut Self, p: String, s: &str| {
+            if s.parse::<lettre::message::Mailbox>().is_err() {
+                v.problem(&p, format!("`{s}` is not an email address: write it like \"sre@example.com\" or \"SRE <sre@example.com>\""));
+            }
+        };
+        let from = c.from.clone().unwrap_or_default();
+        if c.from.is_none() {
+            self.problem(&format!("{path}.from"), "missing: set the sender address");
+        } else {
+            mailbox(self, format!("{path}.from"), &from);
+        }
+        let to = c.to.clone().unwrap_or_default();
+        if to.is_empty() {
+            self.problem(
+                &format!("{path}.to"),
+                "missing: list at least one recipient",
+            );
+        }
+        for (i, addr) in to.iter().enumerate() {
+            mailbox(self, format!("{path}.to[{i}]"), addr);
+        }
+        EmailConfig {
+            smtp_host,
+            smtp_port: c.smtp_port.unwrap_or(tls.default_port()),
+            tls,
+            username: c.username.clone(),
+            password,
+            from,
+            to,
+        }
+    }
+
+    fn required_secret(
+        &mut self,
+        path: &str,
+        key: &str,
+        raw: Option<&toml::Value>,
+        what: &str,
+    ) -> Option<SecretString> {
+        match raw {
+            Some(v) => self.secret(&format!("{path}.{key}"), v),
+            None => {
+                self.problem(
+                    &format!("{path}.{key}"),
+                    format!("missing: {what}, as {{ env = \"NAME\" }} or {{ file = \"path\" }}"),
+                );
+                None
+            }
+        }
+    }
+
+    fn required_url(&mut self, path: &str, raw: Option<&toml::Value>, what: &str) -> Option<Url> {
+        match raw {
+            Some(v) => self.plain_url(&format!("{path}.url"), v),
+            None => {
+                self.problem(&format!("{path}.url"), format!("missing: {what}"));
+                None
+            }
+        }
+    }
+
+    fn plain_url(&mut self, path: &str, raw: &toml::Value) -> Option<Url> {
+        match raw.as_str() {
+            Some(s) => self.url(path, s),
+            None => {
+                self.problem(path, "expected a URL string");
+                None
+            }
+        }
+    }
+
+    fn route(
+        &mut self,
+        path: &str,
+        r: &RawRoute,
+        channels: &BTreeSet<&str>,
+        tenants: &BTreeSet<String>,
+    ) -> Route {
+        let names = r.channels.clone().unwrap_or_default();
+        if names.is_empty() {
+            self.problem(
+                &format!("{path}.channels"),
+                "missing: list the channels this route sends to",
+            );
+        }
+        for (i, n) in names.iter().enumerate() {
+            if !channels.contains(n.as_str()) {
+                self.problem(
+                    &format!("{path}.channels[{i}]"),
+                    format!("no channel named `{n}`: define it in [[alerting.channel]]"),
+                );
+            }
+        }
+        let min_severity = match r.min_severity.as_deref() {
+            None => Severity::Low,
+            Some(s) => self
+                .severity(&format!("{path}.min_severity"), s)
+                .unwrap_or(Severity::Low),
+        };
+        let codes = r
+            .codes
+            .iter()
+            .flatten()
+            .enumerate()
+            .filter_map(|(i, c)| self.code(&format!("{path}.codes[{i}]"), c))
+            .collect();
+        Route {
+            channels: names,
+            min_severity,
+            tenants: self.tenant_names(&format!("{path}.tenants"), r.tenants.as_deref(), tenants),
+            codes,
+        }
+    }
+
+    fn silence(&mut self, i: usize, s: &RawSilence, tenants: &BTreeSet<String>) -> Option<Silence> {
+        let path = format!("alerting.silence[{i}]");
+        if let Some(t) = &s.tenant
+            && !tenants.contains(t)
+        {
+            self.problem(&format!("{path}.tenant"), format!("no tenant named `{t}`"));
+        }
+        let code = s
+            .code
+            .as_deref()
+            .and_then(|c| self.code(&format!("{path}.code"), c));
+        let severity = s
+            .severity
+            .as_deref()
+            .and_then(|v| self.severity(&format!("{path}.severity"), v));
+        let subject = s
+            .subject
+            .as_deref()
+            .and_then(|p| match SubjectPattern::parse(p) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    self.problem(&format!("{path}.subject"), e);
+                    None
+                }
+            });
+        if s.tenant.is_none() && s.code.is_none() && s.severity.is_none() && s.subject.is_none() {
+            self.problem(&path, "a silence needs at least one of tenant, code, severity, subject (it would silence everything)");
+        }
+        let (starts, ends) = self.time_range(&path, s.starts.as_deref(), s.ends.as_deref())?;
+        Some(Silence {
+            id: format!("config-{i}"),
+            tenant: s.tenant.clone(),
+            code,
+            severity,
+            subject,
+            starts,
+            ends,
+            created_by: s
+                .created_by
+                .clone()
+                .unwrap_or_else(|| "probes.toml".to_owned()),
+            comment: s.comment.clone().unwrap_or_default(),
+        })
+    }
+
+    fn tenant_names(
+        &mut self,
+        path: &str,
+        names: Option<&[String]>,
+        tenants: &BTreeSet<String>,
+    ) -> Vec<String> {
+        let names = names.unwrap_or_default();
+        for (i, n) in names.iter().enumerate() {
+            if !tenants.contains(n) {
+                self.problem(&format!("{path}[{i}]"), format!("no tenant named `{n}`"));
+            }
+        }
+        names.to_vec()
+    }
+
+    fn severity(&mut self, path: &str, raw: &str) -> Option<Severity> {
+        let s = Severity::parse(raw);
+        if s.is_none() {
+            self.problem(
+                path,
+                format!("`{raw}` is not one of critical, high, medium, low"),
+            );
+        }
+        s
+    }
+
+    fn code(&mut self, path: &str, raw: &str) -> Option<Code> {
+        let c = Code::parse(raw);
+        if c.is_none() {
+            self.problem(
+                path,
+                format!("unknown finding code `{raw}`: see the finding catalogue in README.md"),
+            );
+        }
+        c
+    }
+
+    fn timestamp(&mut self, path: &str, raw: Option<&str>) -> Option<Timestamp> {
+        let Some(s) = raw else {
+            self.problem(
+                path,
+                "missing: write it like \"2026-11-26T00:00:00Z\" (UTC)",
+            );
+            return None;
+        };
+        match humantime::parse_rfc3339(s) {
+            Ok(t) => {
+                let ms = t
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as i64)
+                    .unwrap_or(0);
+                Some(Timestamp(ms))
+            }
+            Err(e) => {
+                self.problem(
+                    path,
+                    format!(
+                        "`{s}` is not a time ({e}): write it like \"2026-11-26T00:00:00Z\" (UTC)"
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn time_range(
+        &mut self,
+        path: &str,
+        starts: Option<&str>,
+        ends: Option<&str>,
+    ) -> Option<(Timestamp, Timestamp)> {
+        let starts = self.timestamp(&format!("{path}.starts"), starts);
+        let ends = self.timestamp(&format!("{path}.ends"), ends);
+        let (starts, ends) = (starts?, ends?);
+        if ends <= starts {
+            self.problem(&format!("{path}.ends"), "must be after `starts`");
+            return None;
+        }
+        Some((starts, ends))
+    }
+}
+
 /// Every tenant × domain pair's group, for rules that compare domains that must behave alike.
 pub fn groups(tenant: &Tenant) -> BTreeMap<&str, Vec<&Domain>> {
     let mut out: BTreeMap<&str, Vec<&Domain>> = BTreeMap::new();
@@ -1254,6 +1958,462 @@ refresh_token = { env = "UNSET_VAR" }
         check_problems(
             &format!("[[profile]]\nname = \"gw\"\n{base}"),
             &[("profile[0].refetch_on_unknown_kid", "missing")],
+        );
+    }
+
+    #[test]
+    fn api_table_defaults_and_validation() {
+        let c = parse(GOOD).unwrap();
+        assert_eq!(c.api.listen.to_string(), DEFAULT_API_LISTEN);
+        assert!(c.api.bearer_token.is_none());
+        let c = parse(&format!(
+            "{GOOD}\n[api]\nlisten = \"127.0.0.1:0\"\nbearer_token = {{ env = \"SECRET_A\" }}\n"
+        ))
+        .unwrap();
+        assert_eq!(c.api.listen.port(), 0);
+        assert_eq!(
+            c.api.bearer_token.as_ref().unwrap().expose_secret(),
+            "s3cret-a"
+        );
+        check_problems(
+            &format!("{GOOD}\n[api]\nlisten = \"localhost\"\nbearer_token = \"inline\"\n"),
+            &[
+                ("api.listen", "not an address"),
+                ("api.bearer_token", "never written inline"),
+            ],
+        );
+    }
+
+    #[test]
+    fn tls_expiry_warning_setting() {
+        let base = "[[tenant]]\nname = \"a\"\n[[tenant.domain]]\nname = \"d\"\nissuer = \"https://x.example\"\n[[tenant.domain.jwks]]\nname = \"cdn\"\n";
+        let c = parse(base).unwrap();
+        assert_eq!(
+            c.settings.tls_expiry_warning,
+            Duration::from_secs(14 * 24 * 3600)
+        );
+        let c = parse(&format!("tls_expiry_warning = \"30days\"\n{base}")).unwrap();
+        assert_eq!(
+            c.settings.tls_expiry_warning,
+            Duration::from_secs(30 * 24 * 3600)
+        );
+        check_problems(
+            &format!("tls_expiry_warning = \"soon\"\n{base}"),
+            &[("tls_expiry_warning", "not a duration")],
+        );
+    }
+
+    #[test]
+    fn state_dir_and_retention_settings() {
+        let base = "[[tenant]]\nname = \"a\"\n[[tenant.domain]]\nname = \"d\"\nissuer = \"https://x.example\"\n[[tenant.domain.jwks]]\nname = \"cdn\"\n";
+        let c = parse(base).unwrap();
+        assert!(
+            c.settings.state_dir.ends_with(".state"),
+            "{:?}",
+            c.settings.state_dir
+        );
+        assert!(
+            c.settings.state_dir.is_absolute(),
+            "resolved against the config's directory"
+        );
+        assert_eq!(c.settings.retention, Duration::from_secs(7 * 24 * 3600));
+        let c = parse(&format!(
+            "state_dir = \"/var/lib/keycanary\"\nretention = \"2days\"\n{base}"
+        ))
+        .unwrap();
+        assert_eq!(c.settings.state_dir, PathBuf::from("/var/lib/keycanary"));
+        assert_eq!(c.settings.retention, Duration::from_secs(2 * 24 * 3600));
+        check_problems(
+            &format!("state_dir = \"\"\nretention = \"10m\"\n{base}"),
+            &[
+                ("state_dir", "must not be empty"),
+                ("retention", "at least 1h"),
+            ],
+        );
+        check_problems(
+            &format!("retention = \"forever\"\n{base}"),
+            &[("retention", "not a duration")],
+        );
+    }
+
+    const ALERTING: &str = r#"
+[alerting]
+failure_threshold = 3
+success_threshold = 4
+for = "1m"
+repeat_interval = "2h"
+send_on_resolved = false
+group_by = "tenant_code"
+status_page_url = "http://127.0.0.1:9464/"
+
+[[alerting.channel]]
+name = "sre-email"
+type = "email"
+smtp_host = "127.0.0.1"
+smtp_port = 2525
+tls = "none"
+username = "keycanary"
+password = { env = "PASSWORD" }
+from = "Keycanary <keycanary@example.com>"
+to = ["sre@example.com"]
+
+[[alerting.channel]]
+name = "pd"
+type = "pagerduty"
+routing_key = { env = "SECRET_A" }
+
+[[alerting.channel]]
+name = "slack"
+type = "slack"
+url = { file = "slack-url.txt" }
+
+[[alerting.channel]]
+name = "hook"
+type = "webhook"
+url = "https://hooks.example/keycanary"
+hmac_key = { file = "secret.txt" }
+
+[[alerting.channel]]
+name = "am"
+type = "alertmanager"
+url = "http://127.0.0.1:9093/"
+
+[[alerting.route]]
+channels = ["pd", "sre-email"]
+min_severity = "critical"
+
+[[alerting.route]]
+channels = ["slack", "hook", "am"]
+tenants = ["acme"]
+codes = ["stale_edge", "kid_missing"]
+
+[[alerting.silence]]
+tenant = "acme"
+code = "stale_edge"
+subject = "domain=io*"
+starts = "2026-11-26T00:00:00Z"
+ends = "2026-11-27T00:00:00Z"
+comment = "CDN migration"
+
+[[alerting.maintenance]]
+tenants = ["acme"]
+starts = "2026-12-01T02:00:00Z"
+ends = "2026-12-01T04:00:00Z"
+"#;
+
+    /// `parse`, with a Slack webhook URL in `slack-url.txt` beside the config.
+    fn parse_alerting(text: &str) -> Result<Config, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("secret.txt"), "s3cret-from-file\n").unwrap();
+        std::fs::write(
+            dir.path().join("slack-url.txt"),
+            "https://hooks.slack.example/services/T0/B0/sl4ck-t0ken\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("not-a-url.txt"), "sl4ck-t0ken\n").unwrap();
+        let env = |name: &str| match name {
+            "SECRET_A" => Some("s3cret-a".to_owned()),
+            "PASSWORD" => Some("hunter2".to_owned()),
+            _ => None,
+        };
+        Config::from_toml_str(
+            text,
+            "probes.toml",
+            &SecretSource {
+                base_dir: dir.path(),
+                env: &env,
+            },
+        )
+    }
+
+    fn check_alerting_problems(text: &str, expected: &[(&str, &str)]) {
+        let err = parse_alerting(&format!("{GOOD}\n{text}")).expect_err("config should be refused");
+        let problems = err.problems();
+        for (path, fragment) in expected {
+            assert!(
+                problems
+                    .iter()
+                    .any(|p| p.path == *path && p.message.contains(fragment)),
+                "expected a problem at `{path}` containing `{fragment}`, got:\n{err}"
+            );
+        }
+        assert_eq!(
+            problems.len(),
+            expected.len(),
+            "unexpected extra problems:\n{err}"
+        );
+        for secret in ["sl4ck-t0ken", "s3cret-a", "hunter2"] {
+            assert!(
+                !err.to_string().contains(secret),
+                "{secret} leaked in:\n{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn alerting_defaults_page_within_two_rounds() {
+        let c = parse(GOOD).unwrap();
+        let a = &c.alerting;
+        assert_eq!(a.policy, crate::alert::AlertPolicy::default());
+        assert_eq!(a.policy.failure_threshold, 2);
+        assert_eq!(a.policy.success_threshold, 2);
+        assert_eq!(a.policy.for_duration, Duration::ZERO);
+        assert_eq!(a.policy.repeat_interval, Duration::from_secs(4 * 3600));
+        assert!(a.policy.send_on_resolved);
+        assert!(a.channels.is_empty() && a.routes.is_empty() && a.silences.is_empty());
+        assert!(a.status_page_url.is_none());
+    }
+
+    #[test]
+    fn alerting_section_validates() {
+        let c = parse_alerting(&format!("{GOOD}\n{ALERTING}")).unwrap();
+        let a = &c.alerting;
+        assert_eq!(a.policy.failure_threshold, 3);
+        assert_eq!(a.policy.success_threshold, 4);
+        assert_eq!(a.policy.for_duration, Duration::from_secs(60));
+        assert_eq!(a.policy.repeat_interval, Duration::from_secs(7200));
+        assert!(!a.policy.send_on_resolved);
+        assert_eq!(a.policy.group_by, GroupBy::TenantCode);
+        assert_eq!(a.policy.maintenance.len(), 1);
+        assert_eq!(a.policy.maintenance[0].tenants, ["acme"]);
+        let kinds: Vec<&str> = a.channels.iter().map(|c| c.config.kind()).collect();
+        assert_eq!(
+            kinds,
+            ["email", "pagerduty", "slack", "webhook", "alertmanager"]
+        );
+        match &a.channel("sre-email").unwrap().config {
+            ChannelConfig::Email(e) => {
+                assert_eq!(e.smtp_port, 2525);
+                assert_eq!(e.tls, SmtpTls::None);
+                assert_eq!(e.password.as_ref().unwrap().expose_secret(), "hunter2");
+            }
+            other => panic!("{other:?}"),
+        }
+        match &a.channel("pd").unwrap().config {
+            ChannelConfig::PagerDuty(p) => {
+                assert_eq!(p.routing_key.expose_secret(), "s3cret-a");
+                assert_eq!(p.url.as_str(), pagerduty::DEFAULT_URL);
+            }
+            other => panic!("{other:?}"),
+        }
+        match &a.channel("slack").unwrap().config {
+            ChannelConfig::Slack(s) => {
+                assert!(s.webhook_url.expose_secret().ends_with("sl4ck-t0ken"))
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(a.routes[0].min_severity, Severity::Critical);
+        assert_eq!(a.routes[1].min_severity, Severity::Low);
+        assert_eq!(a.routes[1].codes, [Code::StaleEdge, Code::KidMissing]);
+        let s = &a.silences[0];
+        assert_eq!(s.id, "config-0");
+        assert_eq!(s.created_by, "probes.toml");
+        assert_eq!(s.starts, Timestamp::from_secs(1_795_651_200));
+        assert_eq!(s.subject.as_ref().unwrap().to_string(), "domain=io*");
+
+        let dump = format!("{c:?}");
+        for secret in ["s3cret-a", "s3cret-from-file", "hunter2", "sl4ck-t0ken"] {
+            assert!(!dump.contains(secret), "{secret} leaked in Debug output");
+        }
+    }
+
+    #[test]
+    fn email_port_follows_tls() {
+        let text = |tls: &str| {
+            format!(
+                "{GOOD}\n[[alerting.channel]]\nname = \"m\"\ntype = \"email\"\nsmtp_host = \"mail.example\"\n{tls}\nfrom = \"k@example.com\"\nto = [\"s@example.com\"]\n"
+            )
+        };
+        for (tls, port) in [
+            ("", 587),
+            ("tls = \"implicit\"", 465),
+            ("tls = \"none\"", 25),
+        ] {
+            let c = parse_alerting(&text(tls)).unwrap();
+            match &c.alerting.channels[0].config {
+                ChannelConfig::Email(e) => assert_eq!(e.smtp_port, port, "{tls}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn alerting_policy_problems() {
+        check_alerting_problems(
+            "[alerting]\nfailure_threshold = 0\nsuccess_threshold = 0\nfor = \"soon\"\nrepeat_interval = \"often\"\ngroup_by = \"domain\"\nstatus_page_url = \"ftp://x\"\nsend_resolved = true\n",
+            &[
+                ("alerting.failure_threshold", "at least 1"),
+                ("alerting.success_threshold", "at least 1"),
+                ("alerting.for", "not a duration"),
+                ("alerting.repeat_interval", "not a duration"),
+                ("alerting.group_by", "`domain`"),
+                ("alerting.status_page_url", "not an http(s) URL"),
+                ("alerting", "unknown key `send_resolved`"),
+            ],
+        );
+    }
+
+    #[test]
+    fn alerting_channel_problems() {
+        check_alerting_problems(
+            r#"
+[[alerting.channel]]
+name = "mail"
+type = "email"
+tls = "ssl"
+username = "k"
+from = "nobody"
+to = ["ok@example.com", "not an address"]
+routing_key = { env = "SECRET_A" }
+
+[[alerting.channel]]
+name = "mail"
+type = "email"
+smtp_host = "mail.example"
+password = { env = "PASSWORD" }
+from = "k@example.com"
+to = []
+
+[[alerting.channel]]
+name = "pd"
+type = "pagerduty"
+routing_key = "inline-key"
+
+[[alerting.channel]]
+name = "slack"
+type = "slack"
+url = "https://hooks.slack.example/services/T0/B0/sl4ck-t0ken"
+
+[[alerting.channel]]
+name = "slack2"
+type = "slack"
+url = { file = "not-a-url.txt" }
+
+[[alerting.channel]]
+name = "hook"
+type = "webhook"
+hmac_key = { env = "UNSET_KEY" }
+
+[[alerting.channel]]
+name = "am"
+type = "alertmanager"
+url = "not a url"
+
+[[alerting.channel]]
+name = "x"
+type = "sms"
+
+[[alerting.channel]]
+name = "y"
+"#,
+            &[
+                ("alerting.channel[0].smtp_host", "missing"),
+                ("alerting.channel[0].tls", "`ssl`"),
+                (
+                    "alerting.channel[0].password",
+                    "a username needs a password",
+                ),
+                ("alerting.channel[0].from", "not an email address"),
+                ("alerting.channel[0].to[1]", "not an email address"),
+                (
+                    "alerting.channel[0].routing_key",
+                    "does not apply to type = \"email\"",
+                ),
+                ("alerting.channel[1].name", "defined twice"),
+                (
+                    "alerting.channel[1].username",
+                    "a password needs a username",
+                ),
+                ("alerting.channel[1].to", "at least one recipient"),
+                ("alerting.channel[2].routing_key", "never written inline"),
+                ("alerting.channel[3].url", "never written inline"),
+                ("alerting.channel[4].url", "not an http(s) URL"),
+                ("alerting.channel[5].hmac_key", "UNSET_KEY is not set"),
+                ("alerting.channel[5].url", "missing"),
+                ("alerting.channel[6].url", "not a URL"),
+                ("alerting.channel[7].type", "`sms` is not one of"),
+                ("alerting.channel[8].type", "missing"),
+            ],
+        );
+    }
+
+    #[test]
+    fn alerting_route_silence_maintenance_problems() {
+        check_alerting_problems(
+            r#"
+[[alerting.channel]]
+name = "am"
+type = "alertmanager"
+url = "http://127.0.0.1:9093/"
+
+[[alerting.route]]
+channels = ["am", "pagerduty"]
+min_severity = "urgent"
+tenants = ["acme", "nobody"]
+codes = ["kid_missing", "kid_gone"]
+
+[[alerting.route]]
+min_severity = "high"
+
+[[alerting.silence]]
+tenant = "nobody"
+code = "stale"
+severity = "bad"
+subject = "host=io*"
+starts = "2026-11-26"
+ends = "2026-11-27T00:00:00Z"
+
+[[alerting.silence]]
+comment = "everything"
+starts = "2026-11-27T00:00:00Z"
+ends = "2026-11-26T00:00:00Z"
+
+[[alerting.silence]]
+tenant = "acme"
+
+[[alerting.maintenance]]
+starts = "2026-12-01T02:00:00Z"
+ends = "2026-12-01T04:00:00Z"
+
+[[alerting.maintenance]]
+tenants = ["ghost"]
+starts = "2026-12-01T02:00:00Z"
+ends = "2026-12-01T02:00:00Z"
+"#,
+            &[
+                (
+                    "alerting.route[0].channels[1]",
+                    "no channel named `pagerduty`",
+                ),
+                ("alerting.route[0].min_severity", "`urgent`"),
+                ("alerting.route[0].tenants[1]", "no tenant named `nobody`"),
+                (
+                    "alerting.route[0].codes[1]",
+                    "unknown finding code `kid_gone`",
+                ),
+                ("alerting.route[1].channels", "missing"),
+                ("alerting.silence[0].tenant", "no tenant named `nobody`"),
+                ("alerting.silence[0].code", "unknown finding code `stale`"),
+                ("alerting.silence[0].severity", "`bad`"),
+                (
+                    "alerting.silence[0].subject",
+                    "unknown subject field `host`",
+                ),
+                ("alerting.silence[0].starts", "not a time"),
+                (
+                    "alerting.silence[1]",
+                    "at least one of tenant, code, severity, subject",
+                ),
+                ("alerting.silence[1].ends", "after `starts`"),
+                ("alerting.silence[2].starts", "missing"),
+                ("alerting.silence[2].ends", "missing"),
+                ("alerting.maintenance[0].tenants", "missing"),
+                (
+                    "alerting.maintenance[1].tenants[0]",
+                    "no tenant named `ghost`",
+                ),
+                ("alerting.maintenance[1].ends", "after `starts`"),
+            ],
         );
     }
 

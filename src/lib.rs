@@ -2,6 +2,8 @@
 //!
 //! See ARCHITECTURE.md for the data flow and the invariants between these modules.
 
+pub mod alert;
+pub mod api;
 pub mod clock;
 pub mod config;
 pub mod daemon;
@@ -10,3 +12,4 @@ pub mod lab;
 pub mod model;
 pub mod probe;
 pub mod report;
+pub mod telemetry;

@@ -17,8 +17,17 @@ use std::process::ExitCode;
     about = "Watches OAuth/OIDC signing keys the way clients see them"
 )]
 struct Cli {
+    /// Log lines as human-readable text or as one JSON object per line (level: RUST_LOG).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -83,10 +92,16 @@ fn main() -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            logs.with_ansi(std::io::stderr().is_terminal()).init()
+        }
+        LogFormat::Json => logs.json().init(),
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -158,7 +173,29 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             };
             let clock = clock::system();
             let _lab = start_lab_if_configured(&cfg, &clock).await?;
-            keycanary::daemon::run(cfg, clock, shutdown_signal()).await?;
+            let listen = cfg.api.listen;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot listen on {listen} for the HTTP API: free it or set [api] listen"
+                    )
+                })?;
+            let snapshot = keycanary::daemon::new_snapshot();
+            let state = keycanary::api::ApiState {
+                snapshot: snapshot.clone(),
+                config: std::sync::Arc::new(cfg.clone()),
+                clock: clock.clone(),
+                bearer: cfg.api.bearer_token.clone(),
+            };
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let api = tokio::spawn(keycanary::api::serve(listener, state, async {
+                let _ = stopped.await;
+            }));
+            let result = keycanary::daemon::run_with(cfg, clock, snapshot, shutdown_signal()).await;
+            let _ = stop.send(());
+            api.await.context("the HTTP API task panicked")??;
+            result?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Lab { listen } => {

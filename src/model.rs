@@ -325,6 +325,9 @@ pub struct HttpResponse {
     /// Peer TLS leaf certificate, when the request used TLS.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tls_leaf_sha256: Option<String>,
+    /// `notAfter` of the peer TLS leaf certificate (Unix seconds), when it could be read.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub tls_leaf_not_after: Option<i64>,
 }
 
 /// One HTTP request as it went.
@@ -381,6 +384,37 @@ pub struct KeyInfo {
     /// Why common parsers would reject this key; empty when it parses.
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub problems: Vec<String>,
+    /// `x5t` as published: base64url SHA-1 of the DER certificate.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub x5t: Option<String>,
+    /// `x5t#S256` as published: base64url SHA-256 of the DER certificate.
+    #[serde(rename = "x5t#S256", skip_serializing_if = "Option::is_none", default)]
+    pub x5t_s256: Option<String>,
+    /// Facts about the first certificate of `x5c`, when the key has one.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub x5c: Option<X5cFacts>,
+}
+
+/// What the probe read from the first certificate of a key's `x5c` (the one that must hold
+/// the key). Digests are base64url without padding, comparable with `x5t` / `x5t#S256`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct X5cFacts {
+    /// SHA-1 of the certificate's DER; `None` when `x5c[0]` is not base64.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub leaf_sha1: Option<String>,
+    /// SHA-256 of the certificate's DER; `None` when `x5c[0]` is not base64.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub leaf_sha256: Option<String>,
+    /// `notAfter` (Unix seconds).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub not_after: Option<i64>,
+    /// Whether the certificate's public key is the JWK's (`n`/`e`, `x`/`y`, or `x`);
+    /// `None` when they could not be compared (unreadable certificate or JWK members).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub matches_key: Option<bool>,
+    /// Why `x5c` could not be read; `None` when its first certificate parsed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub parse_error: Option<String>,
 }
 
 /// A parsed JWKS body, or why it could not be read as one.

@@ -1,18 +1,25 @@
-//! Detection: pure rules from observations (and, later, history) to findings.
+//! Detection: pure rules from observations and their [`history::History`] to findings.
+//! [`assess`] is one step (record the round, then judge it); [`findings_for_round`] judges
+//! a round alone.
 //!
 //! Nothing here does I/O, reads a clock or is `async`: callers pass `now`.
 
+pub mod clients;
+pub mod freshness;
+pub mod history;
 pub mod profiles;
 pub mod round;
+pub mod stateful;
 
-pub use round::round_findings;
+pub use round::{round_findings, round_findings_with_config};
 
 use crate::config::Config;
 use crate::model::{Finding, Observation, Timestamp};
+use history::History;
 
-/// The findings of one round of every tenant: [`round_findings`] for each observation and
-/// its tenant (looked up by name; an observation of an unknown tenant yields nothing),
-/// sorted by (severity, code, subject) across tenants.
+/// The findings of one round of every tenant: [`round_findings_with_config`] for each
+/// observation and its tenant (looked up by name; an observation of an unknown tenant
+/// yields nothing), sorted by (severity, code, subject) across tenants.
 pub fn findings_for_round(
     config: &Config,
     observations: &[Observation],
@@ -21,8 +28,48 @@ pub fn findings_for_round(
     let mut all: Vec<Finding> = observations
         .iter()
         .filter_map(|o| Some((o, config.tenant(&o.tenant)?)))
-        .flat_map(|(o, t)| round_findings(o, t, &config.settings, now))
+        .flat_map(|(o, t)| round_findings_with_config(o, t, config, now))
         .collect();
     all.sort_by(|a, b| (a.severity, a.code, &a.subject).cmp(&(b.severity, b.code, &b.subject)));
     all
+}
+
+/// One step of detection over a whole round: record every observation into `history` (at
+/// `now`), then return all findings — the round rules and the history rules
+/// ([`stateful::history_findings`]) and `client_would_fail` ([`clients::client_findings`])
+/// of each observed tenant, `probe_stale` of configured
+/// tenants without an observation in `observations`, and `cross_tenant_key` across
+/// tenants — sorted by (severity, code, subject) and merged per (code, subject) as
+/// [`round_findings`] does.
+///
+/// Recording comes first: every history rule reads the past *including* this round (see
+/// [`stateful`] for what each rule compares). Observations of tenants the config does not
+/// know are recorded but judged by nothing.
+pub fn assess(
+    config: &Config,
+    history: &mut History,
+    observations: &[Observation],
+    now: Timestamp,
+) -> Vec<Finding> {
+    for o in observations {
+        history.record(o, now);
+    }
+    let history = &*history;
+    let mut all = Vec::new();
+    for t in &config.tenants {
+        let mut observed = observations
+            .iter()
+            .filter(|o| o.tenant == t.name)
+            .peekable();
+        if observed.peek().is_none() {
+            all.extend(stateful::probe_stale(history, t, config, now));
+        }
+        for o in observed {
+            all.extend(round_findings_with_config(o, t, config, now));
+            all.extend(stateful::history_findings(history, o, t, config, now));
+            all.extend(clients::client_findings(history, o, t, config, now));
+        }
+    }
+    all.extend(stateful::cross_tenant_key(history, config));
+    round::finish(all)
 }

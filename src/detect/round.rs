@@ -4,23 +4,29 @@
 //! settings and `now`) that pushes findings; [`round_findings`] runs them all, then sorts
 //! and merges. The rules live beside the data they read: `login` (tokens), `discovery`,
 //! `key_set` (what a view serves, and origin-vs-origin drift), `edges` (edge vs origin,
-//! cached errors) and `cache` (Cache-Control reading and caching drift).
+//! cached errors), `cache` (Cache-Control reading and caching drift), `x5c` (a key's
+//! certificate against the key), `clock` (`iat`/`nbf` ahead of local time) and
+//! `staleness` (edge lifetimes against Age and against the rotation lead time).
 //!
-//! Deliberately not here: rules that need history (`kid_reused` over time,
-//! `key_removed_early`, `key_activated_early`, `client_would_fail`, `probe_stale`, …),
-//! rules across tenants (`cross_tenant_key`) and `clock_skew`. Pure: no I/O, no clock
-//! reads, no `async`, no `Result` — a failed fetch is data and becomes a finding.
+//! Deliberately not here: rules that need history (`kid_reused`, `key_removed_early`,
+//! `key_activated_early`, `client_would_fail`, `probe_stale`, …: see `detect::stateful`)
+//! and rules across tenants (`cross_tenant_key`). Pure: no I/O, no clock reads, no
+//! `async`, no `Result` — a failed fetch is data and becomes a finding.
 
 mod cache;
+mod clock;
 mod discovery;
 mod edges;
 mod key_set;
 mod login;
+mod staleness;
+mod x5c;
 
 #[cfg(test)]
-mod fixtures;
+pub(crate) mod fixtures;
 
 use crate::config;
+use crate::detect::profiles::{self, ClientProfile};
 use crate::model::{
     DomainObservation, Finding, KeyInfo, KeySetParse, Observation, Subject, Timestamp, ViewId,
     ViewKind, ViewObservation,
@@ -32,6 +38,8 @@ struct Ctx<'a> {
     tenant: &'a config::Tenant,
     settings: &'a config::Settings,
     now: Timestamp,
+    /// The tenant's client profiles (`client_profiles`), resolved.
+    profiles: Vec<&'a ClientProfile>,
 }
 
 type Rule = fn(&Ctx<'_>, &mut Vec<Finding>);
@@ -52,23 +60,62 @@ const RULES: &[Rule] = &[
     edges::stale_edge,
     edges::error_cached,
     cache::cache_policy_drift,
+    staleness::cache_ttl_exceeded,
+    staleness::staleness_budget_exceeded,
+    x5c::x5c_mismatch,
+    clock::clock_skew,
 ];
 
 /// The findings of one probe round of one tenant, sorted by (severity, code, subject) —
 /// code in catalogue order — with one finding per (code, subject): when several rules or
 /// tokens hit the same subject, their distinct messages are joined with `; `.
+///
+/// The tenant's `client_profiles` are looked up among the built-in profiles only; use
+/// [`round_findings_with_config`] to include user-defined `[[profile]]`s.
 pub fn round_findings(
     obs: &Observation,
     tenant: &config::Tenant,
     settings: &config::Settings,
     now: Timestamp,
 ) -> Vec<Finding> {
-    let cx = Ctx {
+    let builtin = profiles::builtin();
+    let profiles = tenant
+        .client_profiles
+        .iter()
+        .filter_map(|n| builtin.iter().find(|p| &p.name == n))
+        .collect();
+    run_rules(Ctx {
         obs,
         tenant,
         settings,
         now,
-    };
+        profiles,
+    })
+}
+
+/// [`round_findings`] with the tenant's `client_profiles` looked up in `config` (built-in
+/// and user-defined profiles alike) and `config`'s settings.
+pub fn round_findings_with_config(
+    obs: &Observation,
+    tenant: &config::Tenant,
+    config: &config::Config,
+    now: Timestamp,
+) -> Vec<Finding> {
+    let profiles = tenant
+        .client_profiles
+        .iter()
+        .filter_map(|n| config.profile(n))
+        .collect();
+    run_rules(Ctx {
+        obs,
+        tenant,
+        settings: &config.settings,
+        now,
+        profiles,
+    })
+}
+
+fn run_rules(cx: Ctx<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     for rule in RULES {
         rule(&cx, &mut out);
@@ -77,7 +124,7 @@ pub fn round_findings(
 }
 
 /// Sorts (stably, so messages keep rule order) and merges findings with one (code, subject).
-fn finish(mut findings: Vec<Finding>) -> Vec<Finding> {
+pub(crate) fn finish(mut findings: Vec<Finding>) -> Vec<Finding> {
     findings
         .sort_by(|a, b| (a.severity, a.code, &a.subject).cmp(&(b.severity, b.code, &b.subject)));
     let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
@@ -161,7 +208,7 @@ fn same_issuer(a: &str, b: &str) -> bool {
 }
 
 /// Text from the wire or from a probe's error, made safe for a one-line message.
-fn one_line(s: &str) -> String {
+pub(crate) fn one_line(s: &str) -> String {
     const MAX: usize = 200;
     let flat = s.split_whitespace().collect::<Vec<_>>().join(" ");
     match flat.char_indices().nth(MAX) {

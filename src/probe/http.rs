@@ -144,11 +144,12 @@ async fn send(builder: reqwest::RequestBuilder, max_body: u64) -> (FetchOutcome,
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let tls_leaf_sha256 = resp
+    let leaf = resp
         .extensions()
         .get::<reqwest::tls::TlsInfo>()
-        .and_then(|t| t.peer_certificate())
-        .map(sha256_hex);
+        .and_then(|t| t.peer_certificate());
+    let tls_leaf_sha256 = leaf.map(sha256_hex);
+    let tls_leaf_not_after = leaf.and_then(not_after);
     let mut body = Vec::new();
     loop {
         match resp.chunk().await {
@@ -178,8 +179,15 @@ async fn send(builder: reqwest::RequestBuilder, max_body: u64) -> (FetchOutcome,
         body_sha256: sha256_hex(&body),
         body_len: body.len() as u64,
         tls_leaf_sha256,
+        tls_leaf_not_after,
     };
     (FetchOutcome::Response(Box::new(response)), Some(body))
+}
+
+/// `notAfter` (Unix seconds) of a DER certificate; `None` when it does not parse.
+fn not_after(der: &[u8]) -> Option<i64> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    Some(cert.validity().not_after.timestamp())
 }
 
 fn error_outcome(e: &reqwest::Error) -> FetchOutcome {
@@ -295,5 +303,15 @@ mod tests {
         assert_eq!(c.cache_status_header.as_deref(), Some("x-cache"));
         assert_eq!(c.served_from_cache(), Some(true));
         assert_eq!(cache_headers(&HeaderMap::new()), CacheHeaders::default());
+    }
+
+    #[test]
+    fn reads_tls_leaf_expiry() {
+        let pair = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["cdn.example".to_owned()]).unwrap();
+        p.not_after = rcgen::date_time_ymd(2031, 6, 1);
+        let der = p.self_signed(&pair).unwrap().der().to_vec();
+        assert_eq!(not_after(&der), Some(1_938_038_400));
+        assert_eq!(not_after(b"not a certificate"), None);
     }
 }

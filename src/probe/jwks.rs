@@ -1,13 +1,16 @@
 //! Reading a JWKS body into public key facts ([`KeyInfo`]): RFC 7638 thumbprints, sizes,
-//! private members, and the reasons common parsers would reject a key.
+//! private members, the reasons common parsers would reject a key, and what its `x5c`
+//! certificate says (digests to compare with `x5t`, expiry, whether it holds the same key).
 //!
 //! Pure functions over bytes; judging the facts (weak, ambiguous, unparseable) is
 //! `detect`'s job, not this file's.
 
-use crate::model::{KeyInfo, KeySetParse};
+use crate::model::{KeyInfo, KeySetParse, X5cFacts};
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value};
+use x509_parser::public_key::PublicKey;
+use x509_parser::x509::SubjectPublicKeyInfo;
 
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "k", "oth"];
 
@@ -99,6 +102,9 @@ pub fn key_info(v: &Value) -> KeyInfo {
             size_bits: None,
             private_members: Vec::new(),
             problems: vec!["the key is not a JSON object".into()],
+            x5t: None,
+            x5t_s256: None,
+            x5c: None,
         };
     };
     let kty = str_member(obj, "kty").unwrap_or_default().to_owned();
@@ -191,6 +197,70 @@ pub fn key_info(v: &Value) -> KeyInfo {
         size_bits,
         private_members,
         problems,
+        x5t: str_member(obj, "x5t").map(str::to_owned),
+        x5t_s256: str_member(obj, "x5t#S256").map(str::to_owned),
+        x5c: x5c_facts(obj),
+    }
+}
+
+/// Facts about `x5c[0]`, or `None` when the key has no `x5c` member.
+fn x5c_facts(obj: &Map<String, Value>) -> Option<X5cFacts> {
+    let failed = |why: &str| X5cFacts {
+        parse_error: Some(why.to_owned()),
+        ..Default::default()
+    };
+    let first = match obj.get("x5c")? {
+        Value::Array(certs) => certs.first(),
+        _ => return Some(failed("`x5c` is not an array")),
+    };
+    let b64 = match first {
+        Some(Value::String(s)) => s,
+        Some(_) => return Some(failed("`x5c[0]` is not a string")),
+        None => return Some(failed("`x5c` is empty")),
+    };
+    // RFC 7517 4.7: standard base64 (not base64url) of the DER certificate.
+    let compact: String = b64.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let Ok(der) = STANDARD.decode(&compact) else {
+        return Some(failed("`x5c[0]` is not base64"));
+    };
+    let digest = |alg| URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(alg, &der).as_ref());
+    let mut facts = X5cFacts {
+        leaf_sha1: Some(digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY)),
+        leaf_sha256: Some(digest(&aws_lc_rs::digest::SHA256)),
+        ..Default::default()
+    };
+    match x509_parser::parse_x509_certificate(&der) {
+        Ok((_, cert)) => {
+            facts.not_after = Some(cert.validity().not_after.timestamp());
+            facts.matches_key = cert_holds_key(cert.public_key(), obj);
+        }
+        Err(e) => facts.parse_error = Some(format!("`x5c[0]` is not an X.509 certificate ({e})")),
+    }
+    Some(facts)
+}
+
+/// Whether a certificate's public key is the JWK's; `None` when the JWK's members cannot be
+/// read (its own problems say why).
+fn cert_holds_key(spki: &SubjectPublicKeyInfo<'_>, obj: &Map<String, Value>) -> Option<bool> {
+    let member = |name: &str| {
+        let s = str_member(obj, name)?;
+        URL_SAFE_NO_PAD.decode(s.trim_end_matches('=')).ok()
+    };
+    let unsigned = |b: &[u8]| -> Vec<u8> { b.iter().copied().skip_while(|x| *x == 0).collect() };
+    match (str_member(obj, "kty")?, spki.parsed()) {
+        ("RSA", Ok(PublicKey::RSA(rsa))) => {
+            let (n, e) = (member("n")?, member("e")?);
+            Some(unsigned(rsa.modulus) == unsigned(&n) && unsigned(rsa.exponent) == unsigned(&e))
+        }
+        ("EC", Ok(PublicKey::EC(point))) => {
+            let (x, y) = (member("x")?, member("y")?);
+            // SEC1 uncompressed point: 0x04 || x || y.
+            let want: Vec<u8> = [&[4u8][..], &x, &y].concat();
+            Some(point.data() == want.as_slice())
+        }
+        // Ed25519: the BIT STRING is the raw 32-byte key.
+        ("OKP", _) => Some(spki.subject_public_key.data.as_ref() == member("x")?.as_slice()),
+        _ => Some(false),
     }
 }
 
@@ -324,6 +394,91 @@ mod tests {
             parse(b"{\"keys\": []}").0,
             KeySetParse::Parsed { keys: vec![] }
         );
+    }
+
+    /// A self-signed certificate (DER) for `pair`, valid 2020-01-01 to 2040-01-01.
+    fn cert_for(pair: &rcgen::KeyPair) -> Vec<u8> {
+        let mut p = rcgen::CertificateParams::new(vec!["idp.example".to_owned()]).unwrap();
+        p.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2040, 1, 1);
+        p.self_signed(pair).unwrap().der().to_vec()
+    }
+
+    /// The public JWK of an RSA, P-256 or Ed25519 rcgen key pair.
+    fn jwk_of(pair: &rcgen::KeyPair) -> Value {
+        let raw = pair.public_key_raw();
+        let b64 = |b: &[u8]| URL_SAFE_NO_PAD.encode(b);
+        if pair.algorithm() == &rcgen::PKCS_ED25519 {
+            json!({"kty": "OKP", "crv": "Ed25519", "x": b64(raw)})
+        } else if pair.algorithm() == &rcgen::PKCS_ECDSA_P256_SHA256 {
+            json!({"kty": "EC", "crv": "P-256", "x": b64(&raw[1..33]), "y": b64(&raw[33..65])})
+        } else {
+            // PKCS#1 RSAPublicKey; read back through aws-lc-rs, not x509-parser.
+            let pkcs8 = pair.serialize_der();
+            let rsa = aws_lc_rs::rsa::KeyPair::from_pkcs8(&pkcs8).unwrap();
+            let c = aws_lc_rs::rsa::PublicKeyComponents::<Vec<u8>>::from(
+                aws_lc_rs::signature::KeyPair::public_key(&rsa),
+            );
+            json!({"kty": "RSA", "n": b64(&c.n), "e": b64(&c.e)})
+        }
+    }
+
+    /// `jwk` with `x5c: [der]` and the matching `x5t` / `x5t#S256`.
+    fn with_cert(mut jwk: Value, der: &[u8]) -> Value {
+        let digest = |alg| URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(alg, der).as_ref());
+        jwk["x5c"] = json!([STANDARD.encode(der)]);
+        jwk["x5t"] = json!(digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY));
+        jwk["x5t#S256"] = json!(digest(&aws_lc_rs::digest::SHA256));
+        jwk
+    }
+
+    #[test]
+    fn x5c_facts_table() {
+        let ec = rcgen::KeyPair::generate().unwrap();
+        let ec2 = rcgen::KeyPair::generate().unwrap();
+        let ed = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+        let rsa = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+        let not_after_2040 = 2_208_988_800;
+        // (case, key, certificate holder, matches)
+        let table: &[(&str, &rcgen::KeyPair, &rcgen::KeyPair, bool)] = &[
+            ("P-256, own certificate", &ec, &ec, true),
+            ("P-256, another key's certificate", &ec, &ec2, false),
+            ("Ed25519, own certificate", &ed, &ed, true),
+            ("RSA, own certificate", &rsa, &rsa, true),
+            ("RSA key, P-256 certificate", &rsa, &ec, false),
+            ("P-256 key, RSA certificate", &ec, &rsa, false),
+        ];
+        for (case, key, holder, matches) in table {
+            let der = cert_for(holder);
+            let info = key_info(&with_cert(jwk_of(key), &der));
+            assert!(info.problems.is_empty(), "{case}: {:?}", info.problems);
+            let facts = info.x5c.expect(case);
+            assert_eq!(facts.matches_key, Some(*matches), "{case}");
+            assert_eq!(facts.parse_error, None, "{case}");
+            assert_eq!(facts.not_after, Some(not_after_2040), "{case}");
+            assert_eq!(facts.leaf_sha1, info.x5t, "{case}");
+            assert_eq!(facts.leaf_sha256, info.x5t_s256, "{case}");
+        }
+        assert!(key_info(&jwk_of(&ec)).x5c.is_none());
+    }
+
+    #[test]
+    fn x5c_that_cannot_be_read() {
+        let jwk = jwk_of(&rcgen::KeyPair::generate().unwrap());
+        let check = |x5c: Value, fragment: &str, digests: bool| {
+            let mut k = jwk.clone();
+            k["x5c"] = x5c;
+            let facts = key_info(&k).x5c.expect("x5c facts");
+            let err = facts.parse_error.unwrap_or_default();
+            assert!(err.contains(fragment), "{err}");
+            assert_eq!(facts.leaf_sha256.is_some(), digests, "{err}");
+            assert_eq!(facts.matches_key, None);
+        };
+        check(json!("MIIB"), "not an array", false);
+        check(json!([]), "empty", false);
+        check(json!([7]), "not a string", false);
+        check(json!(["%%%"]), "not base64", false);
+        check(json!(["aGVsbG8="]), "not an X.509 certificate", true);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area. Every test binds 127.0.0.1:0.
 
+mod api;
 mod check;
 mod lab;
 mod oidc_nginx;

@@ -3,12 +3,12 @@
 //! while another shows no cache at all, (c) an edge serves from cache although the policy
 //! that governs the CDN forbids it.
 //!
-//! The freshness arithmetic here ([`lifetime`], [`fresh_in`]) is a rough reading of
-//! max-age / s-maxage / Age for messages; it deliberately ignores Expires, Date,
-//! stale-while-revalidate and heuristics, and is meant to be replaced by
-//! `http-cache-semantics`. Hit/miss comes from [`CacheHeaders::served_from_cache`].
+//! Freshness predictions in messages ([`freshness`]) come from
+//! [`crate::detect::freshness`] (`http-cache-semantics` plus the CDN's targeted fields).
+//! Hit/miss comes from [`CacheHeaders::served_from_cache`].
 
 use super::{Ctx, reference};
+use crate::detect::freshness::view_freshness;
 use crate::model::{
     CacheHeaders, Code, DomainObservation, Finding, Subject, ViewKind, ViewObservation,
 };
@@ -55,30 +55,21 @@ fn seconds(header: Option<&str>, name: &str) -> Option<i64> {
     })
 }
 
-/// How long a shared cache may serve the response, in seconds: CDN-Cache-Control (its
-/// s-maxage or max-age), else Surrogate-Control's max-age, else Cache-Control's s-maxage,
-/// else its max-age.
-pub(super) fn lifetime(h: &CacheHeaders) -> Option<i64> {
-    let cdn = h.cdn_cache_control.as_deref();
-    let cc = h.cache_control.as_deref();
-    seconds(cdn, "s-maxage")
-        .or_else(|| seconds(cdn, "max-age"))
-        .or_else(|| seconds(h.surrogate_control.as_deref(), "max-age"))
-        .or_else(|| seconds(cc, "s-maxage"))
-        .or_else(|| seconds(cc, "max-age"))
-}
-
-/// Seconds until the cached copy expires (negative: past its lifetime), when known.
-pub(super) fn fresh_in(h: &CacheHeaders) -> Option<i64> {
-    Some(lifetime(h)? - h.age.unwrap_or(0) as i64)
-}
-
-/// [`fresh_in`] for messages.
-pub(super) fn freshness(h: &CacheHeaders) -> String {
-    match fresh_in(h) {
-        Some(n) if n > 0 => format!("fresh in ~{n} s"),
-        Some(n) => format!("past its lifetime by {} s", -n),
-        None => "no max-age or s-maxage to predict freshness".to_owned(),
+/// When the edge's copy of a view's response turns stale, for messages.
+pub(super) fn freshness(v: &ViewObservation) -> String {
+    let Some(f) = view_freshness(v) else {
+        return "no response to predict freshness".to_owned();
+    };
+    if !f.storable {
+        return "its caching headers forbid a shared cache to store it".to_owned();
+    }
+    match (f.declared_ttl, f.remaining) {
+        (Some(_), Some(r)) if !r.is_zero() => format!("fresh in ~{} s", r.as_secs()),
+        (Some(d), Some(_)) => format!(
+            "past its lifetime by {} s",
+            f.age.saturating_sub(d).as_secs()
+        ),
+        _ => "no max-age or s-maxage to predict freshness".to_owned(),
     }
 }
 
@@ -350,40 +341,49 @@ mod tests {
     }
 
     #[test]
-    fn freshness_arithmetic() {
-        let check = |h: CacheHeaders, want: Option<i64>| assert_eq!(fresh_in(&h), want, "{h:?}");
-        check(cc("public"), None);
-        check(cc("max-age=300"), Some(300));
-        check(
-            CacheHeaders {
-                age: Some(120),
-                ..cc("max-age=300")
-            },
-            Some(180),
-        );
+    fn freshness_messages() {
+        // The arithmetic is detect::freshness's (tested there); this is the wording.
+        let check = |h: CacheHeaders, want: &str| {
+            let mut o = obs();
+            *cdn_headers(&mut o, 0) = h;
+            assert_eq!(freshness(&o.domains[0].views[1]), want);
+        };
+        check(cc("max-age=60"), "fresh in ~60 s");
         check(
             CacheHeaders {
                 age: Some(120),
                 ..cc("max-age=30, s-maxage=600")
             },
-            Some(480),
+            "fresh in ~480 s",
         );
         check(
             CacheHeaders {
                 age: Some(400),
                 ..cc("max-age=300")
             },
-            Some(-100),
+            "past its lifetime by 100 s",
         );
         check(
             CacheHeaders {
                 cdn_cache_control: Some("max-age=900".into()),
                 ..cc("s-maxage=60")
             },
-            Some(900),
+            "fresh in ~900 s",
         );
-        check(cc("max-age=\"60\""), Some(60));
-        assert_eq!(freshness(&cc("max-age=60")), "fresh in ~60 s");
+        check(cc("public"), "no max-age or s-maxage to predict freshness");
+        check(
+            cc("no-store, max-age=60"),
+            "its caching headers forbid a shared cache to store it",
+        );
+        let mut o = obs();
+        cdn(&mut o, 0).fetch.outcome = FetchOutcome::Error {
+            kind: FetchErrorKind::Timeout,
+            message: "timeout".into(),
+        };
+        assert_eq!(
+            freshness(&o.domains[0].views[1]),
+            "no response to predict freshness"
+        );
     }
 
     #[test]

@@ -26,7 +26,7 @@ pub(super) fn stale_edge(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 "edge differs from origin ({}): {}, {}",
                 describe_diff(&want, &got),
                 evidence(&r.headers),
-                freshness(&r.headers)
+                freshness(v)
             );
             out.push(Finding::new(
                 Code::StaleEdge,
@@ -68,7 +68,7 @@ pub(super) fn error_cached(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
         let message = format!(
             "{what} served from cache ({}), {}",
             evidence(&r.headers),
-            freshness(&r.headers)
+            freshness(v)
         );
         out.push(Finding::new(
             Code::ErrorCached,

@@ -9,7 +9,7 @@ use crate::model::*;
 /// `now` of every test round.
 pub const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
-const TOML: &str = r#"
+pub const TOML: &str = r#"
 allowed_algs = ["RS256", "ES256", "EdDSA"]
 max_clock_skew = "60s"
 
@@ -62,6 +62,9 @@ pub fn key(kid: &str) -> KeyInfo {
         size_bits: Some(2048),
         private_members: vec![],
         problems: vec![],
+        x5t: None,
+        x5t_s256: None,
+        x5c: None,
     }
 }
 
@@ -84,6 +87,7 @@ pub fn response(status: u16, headers: CacheHeaders) -> FetchOutcome {
         body_sha256: "00".into(),
         body_len: 100,
         tls_leaf_sha256: None,
+        tls_leaf_not_after: None,
     }))
 }
 

@@ -1,0 +1,402 @@
+//! The HTTP API and status page that `keycanary run` serves next to its probe loop:
+//! health and readiness, Prometheus metrics, the view matrix and open findings as JSON,
+//! the OpenAPI document, and the server-rendered status page at `/`.
+//!
+//! Everything here reads the daemon's [`SharedSnapshot`]; nothing probes, decides or
+//! writes state. The routes live in one table ([`routes`]) that both the router and the
+//! OpenAPI check use. With a bearer token configured, every route but `/healthz` and
+//! `/readyz` needs `Authorization: Bearer <token>`, compared in constant time.
+
+pub mod page;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::daemon::{SharedSnapshot, Snapshot};
+use crate::model::{Code, Finding, Severity};
+use crate::report::{Report, ViewRow};
+use crate::telemetry::metrics::{self, BuildInfo};
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Json, Response};
+use axum::routing::{MethodRouter, get};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tracing::{info, warn};
+
+/// What every handler reads.
+#[derive(Clone)]
+pub struct ApiState {
+    pub snapshot: SharedSnapshot,
+    pub config: Arc<Config>,
+    pub clock: SharedClock,
+    /// When set, required on every route that is not [`Access::Public`].
+    pub bearer: Option<SecretString>,
+}
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No token needed (probes from orchestrators).
+    Public,
+    /// The bearer token, when one is configured.
+    Bearer,
+}
+
+/// The committed OpenAPI document (`openapi.json` at the repository root).
+pub const OPENAPI: &str = include_str!("../../openapi.json");
+
+/// Every route: path, access, handler. The only list of routes; `openapi.json` must name
+/// exactly these paths (checked by tests).
+pub fn routes() -> Vec<(&'static str, Access, MethodRouter<ApiState>)> {
+    vec![
+        ("/healthz", Access::Public, get(healthz)),
+        ("/readyz", Access::Public, get(readyz)),
+        ("/metrics", Access::Bearer, get(metrics_text)),
+        ("/v1/status", Access::Bearer, get(status)),
+        ("/v1/findings", Access::Bearer, get(findings)),
+        ("/openapi.json", Access::Bearer, get(openapi)),
+        ("/", Access::Bearer, get(status_page)),
+    ]
+}
+
+/// The paths of [`routes`], in order.
+pub fn route_paths() -> Vec<&'static str> {
+    routes().into_iter().map(|(p, _, _)| p).collect()
+}
+
+pub fn router(state: ApiState) -> Router {
+    let mut public = Router::new();
+    let mut guarded = Router::new();
+    for (path, access, handler) in routes() {
+        match access {
+            Access::Public => public = public.route(path, handler),
+            Access::Bearer => guarded = guarded.route(path, handler),
+        }
+    }
+    let guarded = guarded.route_layer(middleware::from_fn_with_state(
+        state.clone(),
+        require_bearer,
+    ));
+    public.merge(guarded).fallback(not_found).with_state(state)
+}
+
+/// Serves the API on `listener` until `shutdown` completes. A non-loopback address is
+/// allowed, with a warning.
+pub async fn serve(
+    listener: TcpListener,
+    state: ApiState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        warn!(
+            %addr,
+            bearer_token = state.bearer.is_some(),
+            "the HTTP API listens on a non-loopback address: anyone who can reach it sees the status of every tenant; set [api] bearer_token or listen on 127.0.0.1"
+        );
+    }
+    info!(%addr, "HTTP API and status page listening");
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+fn read<T>(state: &ApiState, f: impl FnOnce(&Snapshot) -> T) -> T {
+    let guard = state.snapshot.read().unwrap_or_else(|e| e.into_inner());
+    f(&guard)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, Json(json!({ "error": message.into() }))).into_response()
+}
+
+async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "no such route: see /openapi.json for the routes",
+    )
+}
+
+// --- authentication ----------------------------------------------------------------------
+
+async fn require_bearer(State(state): State<ApiState>, req: Request, next: Next) -> Response {
+    let Some(expected) = &state.bearer else {
+        return next.run(req).await;
+    };
+    let given = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    if given.is_some_and(|g| token_matches(g, expected.expose_secret())) {
+        return next.run(req).await;
+    }
+    let mut resp = error(
+        StatusCode::UNAUTHORIZED,
+        "missing or wrong bearer token: send `Authorization: Bearer <token>` with the token from [api] bearer_token",
+    );
+    resp.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer realm=\"keycanary\""),
+    );
+    resp
+}
+
+/// The token of an `Authorization: Bearer <token>` value (scheme case-insensitive).
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Constant-time comparison; hashing first hides the expected token's length too.
+fn token_matches(given: &str, expected: &str) -> bool {
+    use aws_lc_rs::{constant_time, digest};
+    let a = digest::digest(&digest::SHA256, given.as_bytes());
+    let b = digest::digest(&digest::SHA256, expected.as_bytes());
+    constant_time::verify_slices_are_equal(a.as_ref(), b.as_ref()).is_ok()
+}
+
+// --- handlers ------------------------------------------------------------------------------
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready once a probe round has finished. Later: the state store must be writable too.
+fn readiness(s: &Snapshot) -> Result<(), &'static str> {
+    if s.rounds == 0 || s.last_round_finished.is_none() {
+        return Err("no probe round has finished yet");
+    }
+    Ok(())
+}
+
+async fn readyz(State(state): State<ApiState>) -> Response {
+    read(&state, |s| match readiness(s) {
+        Ok(()) => Json(json!({
+            "ready": true,
+            "rounds": s.rounds,
+            "last_round_finished": s.last_round_finished.map(|t| t.to_rfc3339()),
+        }))
+        .into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "ready": false, "reason": reason })),
+        )
+            .into_response(),
+    })
+}
+
+async fn metrics_text(State(state): State<ApiState>) -> Response {
+    let body = read(&state, |s| {
+        metrics::render(s, &state.config, BuildInfo::current())
+    });
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+}
+
+/// The latest round: when, and how long it took.
+#[derive(Debug, Serialize)]
+pub struct LastRound {
+    pub number: u64,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_seconds: f64,
+}
+
+/// `GET /v1/status`: the matrix rows of `check --format json`, plus the latest round.
+#[derive(Debug, Serialize)]
+pub struct Status {
+    pub last_round: Option<LastRound>,
+    pub views: Vec<ViewRow>,
+}
+
+pub fn status_of(s: &Snapshot) -> Status {
+    let last_round = match (s.last_round_started, s.last_round_finished) {
+        (Some(start), Some(end)) => Some(LastRound {
+            number: s.rounds,
+            started_at: start.to_rfc3339(),
+            finished_at: end.to_rfc3339(),
+            duration_seconds: (end.0 - start.0).max(0) as f64 / 1000.0,
+        }),
+        _ => None,
+    };
+    Status {
+        last_round,
+        views: Report::new(&s.observations, s.findings.clone()).views,
+    }
+}
+
+async fn status(State(state): State<ApiState>) -> Json<Status> {
+    Json(read(&state, status_of))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FindingsQuery {
+    pub tenant: Option<String>,
+    pub code: Option<String>,
+    /// Minimum severity: `high` returns critical and high.
+    pub severity: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct FindingOut<'a> {
+    #[serde(flatten)]
+    finding: &'a Finding,
+    /// When this finding opened (start of its current streak).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since: Option<String>,
+}
+
+/// `GET /v1/findings`.
+#[derive(Debug, Serialize)]
+struct FindingsOut<'a> {
+    findings: Vec<FindingOut<'a>>,
+}
+
+async fn findings(State(state): State<ApiState>, Query(q): Query<FindingsQuery>) -> Response {
+    if let Some(t) = &q.tenant
+        && state.config.tenant(t).is_none()
+    {
+        let known: Vec<&str> = state
+            .config
+            .tenants
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect();
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "unknown tenant `{t}`: configured tenants are {}",
+                known.join(", ")
+            ),
+        );
+    }
+    let code = match q.code.as_deref() {
+        None => None,
+        Some(c) => match Code::parse(c) {
+            Some(code) => Some(code),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown code `{c}`: use a code from the finding catalogue in README.md"
+                    ),
+                );
+            }
+        },
+    };
+    let severity = match q.severity.as_deref() {
+        None => None,
+        Some(s) => match Severity::parse(s) {
+            Some(sev) => Some(sev),
+            None => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown severity `{s}`: use critical, high, medium or low"),
+                );
+            }
+        },
+    };
+    let body = read(&state, |s| {
+        let findings: Vec<FindingOut<'_>> = s
+            .findings
+            .iter()
+            .filter(|f| q.tenant.as_deref().is_none_or(|t| f.subject.tenant == t))
+            .filter(|f| code.is_none_or(|c| f.code == c))
+            .filter(|f| severity.is_none_or(|min| f.severity.at_least(min)))
+            .map(|f| FindingOut {
+                finding: f,
+                since: s
+                    .since
+                    .get(&(f.code, f.subject.clone()))
+                    .map(|t| t.to_rfc3339()),
+            })
+            .collect();
+        serde_json::to_string(&FindingsOut { findings })
+    });
+    match body {
+        Ok(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+async fn status_page(State(state): State<ApiState>) -> Html<String> {
+    let now = state.clock.now();
+    Html(read(&state, |s| page::render(s, &state.config, now)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn openapi_document_names_exactly_the_routes() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).expect("openapi.json is JSON");
+        let documented: BTreeSet<&str> = doc["paths"]
+            .as_object()
+            .expect("paths")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let served: BTreeSet<&str> = route_paths().into_iter().collect();
+        assert_eq!(documented, served);
+        assert_eq!(doc["openapi"], "3.1.0");
+        assert_eq!(doc["info"]["version"], env!("CARGO_PKG_VERSION"));
+    }
+
+    #[test]
+    fn openapi_code_enum_is_the_catalogue() {
+        let doc: serde_json::Value = serde_json::from_str(OPENAPI).unwrap();
+        let documented: Vec<&str> = doc["components"]["schemas"]["Code"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let catalogue: Vec<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(documented, catalogue);
+    }
+
+    #[test]
+    fn bearer_header_parsing() {
+        let check = |v: &str, want: Option<&str>| assert_eq!(bearer_token(v), want, "{v}");
+        check("Bearer abc", Some("abc"));
+        check("bearer  abc ", Some("abc"));
+        check("Basic abc", None);
+        check("Bearer", None);
+        check("Bearer ", None);
+        check("", None);
+    }
+
+    #[test]
+    fn token_comparison() {
+        assert!(token_matches("s3cret", "s3cret"));
+        assert!(!token_matches("s3cre", "s3cret"));
+        assert!(!token_matches("s3cret ", "s3cret"));
+        assert!(!token_matches("", "s3cret"));
+    }
+
+    #[test]
+    fn readiness_waits_for_a_finished_round() {
+        assert!(readiness(&Snapshot::default()).is_err());
+        let s = crate::daemon::advance(
+            &Snapshot::default(),
+            vec![],
+            vec![],
+            crate::model::Timestamp(1),
+            crate::model::Timestamp(2),
+        );
+        assert_eq!(readiness(&s), Ok(()));
+    }
+}

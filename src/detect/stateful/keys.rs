@@ -1,0 +1,151 @@
+//! Rules over the key ledger: `kid_reused` (one kid, several key materials, across views
+//! or over time), `key_removed_early` (a kid gone from a view while a token it signed is
+//! still valid) and `cross_tenant_key` (two tenants serve the same kid or key).
+
+use super::{Ctx, human, short_tp};
+use crate::config::Config;
+use crate::detect::history::{History, ok_keys};
+use crate::model::{Code, DomainObservation, Finding, Subject, Timestamp, ViewObservation};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(super) fn kid_reused(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    // kid → (domain, view, thumbprint) of every ok view serving it this round.
+    type Serving<'a> = Vec<(&'a DomainObservation, &'a ViewObservation, Option<&'a str>)>;
+    let mut serving: BTreeMap<&str, Serving<'_>> = BTreeMap::new();
+    for d in &cx.obs.domains {
+        for v in &d.views {
+            for k in ok_keys(v).unwrap_or_default() {
+                if let Some(kid) = &k.kid {
+                    serving
+                        .entry(kid)
+                        .or_default()
+                        .push((d, v, k.thumbprint.as_deref()));
+                }
+            }
+        }
+    }
+    let tenant = &cx.obs.tenant;
+    for (kid, views) in serving {
+        let Some(ledger) = cx.history.kid(kid) else {
+            continue;
+        };
+        let [first, newer @ ..] = ledger.thumbprints() else {
+            continue;
+        };
+        for m in newer {
+            let here = views
+                .iter()
+                .find(|(_, _, tp)| *tp == Some(m.thumbprint.as_str()));
+            let subject = match here {
+                Some((d, v, _)) => Subject::view(tenant, &d.domain, &v.id),
+                None => Subject::view(tenant, &m.first_seen_in.domain, &m.first_seen_in.view),
+            };
+            let message = format!(
+                "kid {kid} maps to key {}… here (first seen {}) but was key {}… (first seen at {} {}, last seen {}): a client that cached one under this kid rejects tokens signed with the other",
+                short_tp(&m.thumbprint),
+                m.first_seen,
+                short_tp(&first.thumbprint),
+                first.first_seen_in,
+                first.first_seen,
+                first.last_seen,
+            );
+            out.push(Finding::new(
+                Code::KidReused,
+                subject.with_kid(Some(kid)),
+                message,
+            ));
+        }
+    }
+}
+
+pub(super) fn key_removed_early(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
+    let skew = cx.config.settings.max_clock_skew.as_secs() as i64;
+    for d in &cx.obs.domains {
+        for v in &d.views {
+            let Some(keys) = ok_keys(v) else { continue };
+            let has: BTreeSet<&str> = keys.iter().filter_map(|k| k.kid.as_deref()).collect();
+            for (kid, ledger) in cx.history.kids() {
+                if has.contains(kid) {
+                    continue;
+                }
+                let (Some(p), Some(exp)) =
+                    (ledger.presence_in(&d.domain, &v.id), ledger.latest_exp())
+                else {
+                    continue;
+                };
+                let valid_until = Timestamp::from_secs(exp.saturating_add(skew));
+                if valid_until <= cx.now {
+                    continue;
+                }
+                let message = format!(
+                    "kid {kid} is gone from this view (last seen {}) while a token it signed is valid until {} (+{skew} s skew, {} left): clients reading this view reject it",
+                    p.last_seen,
+                    Timestamp::from_secs(exp),
+                    human((valid_until.0 - cx.now.0) / 1000),
+                );
+                let subject = Subject::view(&cx.obs.tenant, &d.domain, &v.id).with_kid(Some(kid));
+                out.push(Finding::new(Code::KeyRemovedEarly, subject, message));
+            }
+        }
+    }
+}
+
+/// `cross_tenant_key` over every configured tenant the history knows: a kid or a key
+/// (thumbprint) that two tenants serve. What a tenant serves is the union of its views'
+/// latest ok answers, for the views its latest round tried. Each side gets a finding
+/// (subject: tenant + kid) naming the other tenant.
+pub fn cross_tenant_key(history: &History, config: &Config) -> Vec<Finding> {
+    /// (kid, thumbprint) of every key a tenant serves.
+    type KeySet<'a> = BTreeSet<(Option<&'a str>, Option<&'a str>)>;
+    let served: Vec<(&str, KeySet<'_>)> = config
+        .tenants
+        .iter()
+        .filter_map(|t| {
+            let th = history.tenant(&t.name)?;
+            let keys = th
+                .views()
+                .filter(|(_, vh)| vh.last_attempt() == th.last_recorded())
+                .filter_map(|(_, vh)| vh.timeline().iter().rev().find(|e| e.served.ok()))
+                .flat_map(|e| e.served.keys.iter().flatten())
+                .map(|k| (k.kid.as_deref(), k.thumbprint.as_deref()))
+                .collect();
+            Some((t.name.as_str(), keys))
+        })
+        .collect();
+    let mut out = Vec::new();
+    for (a, a_keys) in &served {
+        for (b, b_keys) in &served {
+            if a == b {
+                continue;
+            }
+            for (kid, tp) in a_keys {
+                for (other_kid, other_tp) in b_keys {
+                    let same_kid = kid.is_some() && kid == other_kid;
+                    let same_key = tp.is_some() && tp == other_tp;
+                    let what = match (same_kid, same_key) {
+                        (true, true) => "the same kid and key".to_owned(),
+                        (true, false) => "the same kid with other key material".to_owned(),
+                        (false, true) => format!(
+                            "the same key ({}…) under kid {}",
+                            short_tp(tp.unwrap_or_default()),
+                            other_kid.unwrap_or("(none)")
+                        ),
+                        (false, false) => continue,
+                    };
+                    let message = format!(
+                        "tenant {b} serves {what}: a cache keyed without the Host may serve one tenant's keys to the other's clients"
+                    );
+                    out.push(Finding::new(
+                        Code::CrossTenantKey,
+                        Subject::tenant(a).with_kid(*kid),
+                        message,
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests;

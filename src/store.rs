@@ -1,0 +1,590 @@
+//! Durable state: one SQLite file (`state.db`) in the configured `state_dir`, plus a lock
+//! file so that two daemons never share it.
+//!
+//! What is kept (see [`MIGRATIONS`] for the schema):
+//! - `alert_state`: the alert state machine's [`AlertState`], as JSON, one row;
+//! - `history`: detection's [`History`], as JSON, one row (pruned by the daemon to
+//!   `retention` before it is written);
+//! - `last_round`: number and times of the latest round (for `keycanary status`);
+//! - `silences`: silences made through the API (nothing writes them yet);
+//! - `outbox`: one row per notification × channel, written in the **same transaction** as
+//!   the alert state that produced it, deleted only once the receiver accepted it. A row
+//!   whose send failed permanently stays as a *dead letter* (`dead_at` set) until it is
+//!   older than `retention`.
+//!
+//! Durability: WAL journal with `synchronous = FULL`. NORMAL would survive a process
+//! crash (`kill -9`) but may lose the last commits on power loss; FULL makes "queued"
+//! mean "queued" even then, and at one transaction per round plus one per delivery the
+//! extra fsync costs nothing measurable.
+//!
+//! This is the only module that talks SQL. It does no I/O besides the database file and
+//! the lock, reads no clock (callers pass times) and sends nothing.
+
+use crate::alert::{AlertState, Notification, Silence};
+use crate::detect::history::History;
+use crate::model::Timestamp;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The database file inside `state_dir`.
+pub const DB_FILE: &str = "state.db";
+/// Held (an exclusive `flock`) by the daemon that owns `state_dir`.
+pub const LOCK_FILE: &str = "keycanary.lock";
+
+/// Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
+/// Only ever append: a released migration is never edited.
+///
+/// Hand-rolled rather than `rusqlite_migration`: its 2.x releases pin an older rusqlite
+/// (0.40), which cannot link beside the 0.43 we use; the whole mechanism is
+/// [`Store::migrate`], a dozen lines.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the first schema.
+    "CREATE TABLE alert_state (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        state      TEXT NOT NULL,            -- alert::AlertState as JSON
+        updated_at INTEGER NOT NULL          -- ms since the epoch, the round's time
+    );
+    CREATE TABLE history (
+        id         INTEGER PRIMARY KEY CHECK (id = 1),
+        history    TEXT NOT NULL,            -- detect::History as JSON
+        updated_at INTEGER NOT NULL
+    );
+    CREATE TABLE last_round (
+        id          INTEGER PRIMARY KEY CHECK (id = 1),
+        number      INTEGER NOT NULL,        -- rounds committed since the state was created
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER NOT NULL
+    );
+    CREATE TABLE silences (
+        id         TEXT PRIMARY KEY,
+        silence    TEXT NOT NULL,            -- alert::Silence as JSON
+        created_at INTEGER NOT NULL,
+        ends_at    INTEGER NOT NULL
+    );
+    CREATE TABLE outbox (
+        id              TEXT PRIMARY KEY,    -- <notification id>@<channel>
+        seq             INTEGER NOT NULL,    -- queue order among the rows present
+        channel         TEXT NOT NULL,
+        dedup_key       TEXT NOT NULL,       -- the incident: rows of one incident and channel go in seq order
+        payload         TEXT NOT NULL,       -- alert::Notification as JSON
+        created_at      INTEGER NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,
+        last_error      TEXT,
+        dead_at         INTEGER              -- set: a dead letter, never attempted again
+    );
+    CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE dead_at IS NULL;
+    CREATE INDEX outbox_chain ON outbox (channel, dedup_key, seq);",
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create the state directory {}: {source}: create it or set `state_dir`", path.display())]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another keycanary is using the state directory {}: stop it, or give this one its own `state_dir`", path.display())]
+    Locked { path: PathBuf },
+    #[error("cannot lock {}: {source}", path.display())]
+    Lock {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("no state in {}: `keycanary run` has not run with this `state_dir` yet", path.display())]
+    Missing { path: PathBuf },
+    #[error("cannot open the state database {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("the state database {} has schema version {found}, newer than this keycanary knows ({known}): run the newer keycanary, or point `state_dir` elsewhere", path.display())]
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        known: usize,
+    },
+    #[error("state database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("the state database holds an unreadable {what}: {source}")]
+    Json {
+        what: &'static str,
+        source: serde_json::Error,
+    },
+}
+
+/// Exclusive ownership of a state directory, released when dropped (or when the process
+/// dies, however it dies: it is an OS file lock).
+#[derive(Debug)]
+pub struct StateLock {
+    _file: File,
+}
+
+impl StateLock {
+    /// Creates `dir` if needed and takes its lock, or fails at once if another process
+    /// holds it.
+    pub fn acquire(dir: &Path) -> Result<StateLock, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(LOCK_FILE);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|source| StoreError::Lock {
+                path: path.clone(),
+                source,
+            })?;
+        match file.try_lock() {
+            Ok(()) => Ok(StateLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
+                path: dir.to_owned(),
+            }),
+            Err(std::fs::TryLockError::Error(source)) => Err(StoreError::Lock { path, source }),
+        }
+    }
+}
+
+/// The latest round as committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundRecord {
+    pub number: u64,
+    pub started_at: Timestamp,
+    pub finished_at: Timestamp,
+}
+
+/// What a daemon resumes from.
+#[derive(Debug, Clone, Default)]
+pub struct Persisted {
+    pub alert_state: AlertState,
+    pub history: History,
+    pub last_round: Option<RoundRecord>,
+}
+
+/// One row of the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxRow {
+    /// `<notification id>@<channel>`.
+    pub id: String,
+    pub channel: String,
+    pub dedup_key: String,
+    /// The notification as JSON; [`OutboxRow::notification`] parses it.
+    pub payload: String,
+    pub created_at: Timestamp,
+    /// Sends tried so far.
+    pub attempts: u32,
+    pub next_attempt_at: Timestamp,
+    pub last_error: Option<String>,
+    pub dead_at: Option<Timestamp>,
+}
+
+impl OutboxRow {
+    pub fn notification(&self) -> Result<Notification, StoreError> {
+        serde_json::from_str(&self.payload).map_err(|source| StoreError::Json {
+            what: "outbox payload",
+            source,
+        })
+    }
+}
+
+/// The outbox id of `notification_id` on `channel`.
+pub fn outbox_id(notification_id: &str, channel: &str) -> String {
+    format!("{notification_id}@{channel}")
+}
+
+/// What `keycanary status` shows.
+#[derive(Debug, Clone, Default)]
+pub struct StatusReport {
+    pub last_round: Option<RoundRecord>,
+    pub alert_state: AlertState,
+    /// Rows waiting to be sent (not dead).
+    pub pending: u64,
+    /// Of those, rows that failed at least once.
+    pub retrying: u64,
+    pub oldest_pending: Option<Timestamp>,
+    /// Dead letters, oldest first.
+    pub dead: Vec<OutboxRow>,
+}
+
+/// An open state database. Synchronous: async callers go through [`SharedStore`] and
+/// [`blocking`].
+#[derive(Debug)]
+pub struct Store {
+    conn: Connection,
+}
+
+/// The store shared by the daemon's tasks.
+pub type SharedStore = Arc<Mutex<Store>>;
+
+/// Runs `f` on the store on tokio's blocking pool (SQLite calls block on disk).
+pub async fn blocking<T, F>(store: &SharedStore, f: F) -> T
+where
+    F: FnOnce(&mut Store) -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut guard = store.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut guard)
+    })
+    .await
+    .expect("a store call panicked")
+}
+
+const ROW_COLUMNS: &str =
+    "id, channel, dedup_key, payload, created_at, attempts, next_attempt_at, last_error, dead_at";
+
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
+    Ok(OutboxRow {
+        id: r.get(0)?,
+        channel: r.get(1)?,
+        dedup_key: r.get(2)?,
+        payload: r.get(3)?,
+        created_at: Timestamp(r.get(4)?),
+        attempts: r.get(5)?,
+        next_attempt_at: Timestamp(r.get(6)?),
+        last_error: r.get(7)?,
+        dead_at: r.get::<_, Option<i64>>(8)?.map(Timestamp),
+    })
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("plain data serialises")
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    text: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(|source| StoreError::Json { what, source })
+}
+
+impl Store {
+    /// Opens (creating if needed) `dir/state.db` for the daemon: WAL, `synchronous=FULL`,
+    /// migrations applied. Take the [`StateLock`] first.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
+            path: dir.to_owned(),
+            source,
+        })?;
+        let path = dir.join(DB_FILE);
+        let open_err = |source| StoreError::Open {
+            path: path.clone(),
+            source,
+        };
+        let mut conn = Connection::open(&path).map_err(open_err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(open_err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(open_err)?;
+        debug_assert_eq!(mode.to_ascii_lowercase(), "wal");
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        Store::migrate(&mut conn, &path)?;
+        Ok(Store { conn })
+    }
+
+    /// Opens an existing state database read-only (for `keycanary status`, while a daemon
+    /// may be running).
+    pub fn open_read_only(dir: &Path) -> Result<Store, StoreError> {
+        let path = dir.join(DB_FILE);
+        if !path.is_file() {
+            return Err(StoreError::Missing {
+                path: dir.to_owned(),
+            });
+        }
+        let conn = Connection::open_with_flags(
+            &path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path,
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        if version < MIGRATIONS.len() {
+            // Written by an older keycanary: the next `run` migrates it.
+            return Err(StoreError::Missing {
+                path: dir.to_owned(),
+            });
+        }
+        Ok(Store { conn })
+    }
+
+    fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
+        let tx = conn.transaction()?;
+        let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > MIGRATIONS.len() {
+            return Err(StoreError::TooNew {
+                path: path.to_owned(),
+                found: version,
+                known: MIGRATIONS.len(),
+            });
+        }
+        for sql in &MIGRATIONS[version..] {
+            tx.execute_batch(sql)?;
+        }
+        tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What the previous run left: alert state, history, latest round. Defaults when new.
+    pub fn load(&self) -> Result<Persisted, StoreError> {
+        let alert_state = self
+            .conn
+            .query_row("SELECT state FROM alert_state WHERE id = 1", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .map(|s| from_json("alert state", &s))
+            .transpose()?
+            .unwrap_or_default();
+        let history = self
+            .conn
+            .query_row("SELECT history FROM history WHERE id = 1", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .map(|s| from_json("history", &s))
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Persisted {
+            alert_state,
+            history,
+            last_round: self.last_round()?,
+        })
+    }
+
+    fn last_round(&self) -> Result<Option<RoundRecord>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT number, started_at, finished_at FROM last_round WHERE id = 1",
+                [],
+                |r| {
+                    Ok(RoundRecord {
+                        number: r.get::<_, i64>(0)?.max(0) as u64,
+                        started_at: Timestamp(r.get(1)?),
+                        finished_at: Timestamp(r.get(2)?),
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Commits one round in one transaction: the new alert state, the (pruned) history,
+    /// the round record, and one outbox row per `(channel, notification)` (due at once;
+    /// a row already there is left alone). Also drops dead letters that died before
+    /// `forget_dead_before`. Returns the number of rows queued.
+    ///
+    /// Either all of it is stored or none: a notification is never queued without the
+    /// state that produced it, nor the state advanced without its notifications.
+    pub fn commit_round(
+        &mut self,
+        round: RoundRecord,
+        alert_state: &AlertState,
+        history: Option<&History>,
+        outbox: &[(String, Notification)],
+        forget_dead_before: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let now = round.finished_at.0;
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO alert_state (id, state, updated_at) VALUES (1, ?1, ?2)
+             ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            params![to_json(alert_state), now],
+        )?;
+        if let Some(history) = history {
+            tx.execute(
+                "INSERT INTO history (id, history, updated_at) VALUES (1, ?1, ?2)
+                 ON CONFLICT (id) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at",
+                params![to_json(history), now],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO last_round (id, number, started_at, finished_at) VALUES (1, ?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET number = excluded.number,
+                 started_at = excluded.started_at, finished_at = excluded.finished_at",
+            params![round.number as i64, round.started_at.0, round.finished_at.0],
+        )?;
+        let mut queued = 0;
+        {
+            let mut next_seq: i64 =
+                tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox", [], |r| {
+                    r.get(0)
+                })?;
+            let mut insert = tx.prepare(
+                "INSERT INTO outbox (id, seq, channel, dedup_key, payload, created_at, next_attempt_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+                 ON CONFLICT (id) DO NOTHING",
+            )?;
+            for (channel, n) in outbox {
+                let added = insert.execute(params![
+                    outbox_id(&n.id, channel),
+                    next_seq,
+                    channel,
+                    n.dedup_key,
+                    to_json(n),
+                    now
+                ])?;
+                queued += added;
+                next_seq += added as i64;
+            }
+        }
+        tx.execute(
+            "DELETE FROM outbox WHERE dead_at IS NOT NULL AND dead_at < ?1",
+            params![forget_dead_before.0],
+        )?;
+        tx.commit()?;
+        Ok(queued)
+    }
+
+    /// Rows due at `now`, oldest first, at most `limit`. A row is held back while an
+    /// earlier live row of the same incident and channel waits, so a receiver never gets
+    /// "resolved" before the "firing" it resolves.
+    pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {ROW_COLUMNS} FROM outbox o
+             WHERE o.dead_at IS NULL AND o.next_attempt_at <= ?1
+               AND NOT EXISTS (SELECT 1 FROM outbox p
+                               WHERE p.channel = o.channel AND p.dedup_key = o.dedup_key
+                                 AND p.dead_at IS NULL AND p.seq < o.seq)
+             ORDER BY o.seq LIMIT ?2"
+        ))?;
+        let rows = stmt
+            .query_map(params![now.0, limit as i64], row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// When the earliest live row is due (`None`: nothing to send).
+    pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT MIN(next_attempt_at) FROM outbox WHERE dead_at IS NULL",
+                [],
+                |r| r.get::<_, Option<i64>>(0),
+            )?
+            .map(Timestamp))
+    }
+
+    /// Makes every live row due at `now` (a restart retries at once rather than waiting
+    /// out the backoff of the process that died).
+    pub fn retry_all_now(&mut self, now: Timestamp) -> Result<usize, StoreError> {
+        Ok(self.conn.execute(
+            "UPDATE outbox SET next_attempt_at = ?1 WHERE dead_at IS NULL AND next_attempt_at > ?1",
+            params![now.0],
+        )?)
+    }
+
+    /// The receiver accepted it: the row goes.
+    pub fn delivered(&mut self, id: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute("DELETE FROM outbox WHERE id = ?1", params![id])?;
+        Ok(())
+    }
+
+    /// A retryable failure: count it, keep the error, try again at `next_attempt_at`.
+    pub fn retry_later(
+        &mut self,
+        id: &str,
+        error: &str,
+        next_attempt_at: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, next_attempt_at = ?3
+             WHERE id = ?1",
+            params![id, error, next_attempt_at.0],
+        )?;
+        Ok(())
+    }
+
+    /// A permanent failure: the row becomes a dead letter (kept, never attempted again).
+    pub fn dead_letter(&mut self, id: &str, error: &str, now: Timestamp) -> Result<(), StoreError> {
+        self.conn.execute(
+            "UPDATE outbox SET attempts = attempts + 1, last_error = ?2, dead_at = ?3 WHERE id = ?1",
+            params![id, error, now.0],
+        )?;
+        Ok(())
+    }
+
+    /// Every outbox row, dead or alive, in queue order (tests and diagnostics).
+    pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare(&format!("SELECT {ROW_COLUMNS} FROM outbox ORDER BY seq"))?;
+        let rows = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Silences made through the API that have not ended by `now`.
+    pub fn silences(&self, now: Timestamp) -> Result<Vec<Silence>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT silence FROM silences WHERE ends_at > ?1 ORDER BY id")?;
+        let texts = stmt
+            .query_map(params![now.0], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?;
+        texts.iter().map(|t| from_json("silence", t)).collect()
+    }
+
+    /// Adds or replaces a silence (by id).
+    pub fn put_silence(&mut self, silence: &Silence, now: Timestamp) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO silences (id, silence, created_at, ends_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO UPDATE SET silence = excluded.silence, ends_at = excluded.ends_at",
+            params![silence.id, to_json(silence), now.0, silence.ends.0],
+        )?;
+        Ok(())
+    }
+
+    /// Everything `keycanary status` reports.
+    pub fn status(&self) -> Result<StatusReport, StoreError> {
+        let alert_state = self
+            .conn
+            .query_row("SELECT state FROM alert_state WHERE id = 1", [], |r| {
+                r.get::<_, String>(0)
+            })
+            .optional()?
+            .map(|s| from_json("alert state", &s))
+            .transpose()?
+            .unwrap_or_default();
+        let (pending, retrying, oldest): (i64, i64, Option<i64>) = self.conn.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(attempts > 0), 0), MIN(created_at)
+             FROM outbox WHERE dead_at IS NULL",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {ROW_COLUMNS} FROM outbox WHERE dead_at IS NOT NULL ORDER BY dead_at, seq"
+        ))?;
+        let dead = stmt.query_map([], row)?.collect::<Result<Vec<_>, _>>()?;
+        Ok(StatusReport {
+            last_round: self.last_round()?,
+            alert_state,
+            pending: pending.max(0) as u64,
+            retrying: retrying.max(0) as u64,
+            oldest_pending: oldest.map(Timestamp),
+            dead,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

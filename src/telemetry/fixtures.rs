@@ -1,0 +1,149 @@
+//! Test fixtures shared by the metrics and status-page tests: a one-tenant config and a
+//! snapshot of the seed incident (the `io` edge serves `k1` from cache while `k2` signs).
+
+use crate::config::{Config, SecretSource};
+use crate::daemon::{Snapshot, advance};
+use crate::model::*;
+
+pub fn config() -> Config {
+    let text = r#"
+[[tenant]]
+name = "acme"
+[[tenant.domain]]
+name = "io"
+issuer = "https://idp.example/io/acme"
+[tenant.domain.login]
+client_id = "c"
+client_secret = { env = "S" }
+[[tenant.domain.jwks]]
+name = "cdn"
+"#;
+    let env = |_: &str| Some("x".to_owned());
+    Config::from_toml_str(
+        text,
+        "t.toml",
+        &SecretSource {
+            base_dir: std::path::Path::new("."),
+            env: &env,
+        },
+    )
+    .unwrap()
+}
+
+pub fn key(kid: &str) -> KeyInfo {
+    KeyInfo {
+        kid: Some(kid.into()),
+        thumbprint: None,
+        kty: "RSA".into(),
+        alg: None,
+        use_: None,
+        crv: None,
+        size_bits: Some(2048),
+        private_members: vec![],
+        problems: vec![],
+        x5t: None,
+        x5t_s256: None,
+        x5c: None,
+    }
+}
+
+pub fn view(path: &str, kind: ViewKind, age: Option<u64>, kids: &[&str]) -> ViewObservation {
+    ViewObservation {
+        id: ViewId {
+            path: path.into(),
+            edge: None,
+        },
+        kind,
+        fetch: Fetch {
+            url: "http://x/jwks".into(),
+            started_at: Timestamp(0),
+            duration_ms: 250,
+            outcome: FetchOutcome::Response(Box::new(HttpResponse {
+                status: 200,
+                content_type: None,
+                headers: CacheHeaders {
+                    age,
+                    ..Default::default()
+                },
+                body_sha256: String::new(),
+                body_len: 0,
+                tls_leaf_sha256: None,
+                tls_leaf_not_after: None,
+            })),
+        },
+        key_set: Some(KeySetParse::Parsed {
+            keys: kids.iter().map(|k| key(k)).collect(),
+        }),
+    }
+}
+
+/// The seed incident: the io edge serves k1 from cache, the origin k1+k2, k2 signs.
+pub fn incident() -> Snapshot {
+    let checks = vec![
+        TokenCheck {
+            view: ViewId {
+                path: "cdn".into(),
+                edge: None,
+            },
+            result: TokenCheckResult::KidMissing,
+        },
+        TokenCheck {
+            view: ViewId {
+                path: "origin".into(),
+                edge: None,
+            },
+            result: TokenCheckResult::Verified,
+        },
+    ];
+    let obs = Observation {
+        tenant: "acme".into(),
+        location: "lab".into(),
+        started_at: Timestamp(1_000),
+        finished_at: Timestamp(2_000),
+        domains: vec![DomainObservation {
+            domain: "io".into(),
+            issuer: "https://idp.example/io/acme".into(),
+            discovery: None,
+            login: Some(LoginObservation {
+                grant: "client_credentials".into(),
+                fetch: None,
+                result: LoginResult::Tokens {
+                    tokens: vec![TokenInfo {
+                        kind: TokenKind::AccessToken,
+                        header: TokenHeader {
+                            alg: "RS256".into(),
+                            kid: Some("k2".into()),
+                            typ: None,
+                        },
+                        claims: TokenClaims::default(),
+                        checks,
+                    }],
+                },
+            }),
+            views: vec![
+                view("cdn", ViewKind::Edge, Some(42), &["k1"]),
+                view("origin", ViewKind::Origin, None, &["k1", "k2"]),
+            ],
+        }],
+    };
+    let finding = Finding::new(
+        Code::KidMissing,
+        Subject::view(
+            "acme",
+            "io",
+            &ViewId {
+                path: "cdn".into(),
+                edge: None,
+            },
+        )
+        .with_kid(Some("k2")),
+        "k2 missing",
+    );
+    advance(
+        &Snapshot::default(),
+        vec![obs],
+        vec![finding],
+        Timestamp(1_000),
+        Timestamp(2_500),
+    )
+}

@@ -1,0 +1,528 @@
+//! Prometheus metrics, rendered from the daemon's [`Snapshot`] on every scrape.
+//!
+//! [`render`] is pure: snapshot, config and build facts in, exposition text out. Nothing
+//! here counts events as they happen; every value is read from the latest round (gauges)
+//! or from counters the snapshot carries (`rounds`). A histogram needs durations
+//! accumulated across rounds, which the snapshot does not keep yet, so fetch and login
+//! durations are last-value gauges.
+//!
+//! The output is the Prometheus text format 0.0.4 from a small encoder here, not
+//! OpenMetrics: `promtool check metrics` (Prometheus 2.42) parses only the former and
+//! refuses OpenMetrics `info` families and `_total` counter samples.
+//!
+//! Label sets are bounded by the configuration: tenants, domains, paths, edges, location,
+//! finding codes, and at most [`MAX_KIDS_PER_DOMAIN`] kids per domain (the signer's plus
+//! the origin view's, each cut to [`MAX_LABEL_LEN`] bytes). No URL or token ever becomes
+//! a label. The families and labels are documented in README.md ("Metrics").
+
+use crate::config::Config;
+use crate::daemon::Snapshot;
+use crate::model::{
+    Code, DomainObservation, FetchOutcome, LoginResult, Observation, TokenCheckResult, ViewKind,
+    ViewObservation,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write;
+
+/// `Content-Type` of [`render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Most kids per domain exported as `kid` labels (signer first, then the origin's set).
+pub const MAX_KIDS_PER_DOMAIN: usize = 8;
+
+/// Label values taken from the wire (kids) are cut to this many bytes.
+pub const MAX_LABEL_LEN: usize = 128;
+
+/// Facts about this build, exported as `keycanary_build_info`.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildInfo {
+    pub version: &'static str,
+}
+
+impl BuildInfo {
+    pub const fn current() -> BuildInfo {
+        BuildInfo {
+            version: env!("CARGO_PKG_VERSION"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricType {
+    Counter,
+    Gauge,
+}
+
+impl MetricType {
+    fn as_str(self) -> &'static str {
+        match self {
+            MetricType::Counter => "counter",
+            MetricType::Gauge => "gauge",
+        }
+    }
+}
+
+/// One metric family: name, type, help, and its samples in output order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    pub name: &'static str,
+    pub kind: MetricType,
+    pub help: &'static str,
+    pub samples: Vec<Sample>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Vec<(&'static str, String)>,
+    pub value: f64,
+}
+
+impl Family {
+    pub fn gauge(name: &'static str, help: &'static str) -> Family {
+        Family {
+            name,
+            kind: MetricType::Gauge,
+            help,
+            samples: Vec::new(),
+        }
+    }
+    pub fn counter(name: &'static str, help: &'static str) -> Family {
+        Family {
+            kind: MetricType::Counter,
+            ..Family::gauge(name, help)
+        }
+    }
+    pub fn push(&mut self, labels: &[(&'static str, &str)], value: f64) {
+        self.samples.push(Sample {
+            labels: labels.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+            value,
+        });
+    }
+    fn with(mut self, labels: &[(&'static str, &str)], value: f64) -> Family {
+        self.push(labels, value);
+        self
+    }
+}
+
+/// The `/metrics` body for this snapshot.
+pub fn render(snapshot: &Snapshot, config: &Config, build: BuildInfo) -> String {
+    encode(&families(snapshot, config, build))
+}
+
+/// Every family, in output order. Families are emitted (HELP and TYPE) even when they
+/// have no samples yet, so dashboards and `absent()` alerts see them from the start.
+pub fn families(snapshot: &Snapshot, config: &Config, build: BuildInfo) -> Vec<Family> {
+    let mut out = vec![
+        Family::gauge(
+            "keycanary_build_info",
+            "Build facts of this keycanary as labels; the value is always 1.",
+        )
+        .with(&[("version", build.version)], 1.0),
+    ];
+    out.extend(round_families(snapshot));
+    out.extend(view_families(&snapshot.observations));
+    out.extend(login_families(&snapshot.observations));
+    out.push(findings_open(snapshot, config));
+    // Extension points: families that later work feeds from the snapshot go here, each
+    // from its own function of the snapshot:
+    // - keycanary_view_staleness_budget_seconds{tenant,domain,path,edge,kind,location}
+    // - keycanary_view_edge_ttl_remaining_seconds{tenant,domain,path,edge,kind,location}
+    // - keycanary_gate_open{tenant,gate}           (pre-rotation / retirement)
+    // - keycanary_outbox_depth                     (alert notifications waiting)
+    // - keycanary_notifications_total{channel,result}
+    out
+}
+
+fn secs(ms: i64) -> f64 {
+    ms as f64 / 1000.0
+}
+
+fn round_families(s: &Snapshot) -> Vec<Family> {
+    let rounds = Family::counter(
+        "keycanary_rounds_total",
+        "Probe rounds completed since this process started.",
+    )
+    .with(&[], s.rounds as f64);
+    let mut duration = Family::gauge(
+        "keycanary_round_duration_seconds",
+        "Wall-clock duration of the latest probe round.",
+    );
+    let mut last = Family::gauge(
+        "keycanary_last_round_timestamp_seconds",
+        "Unix time at which the latest probe round finished.",
+    );
+    if let (Some(start), Some(end)) = (s.last_round_started, s.last_round_finished) {
+        duration.push(&[], secs(end.0 - start.0).max(0.0));
+        last.push(&[], secs(end.0));
+    }
+    vec![rounds, duration, last]
+}
+
+/// The kids exported for one domain: the signer's (from this round's tokens) first, then
+/// those the origin view serves; deduplicated, capped, cut to [`MAX_LABEL_LEN`].
+fn watched_kids(d: &DomainObservation) -> Vec<String> {
+    let signer = d.tokens().iter().filter_map(|t| t.header.kid.as_deref());
+    let origin = d
+        .views
+        .iter()
+        .filter(|v| v.kind == ViewKind::Origin)
+        .flat_map(|v| v.keys())
+        .filter_map(|k| k.kid.as_deref());
+    let mut seen = BTreeSet::new();
+    signer
+        .chain(origin)
+        .map(cut)
+        .filter(|k| seen.insert(k.clone()))
+        .take(MAX_KIDS_PER_DOMAIN)
+        .collect()
+}
+
+fn cut(s: &str) -> String {
+    if s.len() <= MAX_LABEL_LEN {
+        return s.to_owned();
+    }
+    let mut end = MAX_LABEL_LEN;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}
+
+fn kind_str(k: ViewKind) -> &'static str {
+    match k {
+        ViewKind::Edge => "edge",
+        ViewKind::Origin => "origin",
+    }
+}
+
+fn view_up(v: &ViewObservation) -> bool {
+    let ok_status = v
+        .fetch
+        .response()
+        .is_some_and(|r| (200..300).contains(&r.status));
+    ok_status && !v.keys().is_empty()
+}
+
+fn view_families(observations: &[Observation]) -> Vec<Family> {
+    let mut up = Family::gauge(
+        "keycanary_view_up",
+        "1 when the JWKS view answered 2xx with at least one key in the latest round, else 0.",
+    );
+    let mut kid_present = Family::gauge(
+        "keycanary_view_kid_present",
+        "1 when the view serves the kid, else 0; kids are the signer's and the origin view's (bounded).",
+    );
+    let mut age = Family::gauge(
+        "keycanary_view_age_seconds",
+        "Age response header of the view in the latest round (absent when not sent).",
+    );
+    let mut duration = Family::gauge(
+        "keycanary_fetch_duration_seconds",
+        "Duration of the latest fetch of the view (last value, not a histogram).",
+    );
+    for obs in observations {
+        for d in &obs.domains {
+            let kids = watched_kids(d);
+            for v in &d.views {
+                let edge = v.id.edge.as_deref().unwrap_or("");
+                let labels = [
+                    ("tenant", obs.tenant.as_str()),
+                    ("domain", d.domain.as_str()),
+                    ("path", v.id.path.as_str()),
+                    ("edge", edge),
+                    ("kind", kind_str(v.kind)),
+                    ("location", obs.location.as_str()),
+                ];
+                up.push(&labels, if view_up(v) { 1.0 } else { 0.0 });
+                duration.push(&labels, v.fetch.duration_ms as f64 / 1000.0);
+                if let FetchOutcome::Response(r) = &v.fetch.outcome
+                    && let Some(a) = r.headers.age
+                {
+                    age.push(&labels, a as f64);
+                }
+                let served: BTreeSet<String> = v
+                    .keys()
+                    .iter()
+                    .filter_map(|k| k.kid.as_deref())
+                    .map(cut)
+                    .collect();
+                for kid in &kids {
+                    let mut with_kid = labels.to_vec();
+                    with_kid.push(("kid", kid.as_str()));
+                    let present = served.contains(kid);
+                    kid_present.push(&with_kid, if present { 1.0 } else { 0.0 });
+                }
+            }
+        }
+    }
+    vec![up, kid_present, age, duration]
+}
+
+const RESULTS: [&str; 5] = [
+    "verified",
+    "kid_missing",
+    "signature_invalid",
+    "key_unusable",
+    "view_unavailable",
+];
+
+fn result_str(r: &TokenCheckResult) -> &'static str {
+    match r {
+        TokenCheckResult::Verified => RESULTS[0],
+        TokenCheckResult::KidMissing => RESULTS[1],
+        TokenCheckResult::SignatureInvalid { .. } => RESULTS[2],
+        TokenCheckResult::KeyUnusable { .. } => RESULTS[3],
+        TokenCheckResult::ViewUnavailable => RESULTS[4],
+    }
+}
+
+fn login_families(observations: &[Observation]) -> Vec<Family> {
+    let mut up = Family::gauge(
+        "keycanary_login_up",
+        "1 when the latest login on the domain returned tokens, else 0 (absent without a login).",
+    );
+    let mut duration = Family::gauge(
+        "keycanary_login_duration_seconds",
+        "Duration of the latest token request on the domain (last value, not a histogram).",
+    );
+    let mut verifications = Family::gauge(
+        "keycanary_token_verifications",
+        "Fresh tokens verified against the view in the latest round, by result.",
+    );
+    let mut signing = Family::gauge(
+        "keycanary_signing_kid_info",
+        "The kid that signed the domain's tokens in the latest round; the value is always 1.",
+    );
+    for obs in observations {
+        for d in &obs.domains {
+            let td = [
+                ("tenant", obs.tenant.as_str()),
+                ("domain", d.domain.as_str()),
+            ];
+            let Some(login) = &d.login else { continue };
+            let ok = matches!(login.result, LoginResult::Tokens { .. });
+            up.push(&td, if ok { 1.0 } else { 0.0 });
+            if let Some(f) = &login.fetch {
+                duration.push(&td, f.duration_ms as f64 / 1000.0);
+            }
+            // Every edge view gets all results, zeros included, once a token was issued.
+            let mut counts: BTreeMap<(String, String, &str), u32> = BTreeMap::new();
+            if !d.tokens().is_empty() {
+                for v in &d.views {
+                    for r in RESULTS {
+                        let edge = v.id.edge.clone().unwrap_or_default();
+                        counts.insert((v.id.path.clone(), edge, r), 0);
+                    }
+                }
+            }
+            let mut signers = BTreeSet::new();
+            for t in d.tokens() {
+                if let Some(kid) = &t.header.kid {
+                    signers.insert(cut(kid));
+                }
+                for c in &t.checks {
+                    let edge = c.view.edge.clone().unwrap_or_default();
+                    *counts
+                        .entry((c.view.path.clone(), edge, result_str(&c.result)))
+                        .or_default() += 1;
+                }
+            }
+            for ((path, edge, result), n) in &counts {
+                let labels = [
+                    td[0],
+                    td[1],
+                    ("path", path),
+                    ("edge", edge),
+                    ("result", result),
+                ];
+                verifications.push(&labels, f64::from(*n));
+            }
+            for kid in signers.iter().take(MAX_KIDS_PER_DOMAIN) {
+                signing.push(&[td[0], td[1], ("kid", kid)], 1.0);
+            }
+        }
+    }
+    vec![up, duration, verifications, signing]
+}
+
+/// Open findings per tenant and code; every code of every configured tenant is present
+/// (zero when closed) so alerts need no `absent()`.
+fn findings_open(s: &Snapshot, config: &Config) -> Family {
+    let mut family = Family::gauge(
+        "keycanary_findings_open",
+        "Findings open after the latest round, by tenant, code and severity.",
+    );
+    let mut counts: BTreeMap<(&str, Code), u32> = BTreeMap::new();
+    for t in &config.tenants {
+        for &code in Code::ALL {
+            counts.insert((t.name.as_str(), code), 0);
+        }
+    }
+    for f in &s.findings {
+        *counts
+            .entry((f.subject.tenant.as_str(), f.code))
+            .or_default() += 1;
+    }
+    for ((tenant, code), n) in counts {
+        let labels = [
+            ("tenant", tenant),
+            ("code", code.as_str()),
+            ("severity", code.severity().as_str()),
+        ];
+        family.push(&labels, f64::from(n));
+    }
+    family
+}
+
+/// The Prometheus text format 0.0.4 of `families`.
+pub fn encode(families: &[Family]) -> String {
+    let mut out = String::new();
+    for f in families {
+        let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
+        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
+        for s in &f.samples {
+            out.push_str(f.name);
+            if !s.labels.is_empty() {
+                out.push('{');
+                for (i, (k, v)) in s.labels.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+                }
+                out.push('}');
+            }
+            let _ = writeln!(out, " {}", number(s.value));
+        }
+    }
+    out
+}
+
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+fn escape_label(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn number(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::fixtures::{config, incident, view};
+
+    fn check(body: &str, line: &str) {
+        assert!(
+            body.lines().any(|l| l == line),
+            "missing line `{line}` in:\n{body}"
+        );
+    }
+
+    #[test]
+    fn seed_incident_as_metrics() {
+        let body = render(&incident(), &config(), BuildInfo { version: "9.9.9" });
+        let v = r#"tenant="acme",domain="io",path="cdn",edge="",kind="edge",location="lab""#;
+        for line in [
+            r#"keycanary_build_info{version="9.9.9"} 1"#.to_owned(),
+            "keycanary_rounds_total 1".into(),
+            "keycanary_round_duration_seconds 1.5".into(),
+            "keycanary_last_round_timestamp_seconds 2.5".into(),
+            format!("keycanary_view_up{{{v}}} 1"),
+            format!(r#"keycanary_view_kid_present{{{v},kid="k2"}} 0"#),
+            format!(r#"keycanary_view_kid_present{{{v},kid="k1"}} 1"#),
+            format!("keycanary_view_age_seconds{{{v}}} 42"),
+            format!("keycanary_fetch_duration_seconds{{{v}}} 0.25"),
+            r#"keycanary_login_up{tenant="acme",domain="io"} 1"#.into(),
+            r#"keycanary_token_verifications{tenant="acme",domain="io",path="cdn",edge="",result="kid_missing"} 1"#.into(),
+            r#"keycanary_token_verifications{tenant="acme",domain="io",path="cdn",edge="",result="verified"} 0"#.into(),
+            r#"keycanary_token_verifications{tenant="acme",domain="io",path="origin",edge="",result="verified"} 1"#.into(),
+            r#"keycanary_signing_kid_info{tenant="acme",domain="io",kid="k2"} 1"#.into(),
+            r#"keycanary_findings_open{tenant="acme",code="kid_missing",severity="critical"} 1"#.into(),
+            r#"keycanary_findings_open{tenant="acme",code="stale_edge",severity="high"} 0"#.into(),
+        ] {
+            check(&body, &line);
+        }
+        // The origin view sends no Age: no sample rather than a made-up zero.
+        assert!(
+            !body.contains(r#"keycanary_view_age_seconds{tenant="acme",domain="io",path="origin""#)
+        );
+    }
+
+    #[test]
+    fn every_family_has_help_and_type_and_no_duplicate_series() {
+        let body = render(&incident(), &config(), BuildInfo::current());
+        let mut helped = BTreeSet::new();
+        let mut series = BTreeSet::new();
+        for line in body.lines() {
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                helped.insert(rest.split(' ').next().unwrap().to_owned());
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let name = rest.split(' ').next().unwrap();
+                assert!(helped.contains(name), "TYPE before HELP for {name}");
+            } else {
+                let (id, _) = line.rsplit_once(' ').unwrap();
+                let name = id.split('{').next().unwrap();
+                assert!(helped.contains(name), "no HELP for {name}");
+                assert!(name.starts_with("keycanary_"), "{name}");
+                assert!(series.insert(id.to_owned()), "duplicate series {id}");
+            }
+        }
+    }
+
+    #[test]
+    fn before_the_first_round_families_are_there_without_samples() {
+        let body = render(&Snapshot::default(), &config(), BuildInfo::current());
+        check(&body, "keycanary_rounds_total 0");
+        check(&body, "# TYPE keycanary_view_up gauge");
+        assert!(
+            !body
+                .lines()
+                .any(|l| l.starts_with("keycanary_round_duration_seconds")),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn kids_from_the_wire_are_bounded_and_escaped() {
+        let mut s = incident();
+        let d = &mut s.observations[0].domains[0];
+        let many: Vec<String> = (0..50)
+            .map(|i| format!("k{i}\"\\\n{}", "x".repeat(300)))
+            .collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        d.views[1] = view("origin", ViewKind::Origin, None, &refs);
+        let body = render(&s, &config(), BuildInfo::current());
+        let present = body
+            .lines()
+            .filter(|l| l.starts_with("keycanary_view_kid_present{") && l.contains("path=\"cdn\""))
+            .count();
+        assert_eq!(present, MAX_KIDS_PER_DOMAIN);
+        assert!(body.contains(r#"kid="k0\"\\\nxxx"#), "{body}");
+        assert!(body.lines().all(|l| l.len() < 600));
+    }
+
+    #[test]
+    fn encoding_of_values_and_labels() {
+        let check = |v: f64, want: &str| assert_eq!(number(v), want);
+        check(1.0, "1");
+        check(0.25, "0.25");
+        check(f64::NAN, "NaN");
+        check(f64::INFINITY, "+Inf");
+        check(f64::NEG_INFINITY, "-Inf");
+        assert_eq!(escape_label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+        assert_eq!(escape_help("a\\b\nc"), "a\\\\b\\nc");
+        assert_eq!(cut(&"é".repeat(100)).len(), 128);
+    }
+}

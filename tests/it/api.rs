@@ -1,0 +1,541 @@
+//! The HTTP API and status page as operators use them: the daemon loop and the API run
+//! in-process against the lab over real HTTP; `promtool` checks `/metrics`; headless
+//! Chromium renders the status page during the seed incident.
+
+use crate::check::{shipped_config_for, start_lab};
+use keycanary::api::{self, ApiState};
+use keycanary::clock;
+use keycanary::config::{self, Config};
+use keycanary::daemon::{self, SharedSnapshot};
+use keycanary::lab::{CachePolicyUpdate, Lab};
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+const TOKEN: &str = "test-bearer-token";
+
+/// A lab, the daemon probing it every 2 s, and the API serving its snapshot.
+struct Harness {
+    lab: Lab,
+    base: String,
+    snapshot: SharedSnapshot,
+    http: reqwest::Client,
+    stops: Vec<oneshot::Sender<()>>,
+    tasks: Vec<JoinHandle<()>>,
+    dir: tempfile::TempDir,
+}
+
+/// The shipped probes.toml pointed at `lab`, probing every 2 s.
+fn config_for(lab: &Lab, dir: &Path) -> Config {
+    let path = shipped_config_for(lab.base_url(), dir);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("interval = \"30s\"", "interval = \"2s\"")
+        .replace("timeout = \"10s\"", "timeout = \"2s\"");
+    std::fs::write(&path, &text).unwrap();
+    let config = config::load(&path).unwrap();
+    assert_eq!(config.settings.interval, Duration::from_secs(2), "{text}");
+    config
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap()
+}
+
+impl Harness {
+    /// Starts the lab and the API (with `bearer`), but not the daemon: nothing is probed
+    /// until [`Harness::start_daemon`].
+    async fn start(bearer: Option<&str>) -> Harness {
+        let lab = start_lab().await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = Arc::new(config_for(&lab, dir.path()));
+        let snapshot = daemon::new_snapshot();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let state = ApiState {
+            snapshot: snapshot.clone(),
+            config,
+            clock: clock::system(),
+            bearer: bearer.map(|b| b.to_owned().into()),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            api::serve(listener, state, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+        Harness {
+            lab,
+            base,
+            snapshot,
+            http: http(),
+            stops: vec![stop],
+            tasks: vec![task],
+            dir,
+        }
+    }
+
+    fn start_daemon(&mut self) {
+        let config = config_for(&self.lab, self.dir.path());
+        let snapshot = self.snapshot.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        self.tasks.push(tokio::spawn(async move {
+            daemon::run_with(config, clock::system(), snapshot, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        }));
+        self.stops.push(stop);
+    }
+
+    fn rounds(&self) -> u64 {
+        self.snapshot.read().unwrap().rounds
+    }
+
+    /// Waits (bounded) until at least `n` rounds have finished.
+    async fn wait_for_rounds(&self, n: u64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while self.rounds() < n {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the daemon finished {} of {n} rounds within 60 s",
+                self.rounds()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await.unwrap()
+    }
+
+    async fn json(&self, path: &str, token: Option<&str>) -> Value {
+        let resp = self.get(path, token).await;
+        assert_eq!(resp.status(), 200, "{path}");
+        resp.json().await.unwrap()
+    }
+
+    async fn stop(mut self) {
+        for s in self.stops.drain(..) {
+            let _ = s.send(());
+        }
+        for t in self.tasks.drain(..) {
+            t.await.unwrap();
+        }
+        self.lab.shutdown().await;
+    }
+}
+
+/// `promtool check metrics` on `body`; fails (never skips) when promtool is missing.
+fn promtool_check_metrics(body: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run promtool ({e}): run scripts/install-peers.sh"));
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(body.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics failed:\n{}{}\n--- body ---\n{body}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_on_a_healthy_lab() {
+    let mut h = Harness::start(None).await;
+
+    // Before the first round: alive, not ready.
+    let health = h.get("/healthz", None).await;
+    assert_eq!(health.status(), 200);
+    assert_eq!(health.text().await.unwrap(), "ok");
+    let ready = h.get("/readyz", None).await;
+    assert_eq!(ready.status(), 503);
+    let reason: Value = ready.json().await.unwrap();
+    assert_eq!(reason["ready"], false);
+    assert!(
+        reason["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no probe round")
+    );
+    let status = h.json("/v1/status", None).await;
+    assert_eq!(status["last_round"], Value::Null);
+    assert_eq!(status["views"].as_array().unwrap().len(), 0);
+
+    h.start_daemon();
+    h.wait_for_rounds(1).await;
+    let ready = h.json("/readyz", None).await;
+    assert_eq!(ready["ready"], true);
+
+    let status = h.json("/v1/status", None).await;
+    let views = status["views"].as_array().unwrap();
+    assert_eq!(views.len(), 12, "3 tenants x 2 domains x (cdn + origin)");
+    assert!(status["last_round"]["number"].as_u64().unwrap() >= 1);
+    assert!(
+        status["last_round"]["finished_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert!(
+        views
+            .iter()
+            .all(|v| v["verdict"] == "ok" && !v["kids"].as_array().unwrap().is_empty()),
+        "{status:#}"
+    );
+    // Every field served is documented in openapi.json.
+    let doc: Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let documented = |schema: &str| -> BTreeSet<String> {
+        doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect()
+    };
+    let row_fields = documented("ViewRow");
+    for v in views {
+        for k in v.as_object().unwrap().keys() {
+            assert!(row_fields.contains(k), "ViewRow.{k} is not in openapi.json");
+        }
+    }
+    let round_fields = documented("LastRound");
+    for k in status["last_round"].as_object().unwrap().keys() {
+        assert!(
+            round_fields.contains(k),
+            "LastRound.{k} is not in openapi.json"
+        );
+    }
+
+    let findings = h.json("/v1/findings", None).await;
+    assert_eq!(findings["findings"], serde_json::json!([]), "{findings:#}");
+
+    // /metrics is valid for promtool and carries the matrix.
+    let resp = h.get("/metrics", None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "text/plain; version=0.0.4; charset=utf-8"
+    );
+    let body = resp.text().await.unwrap();
+    promtool_check_metrics(&body);
+    let up = body
+        .lines()
+        .filter(|l| l.starts_with("keycanary_view_up{") && l.ends_with(" 1"))
+        .count();
+    assert_eq!(up, 12, "{body}");
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with("keycanary_signing_kid_info{tenant=\"acme\",domain=\"io\""))
+    );
+
+    let page = h.get("/", None).await;
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("data-cell=\"acme/io/cdn\"")
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bearer_token_guards_everything_but_health() {
+    let h = Harness::start(Some(TOKEN)).await;
+    for path in api::route_paths() {
+        let public = path == "/healthz" || path == "/readyz";
+        let anonymous = h.get(path, None).await;
+        let wrong = h.get(path, Some("wrong-token")).await;
+        let right = h.get(path, Some(TOKEN)).await;
+        if public {
+            assert_ne!(anonymous.status(), 401, "{path} is public");
+        } else {
+            assert_eq!(anonymous.status(), 401, "{path} without a token");
+            assert!(
+                anonymous.headers()["www-authenticate"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("Bearer")
+            );
+            let body: Value = anonymous.json().await.unwrap();
+            assert!(body["error"].as_str().unwrap().contains("bearer token"));
+            assert_eq!(wrong.status(), 401, "{path} with a wrong token");
+        }
+        // /readyz is 503 here: the daemon never ran.
+        let want = if path == "/readyz" { 503 } else { 200 };
+        assert_eq!(right.status(), want, "{path} with the token");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn openapi_document_lists_exactly_the_served_routes() {
+    let h = Harness::start(None).await;
+    let doc = h.json("/openapi.json", None).await;
+    let committed: Value = serde_json::from_str(
+        &std::fs::read_to_string(crate::check::repo().join("openapi.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(doc, committed, "/openapi.json serves the committed file");
+    let documented: BTreeSet<String> = doc["paths"].as_object().unwrap().keys().cloned().collect();
+    let routes: BTreeSet<String> = api::route_paths().iter().map(|p| p.to_string()).collect();
+    assert_eq!(documented, routes);
+    // Each documented path is served (GET, not 404), and nothing else is.
+    for path in &documented {
+        let resp = h.get(path, None).await;
+        assert_ne!(resp.status(), 404, "{path} is documented but not served");
+        assert!(
+            doc["paths"][path]["get"].is_object(),
+            "{path}: only GET routes exist"
+        );
+    }
+    for path in ["/v1", "/v1/gates", "/status", "/metrics/extra"] {
+        let resp = h.get(path, None).await;
+        assert_eq!(resp.status(), 404, "{path} is not a route");
+    }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_incident_in_findings_and_metrics() {
+    let mut h = Harness::start(None).await;
+    let (old_kid, new_kid) = stage_seed_incident(&mut h).await;
+
+    let all = h.json("/v1/findings", None).await;
+    let codes = |v: &Value| -> Vec<(String, String, String)> {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                let s = |x: &Value| x.as_str().unwrap_or("").to_owned();
+                (
+                    s(&f["code"]),
+                    s(&f["subject"]["domain"]),
+                    s(&f["subject"]["path"]),
+                )
+            })
+            .collect()
+    };
+    let found = codes(&all);
+    assert!(
+        found.contains(&("kid_missing".into(), "io".into(), "cdn".into())),
+        "{all:#}"
+    );
+    assert!(
+        found.contains(&("stale_edge".into(), "io".into(), "cdn".into())),
+        "{all:#}"
+    );
+    let kid_missing = h
+        .json("/v1/findings?tenant=acme&code=kid_missing", None)
+        .await;
+    let list = kid_missing["findings"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{kid_missing:#}");
+    assert_eq!(list[0]["subject"]["kid"], new_kid.as_str());
+    assert!(list[0]["since"].as_str().unwrap().ends_with('Z'));
+    let critical = h.json("/v1/findings?severity=critical", None).await;
+    assert!(
+        critical["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| f["severity"] == "critical")
+    );
+    assert!(codes(&critical).iter().any(|c| c.0 == "kid_missing"));
+    assert!(!codes(&critical).iter().any(|c| c.0 == "stale_edge"));
+    let high = h.json("/v1/findings?severity=high", None).await;
+    assert!(codes(&high).iter().any(|c| c.0 == "stale_edge"));
+    let globex = h.json("/v1/findings?tenant=globex", None).await;
+    assert_eq!(globex["findings"], serde_json::json!([]), "{globex:#}");
+    for bad in [
+        "/v1/findings?severity=urgent",
+        "/v1/findings?code=kid_gone",
+        "/v1/findings?tenant=nobody",
+    ] {
+        let resp = h.get(bad, None).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("unknown"),
+            "{body}"
+        );
+    }
+
+    let body = h.get("/metrics", None).await.text().await.unwrap();
+    promtool_check_metrics(&body);
+    let view = r#"tenant="acme",domain="io",path="cdn",edge="",kind="edge",location="local""#;
+    for line in [
+        format!(r#"keycanary_view_kid_present{{{view},kid="{new_kid}"}} 0"#),
+        format!(r#"keycanary_view_kid_present{{{view},kid="{old_kid}"}} 1"#),
+        r#"keycanary_findings_open{tenant="acme",code="kid_missing",severity="critical"} 1"#
+            .to_owned(),
+        r#"keycanary_token_verifications{tenant="acme",domain="io",path="cdn",edge="",result="verified"} 0"#.to_owned(),
+        format!(r#"keycanary_signing_kid_info{{tenant="acme",domain="io",kid="{new_kid}"}} 1"#),
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in:\n{body}");
+    }
+    let missing = r#"keycanary_token_verifications{tenant="acme",domain="io",path="cdn",edge="",result="kid_missing"} "#;
+    assert!(
+        body.lines()
+            .any(|l| l.starts_with(missing) && !l.ends_with(" 0")),
+        "{body}"
+    );
+    h.stop().await;
+}
+
+/// The seed incident, through the daemon: io's CDN keeps the JWKS for 10 minutes, a round
+/// caches the old key set, acme rotates, the pipeline purges app only; returns once a
+/// whole round has run after the rotation. Returns `(old kid, new kid)`.
+async fn stage_seed_incident(h: &mut Harness) -> (String, String) {
+    h.lab
+        .set_cache(
+            "io",
+            CachePolicyUpdate {
+                override_ttl_secs: Some(Some(600)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    h.start_daemon();
+    h.wait_for_rounds(1).await; // the warm round: io's edge now holds the old set
+    let old_kid = h.lab.signer_kid("acme").unwrap();
+    let new_kid = h.lab.rotate("acme").unwrap();
+    h.lab.purge("app").unwrap();
+    // A round may be running across the rotation; the one after it started after it.
+    let now = h.rounds();
+    h.wait_for_rounds(now + 2).await;
+    (old_kid, new_kid)
+}
+
+/// Chromium's `--dump-dom` / `--screenshot` of `url`; fails when Chromium is missing.
+async fn chromium(url: &str, mode: &[String]) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let mut cmd = tokio::process::Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.path().display()))
+    .args(mode)
+    .arg(url)
+    .kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("chromium finished within 90 s")
+        .unwrap_or_else(|e| panic!("cannot run chromium ({e}): run scripts/install-peers.sh"));
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The `class` attribute of the `<td>` whose `data-cell` is `cell`, in serialised HTML.
+fn cell_class(dom: &str, cell: &str) -> String {
+    let at = dom
+        .find(&format!("data-cell=\"{cell}\""))
+        .unwrap_or_else(|| panic!("no cell {cell} in the page:\n{dom}"));
+    let open = dom[..at].rfind("<td").expect("the cell is a <td>");
+    let close = at + dom[at..].find('>').unwrap();
+    let tag = &dom[open..close];
+    let class = tag
+        .split("class=\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no class on {tag}"));
+    class.split('"').next().unwrap().to_owned()
+}
+
+fn has_class(classes: &str, want: &str) -> bool {
+    classes.split_whitespace().any(|c| c == want)
+}
+
+/// Where test artefacts go: `target/test-output/`.
+fn test_output_dir() -> PathBuf {
+    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("CARGO_TARGET_TMPDIR is inside the target dir")
+        .to_owned();
+    let dir = target.join("test-output");
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn status_page_in_chromium_shows_the_stale_edge_red() {
+    let mut h = Harness::start(None).await;
+    let (old_kid, new_kid) = stage_seed_incident(&mut h).await;
+    let url = format!("{}/", h.base);
+
+    let dom = chromium(&url, &["--dump-dom".to_owned()]).await;
+    let io = cell_class(&dom, "acme/io/cdn");
+    let app = cell_class(&dom, "acme/app/cdn");
+    assert!(has_class(&io, "bad"), "acme/io/cdn is `{io}`");
+    assert!(has_class(&app, "ok"), "acme/app/cdn is `{app}`");
+    for other in ["globex/io/cdn", "initech/app/cdn", "acme/io/origin"] {
+        assert!(has_class(&cell_class(&dom, other), "ok"), "{other}");
+    }
+    assert!(dom.contains("kid_missing") && dom.contains(&new_kid) && dom.contains(&old_kid));
+
+    let png = test_output_dir().join("status-page.png");
+    let _ = std::fs::remove_file(&png);
+    chromium(
+        &url,
+        &[
+            format!("--screenshot={}", png.display()),
+            "--window-size=1280,900".to_owned(),
+        ],
+    )
+    .await;
+    let bytes = std::fs::read(&png).expect("chromium wrote the screenshot");
+    assert!(bytes.starts_with(b"\x89PNG"), "{} is a PNG", png.display());
+    assert!(bytes.len() > 10_000, "the screenshot has content");
+    // `KEYCANARY_UPDATE_DOCS=1` refreshes the README's copy.
+    if std::env::var_os("KEYCANARY_UPDATE_DOCS").is_some() {
+        let docs = crate::check::repo().join("docs");
+        std::fs::create_dir_all(&docs).unwrap();
+        std::fs::copy(&png, docs.join("status-page.png")).unwrap();
+    }
+    h.stop().await;
+}
