@@ -48,6 +48,8 @@ pub struct Settings {
     pub max_redirects: usize,
     /// `tls_certificate` fires when a TLS leaf expires within this; default 14 days.
     pub tls_expiry_warning: Duration,
+    /// Extra wait on top of the staleness budget before the rotation gate says safe.
+    pub gate_margin: Duration,
     /// Where `run` keeps its durable state (SQLite); default `.state` next to the config
     /// file (relative paths resolve against the config file's directory).
     pub state_dir: PathBuf,
@@ -239,6 +241,7 @@ struct RawConfig {
     max_body_bytes: Option<u64>,
     max_redirects: Option<usize>,
     tls_expiry_warning: Option<String>,
+    gate_margin: Option<String>,
     state_dir: Option<String>,
     retention: Option<String>,
     client_profiles: Option<Vec<String>>,
@@ -699,6 +702,7 @@ impl Validator<'_> {
             ),
             max_body_bytes: raw.max_body_bytes.unwrap_or(1024 * 1024),
             max_redirects: raw.max_redirects.unwrap_or(3),
+            gate_margin: self.duration("gate_margin", raw.gate_margin.as_deref(), Duration::ZERO),
             tls_expiry_warning: self.duration(
                 "tls_expiry_warning",
                 raw.tls_expiry_warning.as_deref(),

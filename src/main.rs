@@ -51,6 +51,26 @@ enum Command {
         #[arg(long, short, default_value = "probes.toml")]
         config: PathBuf,
     },
+    /// Ask a rotation gate: may key --kid become the signer of --tenant now (or, with
+    /// --retire, may it be removed)? Exit 0 safe, 1 unsafe, 2 error.
+    Gate {
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+        #[arg(long)]
+        tenant: String,
+        /// The key to promote (rotation) or remove (--retire). Rotation without a kid checks
+        /// the current signer is healthy now.
+        #[arg(long)]
+        kid: Option<String>,
+        #[arg(long)]
+        retire: bool,
+        /// Ask a running daemon (its API base URL, e.g. http://127.0.0.1:9464) instead of
+        /// probing from here; its history makes time-based conditions decidable.
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Serve the lab (simulated IdP behind a caching CDN) until interrupted.
     Lab {
         #[arg(long, default_value = "127.0.0.1:8765")]
@@ -154,7 +174,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let prober = probe::Prober::new(&cfg, clock.clone())?;
             let observations = prober.round(&cfg).await;
             let now = clock.now();
-            let findings = detect::findings_for_round(&cfg, &observations, now);
+            let mut history = detect::history::History::default();
+            let findings = detect::assess(&cfg, &mut history, &observations, now);
             let report = report::Report::new(&observations, findings);
             match format {
                 Format::Text => print!("{}", report.to_text()),
@@ -197,6 +218,82 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             api.await.context("the HTTP API task panicked")??;
             result?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Gate {
+            config,
+            tenant,
+            kid,
+            retire,
+            url,
+            format,
+        } => {
+            let Some(cfg) = load(&config) else {
+                return Ok(ExitCode::from(2));
+            };
+            if cfg.tenant(&tenant).is_none() {
+                eprintln!("error: tenant `{tenant}` is not in {}", config.display());
+                return Ok(ExitCode::from(2));
+            }
+            if retire && kid.is_none() {
+                eprintln!("error: --retire needs --kid (the key to remove)");
+                return Ok(ExitCode::from(2));
+            }
+            let answer = match url {
+                Some(url) => {
+                    keycanary::gate_client::ask(
+                        &url,
+                        &tenant,
+                        kid.as_deref(),
+                        retire,
+                        cfg.api.bearer_token.as_ref(),
+                    )
+                    .await?
+                }
+                None => {
+                    let clock = clock::system();
+                    let _lab = start_lab_if_configured(&cfg, &clock).await?;
+                    let prober = probe::Prober::new(&cfg, clock.clone())?;
+                    let observations = prober.round(&cfg).await;
+                    let now = clock.now();
+                    let mut history = detect::history::History::default();
+                    let findings = detect::assess(&cfg, &mut history, &observations, now);
+                    let latest = observations.iter().find(|o| o.tenant == tenant);
+                    let answer = if retire {
+                        detect::gate::retirement_gate(
+                            &cfg,
+                            &history,
+                            &findings,
+                            &tenant,
+                            kid.as_deref().unwrap_or_default(),
+                            now,
+                        )
+                    } else {
+                        detect::gate::rotation_gate(
+                            &cfg,
+                            &history,
+                            latest,
+                            &findings,
+                            &tenant,
+                            kid.as_deref(),
+                            now,
+                        )
+                    };
+                    serde_json::to_value(&answer)?
+                }
+            };
+            match format {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+                Format::Text => print!("{}", report::gate_text(&answer)),
+            }
+            let safe = answer
+                .get("safe")
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false);
+            Ok(if safe {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
         Command::Lab { listen } => {
             let lab = lab::start(lab::LabOptions {

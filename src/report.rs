@@ -186,3 +186,50 @@ impl Report {
         out
     }
 }
+
+/// A gate answer (as JSON, local or from a daemon) for people: the verdict, then every
+/// blocking condition with its subject, detail and when it will be met.
+pub fn gate_text(answer: &serde_json::Value) -> String {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    let mut out = String::new();
+    let gate = s(&answer["gate"]);
+    let kid = answer["kid"]
+        .as_str()
+        .map(|k| format!(" kid {k}"))
+        .unwrap_or_default();
+    let verdict = if answer["safe"].as_bool() == Some(true) {
+        "SAFE"
+    } else {
+        "UNSAFE"
+    };
+    let _ = writeln!(
+        out,
+        "{gate} gate, tenant {}{kid}: {verdict}",
+        s(&answer["tenant"])
+    );
+    if let Some(at) = answer["ready_at"].as_i64() {
+        let _ = writeln!(
+            out,
+            "ready at {} if nothing changes",
+            crate::model::Timestamp(at)
+        );
+    }
+    for b in answer["blocking"].as_array().into_iter().flatten() {
+        let subject: Vec<String> = ["tenant", "domain", "path", "edge", "kid"]
+            .iter()
+            .filter_map(|k| b["subject"][*k].as_str().map(|v| format!("{k}={v}")))
+            .collect();
+        let ready = b["ready_at"]
+            .as_i64()
+            .map(|t| format!(" (ready at {})", crate::model::Timestamp(t)))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<26} {}  {}{ready}",
+            s(&b["code"]),
+            subject.join(" "),
+            s(&b["detail"])
+        );
+    }
+    out
+}

@@ -236,6 +236,12 @@ where
     .expect("a store call panicked")
 }
 
+/// A live row `o` with no earlier live row of the same channel and incident.
+const CHAIN_HEAD: &str = "o.dead_at IS NULL
+    AND NOT EXISTS (SELECT 1 FROM outbox p
+                    WHERE p.channel = o.channel AND p.dedup_key = o.dedup_key
+                      AND p.dead_at IS NULL AND p.seq < o.seq)";
+
 const ROW_COLUMNS: &str =
     "id, channel, dedup_key, payload, created_at, attempts, next_attempt_at, last_error, dead_at";
 
@@ -251,6 +257,11 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<OutboxRow> {
         last_error: r.get(7)?,
         dead_at: r.get::<_, Option<i64>>(8)?.map(Timestamp),
     })
+}
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<usize> {
+    let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    Ok(usize::try_from(v).unwrap_or(usize::MAX))
 }
 
 fn to_json<T: serde::Serialize>(value: &T) -> String {
@@ -308,7 +319,7 @@ impl Store {
             source,
         })?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        let version: usize = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version = schema_version(&conn)?;
         if version > MIGRATIONS.len() {
             return Err(StoreError::TooNew {
                 path,
@@ -327,7 +338,7 @@ impl Store {
 
     fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
         let tx = conn.transaction()?;
-        let version: usize = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let version = schema_version(&tx)?;
         if version > MIGRATIONS.len() {
             return Err(StoreError::TooNew {
                 path: path.to_owned(),
@@ -338,7 +349,7 @@ impl Store {
         for sql in &MIGRATIONS[version..] {
             tx.execute_batch(sql)?;
         }
-        tx.pragma_update(None, "user_version", MIGRATIONS.len())?;
+        tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
         tx.commit()?;
         Ok(())
     }
@@ -460,10 +471,7 @@ impl Store {
     pub fn due(&self, now: Timestamp, limit: usize) -> Result<Vec<OutboxRow>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT {ROW_COLUMNS} FROM outbox o
-             WHERE o.dead_at IS NULL AND o.next_attempt_at <= ?1
-               AND NOT EXISTS (SELECT 1 FROM outbox p
-                               WHERE p.channel = o.channel AND p.dedup_key = o.dedup_key
-                                 AND p.dead_at IS NULL AND p.seq < o.seq)
+             WHERE {CHAIN_HEAD} AND o.next_attempt_at <= ?1
              ORDER BY o.seq LIMIT ?2"
         ))?;
         let rows = stmt
@@ -472,12 +480,13 @@ impl Store {
         Ok(rows)
     }
 
-    /// When the earliest live row is due (`None`: nothing to send).
+    /// When the earliest row [`Store::due`] would return is due (`None`: nothing to
+    /// send). Rows held back behind an earlier one of their chain do not count.
     pub fn next_due(&self) -> Result<Option<Timestamp>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "SELECT MIN(next_attempt_at) FROM outbox WHERE dead_at IS NULL",
+                &format!("SELECT MIN(o.next_attempt_at) FROM outbox o WHERE {CHAIN_HEAD}"),
                 [],
                 |r| r.get::<_, Option<i64>>(0),
             )?

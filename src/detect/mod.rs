@@ -6,6 +6,7 @@
 
 pub mod clients;
 pub mod freshness;
+pub mod gate;
 pub mod history;
 pub mod profiles;
 pub mod round;
@@ -68,6 +69,7 @@ pub fn assess(
             all.extend(round_findings_with_config(o, t, config, now));
             all.extend(stateful::history_findings(history, o, t, config, now));
             all.extend(clients::client_findings(history, o, t, config, now));
+            all.extend(gate::key_activated_early(history, o, t, config, now));
         }
     }
     all.extend(stateful::cross_tenant_key(history, config));

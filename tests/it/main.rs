@@ -5,3 +5,5 @@ mod check;
 mod lab;
 mod oidc_nginx;
 mod peers;
+mod rotation;
+mod rotation_unsafe;

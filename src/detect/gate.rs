@@ -1,0 +1,616 @@
+//! The rotation gates: may key N become the signer of tenant T now, and may old key C be
+//! removed now? Pure functions over the history, the open findings and `now`, with exactly
+//! the rules of the finding catalogue:
+//!
+//! **Pre-rotation** ([`rotation_gate`]) — safe only if
+//! 1. N's kid, with one thumbprint, is present in every configured view of T and has been
+//!    continuously for at least the view's staleness budget S (+ `gate_margin`);
+//! 2. no `stale_edge` / `error_cached` is open for T (purges verified, not just issued);
+//! 3. no `cache_policy_drift`, `discovery_drift`, `jwks_drift`, `kid_reused`,
+//!    `kid_ambiguous`, `weak_key`, `jwk_unparseable` is open for T;
+//! 4. N's alg is advertised in discovery (when discovery lists algs) and allowed;
+//! 5. no `probe_stale` is open for any view of T (fresh data).
+//!
+//! **Retirement** ([`retirement_gate`]) — safe only if C has not signed an observed token
+//! for at least `max_token_lifetime` + skew (and every token it signed has expired), the
+//! current signing kid has been stable for at least S, and no view lacks the current kid.
+//!
+//! Every blocking condition is listed with a finding code (the one that describes what
+//! would go wrong, or the open finding itself), its subject, a detail line and, for
+//! time-based conditions, `ready_at`: when it will be met if nothing changes. A kid first
+//! seen in a view's first observation ("since before keycanary watched") counts as visible
+//! only from that first observation: the gate never assumes history it has not seen.
+//!
+//! Deliberately not here: fetching anything, or deciding which kid is "next" (the caller
+//! names it; with no kid the rotation gate checks the current signer is healthy now).
+
+use crate::config::{Config, Tenant};
+use crate::detect::freshness::edge_freshness;
+use crate::detect::history::{History, Since, TenantHistory};
+use crate::detect::profiles::{self, Budget, ClientProfile};
+use crate::detect::stateful::configured_views;
+use crate::model::{Code, Finding, KeyInfo, Observation, Subject, Timestamp, ViewId, ViewKind};
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GateKind {
+    Rotation,
+    Retirement,
+}
+
+/// One reason the gate says no.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Blocker {
+    pub code: Code,
+    pub subject: Subject,
+    pub detail: String,
+    /// When this condition will be met if nothing changes; absent when that cannot be
+    /// predicted (something has to be fixed first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<Timestamp>,
+}
+
+/// The gate's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GateAnswer {
+    pub gate: GateKind,
+    pub tenant: String,
+    /// The kid the answer is about (for a rotation gate without a kid: the current signer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    pub safe: bool,
+    pub blocking: Vec<Blocker>,
+    /// When every blocking condition will be met if nothing changes: the latest of the
+    /// blockers' `ready_at`, present only when every blocker has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ready_at: Option<Timestamp>,
+    pub evaluated_at: Timestamp,
+}
+
+impl GateAnswer {
+    fn new(
+        gate: GateKind,
+        tenant: &str,
+        kid: Option<String>,
+        mut blocking: Vec<Blocker>,
+        now: Timestamp,
+    ) -> Self {
+        blocking
+            .sort_by(|a, b| (a.code, &a.subject, &a.detail).cmp(&(b.code, &b.subject, &b.detail)));
+        blocking.dedup();
+        let ready_at = if blocking.is_empty() {
+            None
+        } else {
+            blocking
+                .iter()
+                .map(|b| b.ready_at)
+                .collect::<Option<Vec<_>>>()
+                .and_then(|v| v.into_iter().max())
+        };
+        GateAnswer {
+            gate,
+            tenant: tenant.to_owned(),
+            kid,
+            safe: blocking.is_empty(),
+            blocking,
+            ready_at,
+            evaluated_at: now,
+        }
+    }
+}
+
+/// Codes that block a rotation while open for the tenant (conditions 2, 3 and 5).
+pub const ROTATION_BLOCKING_CODES: &[Code] = &[
+    Code::StaleEdge,
+    Code::ErrorCached,
+    Code::CachePolicyDrift,
+    Code::DiscoveryDrift,
+    Code::JwksDrift,
+    Code::KidReused,
+    Code::KidAmbiguous,
+    Code::WeakKey,
+    Code::JwkUnparseable,
+    Code::ProbeStale,
+];
+
+/// May `next_kid` become the signing key of `tenant` now? With `next_kid = None`, the
+/// current signer is checked against the same rules ("healthy right now").
+pub fn rotation_gate(
+    config: &Config,
+    history: &History,
+    latest: Option<&Observation>,
+    open: &[Finding],
+    tenant: &str,
+    next_kid: Option<&str>,
+    now: Timestamp,
+) -> GateAnswer {
+    let mut blocking = Vec::new();
+    let (Some(t), Some(h)) = (config.tenant(tenant), history.tenant(tenant)) else {
+        blocking.push(no_data(tenant));
+        return GateAnswer::new(
+            GateKind::Rotation,
+            tenant,
+            next_kid.map(str::to_owned),
+            blocking,
+            now,
+        );
+    };
+    let kid = match next_kid.map(str::to_owned).or_else(|| current_signer(h)) {
+        Some(k) => k,
+        None => {
+            blocking.push(Blocker {
+                code: Code::LoginFailed,
+                subject: Subject::tenant(tenant),
+                detail: "no kid given and no observed token names the current signer".into(),
+                ready_at: None,
+            });
+            return GateAnswer::new(GateKind::Rotation, tenant, None, blocking, now);
+        }
+    };
+    let profiles = tenant_profiles(config, t);
+    let margin = config.settings.gate_margin;
+
+    // 1. Present everywhere, with one thumbprint, for at least S.
+    let ledger = h.kid(&kid);
+    if let Some(l) = ledger
+        && l.thumbprints().len() > 1
+    {
+        blocking.push(Blocker {
+            code: Code::KidReused,
+            subject: Subject::tenant(tenant).with_kid(Some(&kid)),
+            detail: format!(
+                "{kid} has been served with {} different key materials",
+                l.thumbprints().len()
+            ),
+            ready_at: None,
+        });
+    }
+    for (domain, view) in all_views(t) {
+        let subject = Subject::view(tenant, &domain, &view).with_kid(Some(&kid));
+        let since = ledger.and_then(|l| l.present_since_in(&domain, &view));
+        let s = view_budget(h, &domain, &view, &profiles);
+        let s_duration = budget_duration(&s);
+        match (since, s) {
+            (None, _) => {
+                let ready_at = predicted_arrival(h, &domain, &view, &kid).zip(s_duration).map(|(at, s)| at.plus(s + margin));
+                blocking.push(Blocker {
+                    code: Code::KidMissing,
+                    subject,
+                    detail: format!("{kid} is not served by {domain}/{view}"),
+                    ready_at,
+                });
+            }
+            (Some(_), Budget::Unbounded { profile }) => blocking.push(Blocker {
+                code: Code::StalenessBudgetExceeded,
+                subject,
+                detail: format!("client profile {profile} neither expires nor refetches its key set: no wait is long enough"),
+                ready_at: None,
+            }),
+            (Some(since), Budget::Bounded(s)) => {
+                let visible_from = match since {
+                    Since::At(t) => t,
+                    Since::BeforeWatch => h.view(&domain, &view).map(|v| v.first_attempt()).unwrap_or(h.first_recorded()),
+                };
+                let ready = visible_from.plus(s + margin);
+                if ready > now {
+                    blocking.push(Blocker {
+                        code: Code::KeyActivatedEarly,
+                        subject,
+                        detail: format!(
+                            "{kid} visible in {domain}/{view} since {visible_from}, needs {} (staleness budget {} + margin {})",
+                            profiles::human(s + margin),
+                            profiles::human(s),
+                            profiles::human(margin)
+                        ),
+                        ready_at: Some(ready),
+                    });
+                }
+            }
+        }
+    }
+
+    // 2, 3, 5. Open findings that block.
+    for f in open
+        .iter()
+        .filter(|f| f.subject.tenant == tenant && ROTATION_BLOCKING_CODES.contains(&f.code))
+    {
+        // A stale or error-caching edge turns over when its cached copy expires.
+        let ready_at = match f.code {
+            Code::StaleEdge | Code::ErrorCached => edge_turnover(h, &f.subject),
+            _ => None,
+        };
+        blocking.push(Blocker {
+            code: f.code,
+            subject: f.subject.clone(),
+            detail: f.message.clone(),
+            ready_at,
+        });
+    }
+
+    // 4. The alg.
+    if let Some(detail) = latest.and_then(|o| alg_problem(config, o, &kid)) {
+        blocking.push(Blocker {
+            code: Code::AlgNotAllowed,
+            subject: Subject::tenant(tenant).with_kid(Some(&kid)),
+            detail,
+            ready_at: None,
+        });
+    }
+    GateAnswer::new(GateKind::Rotation, tenant, Some(kid), blocking, now)
+}
+
+/// May `old_kid` be removed from `tenant`'s key set now?
+pub fn retirement_gate(
+    config: &Config,
+    history: &History,
+    open: &[Finding],
+    tenant: &str,
+    old_kid: &str,
+    now: Timestamp,
+) -> GateAnswer {
+    let mut blocking = Vec::new();
+    let (Some(t), Some(h)) = (config.tenant(tenant), history.tenant(tenant)) else {
+        blocking.push(no_data(tenant));
+        return GateAnswer::new(
+            GateKind::Retirement,
+            tenant,
+            Some(old_kid.to_owned()),
+            blocking,
+            now,
+        );
+    };
+    let skew = config.settings.max_clock_skew;
+    let subject = Subject::tenant(tenant).with_kid(Some(old_kid));
+    let current = current_signer(h);
+
+    // C has not signed for max_token_lifetime + skew, and its tokens have expired.
+    if current.as_deref() == Some(old_kid) {
+        blocking.push(Blocker {
+            code: Code::KeyRemovedEarly,
+            subject: subject.clone(),
+            detail: format!("{old_kid} is still the signing key: promote another key first"),
+            ready_at: None,
+        });
+    } else if let Some(l) = h.kid(old_kid) {
+        let by_lifetime = l
+            .last_signed()
+            .map(|at| at.plus(t.max_token_lifetime + skew));
+        let by_exp = l
+            .latest_exp()
+            .map(|exp| Timestamp::from_secs(exp).plus(skew));
+        if let Some(ready) = by_lifetime.max(by_exp)
+            && ready > now
+        {
+            blocking.push(Blocker {
+                code: Code::KeyRemovedEarly,
+                subject: subject.clone(),
+                detail: format!(
+                    "{old_kid} last signed at {}; tokens it signed may be used until {ready} (max_token_lifetime {} + skew {})",
+                    l.last_signed().map(|t| t.to_string()).unwrap_or_else(|| "-".into()),
+                    profiles::human(t.max_token_lifetime),
+                    profiles::human(skew)
+                ),
+                ready_at: Some(ready),
+            });
+        }
+    }
+
+    // The current signer: stable for at least S, and served by every view.
+    let profiles = tenant_profiles(config, t);
+    match &current {
+        None => blocking.push(Blocker {
+            code: Code::LoginFailed,
+            subject: Subject::tenant(tenant),
+            detail: "no observed token names the current signer".into(),
+            ready_at: None,
+        }),
+        Some(signer) => {
+            let stable_since = signer_stable_since(h, signer);
+            let mut worst = Some(Duration::ZERO);
+            for (domain, view) in all_views(t) {
+                if h.kid(signer)
+                    .and_then(|l| l.present_since_in(&domain, &view))
+                    .is_none()
+                {
+                    blocking.push(Blocker {
+                        code: Code::KidMissing,
+                        subject: Subject::view(tenant, &domain, &view).with_kid(Some(signer)),
+                        detail: format!(
+                            "the current signer {signer} is not served by {domain}/{view}"
+                        ),
+                        ready_at: None,
+                    });
+                }
+                worst = match (worst, view_budget(h, &domain, &view, &profiles)) {
+                    (Some(w), Budget::Bounded(s)) => Some(w.max(s)),
+                    _ => None,
+                };
+            }
+            match worst {
+                None => blocking.push(Blocker {
+                    code: Code::StalenessBudgetExceeded,
+                    subject: Subject::tenant(tenant).with_kid(Some(signer)),
+                    detail: "a configured client profile never drops a cached key set: no wait is long enough".into(),
+                    ready_at: None,
+                }),
+                Some(s) => {
+                    let ready = stable_since.plus(s);
+                    if ready > now {
+                        blocking.push(Blocker {
+                            code: Code::SigningKeyInconsistent,
+                            subject: Subject::tenant(tenant).with_kid(Some(signer)),
+                            detail: format!("{signer} has signed alone since {stable_since}; needs {} (staleness budget)", profiles::human(s)),
+                            ready_at: Some(ready),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for f in open
+        .iter()
+        .filter(|f| f.subject.tenant == tenant && f.code == Code::ProbeStale)
+    {
+        blocking.push(Blocker {
+            code: f.code,
+            subject: f.subject.clone(),
+            detail: f.message.clone(),
+            ready_at: None,
+        });
+    }
+    GateAnswer::new(
+        GateKind::Retirement,
+        tenant,
+        Some(old_kid.to_owned()),
+        blocking,
+        now,
+    )
+}
+
+fn no_data(tenant: &str) -> Blocker {
+    Blocker {
+        code: Code::ProbeStale,
+        subject: Subject::tenant(tenant),
+        detail: format!("no observations of tenant {tenant} yet: run at least one round"),
+        ready_at: None,
+    }
+}
+
+fn tenant_profiles<'c>(config: &'c Config, t: &Tenant) -> Vec<&'c ClientProfile> {
+    t.client_profiles
+        .iter()
+        .filter_map(|n| config.profile(n))
+        .collect()
+}
+
+fn all_views(t: &Tenant) -> Vec<(String, ViewId)> {
+    t.domains
+        .iter()
+        .flat_map(|d| configured_views(d).into_iter().map(|v| (d.name.clone(), v)))
+        .collect()
+}
+
+/// The kid of the latest observed token (the last one of the latest round with tokens).
+pub fn current_signer(h: &TenantHistory) -> Option<String> {
+    h.signing()
+        .last()?
+        .tokens
+        .iter()
+        .rev()
+        .find_map(|s| s.kid.clone())
+}
+
+/// Since when `signer` alone has signed: the first of the trailing rounds in which every
+/// token carried it.
+fn signer_stable_since(h: &TenantHistory, signer: &str) -> Timestamp {
+    let mut since = h
+        .signing()
+        .last()
+        .map(|r| r.at)
+        .unwrap_or(h.first_recorded());
+    for round in h.signing().iter().rev() {
+        if round
+            .tokens
+            .iter()
+            .all(|s| s.kid.as_deref() == Some(signer))
+        {
+            since = round.at;
+        } else {
+            break;
+        }
+    }
+    // The history may begin mid-way: never claim more than it holds.
+    since.max(h.first_recorded())
+}
+
+/// S of one view from its latest answer's caching headers. Origin views add no edge
+/// lifetime: they are the truth edges converge to.
+fn view_budget(
+    h: &TenantHistory,
+    domain: &str,
+    view: &ViewId,
+    profiles: &[&ClientProfile],
+) -> Budget {
+    let v = h.view(domain, view);
+    let entry = v.and_then(|v| v.latest());
+    let fresh = entry.and_then(|e| e.headers.as_ref().map(|hd| edge_freshness(hd, e.last_at)));
+    let is_edge = v.is_some_and(|v| v.kind() == ViewKind::Edge);
+    let edge = if is_edge {
+        fresh.as_ref().and_then(|f| f.worst_serves_for())
+    } else {
+        Some(Duration::ZERO)
+    };
+    profiles::staleness_budget(edge, profiles, fresh.as_ref().and_then(|f| f.client_ttl))
+}
+
+fn budget_duration(b: &Budget) -> Option<Duration> {
+    match b {
+        Budget::Bounded(d) => Some(*d),
+        Budget::Unbounded { .. } => None,
+    }
+}
+
+/// When an edge view that lacks `kid` will likely serve it: its cached copy's expiry, if
+/// its origin already serves the kid. `None` for origin views or when unpredictable.
+fn predicted_arrival(
+    h: &TenantHistory,
+    domain: &str,
+    view: &ViewId,
+    kid: &str,
+) -> Option<Timestamp> {
+    let v = h.view(domain, view)?;
+    if v.kind() != ViewKind::Edge {
+        return None;
+    }
+    let origin = ViewId {
+        path: crate::config::ORIGIN_PATH.to_owned(),
+        edge: None,
+    };
+    h.kid(kid)?.present_since_in(domain, &origin)?;
+    let _ = v.latest()?;
+    edge_turnover(
+        h,
+        &Subject {
+            path: Some(view.path.clone()),
+            edge: view.edge.clone(),
+            ..Subject::domain("", domain)
+        },
+    )
+}
+
+/// When the edge view of `subject` will drop its cached copy: its latest answer's
+/// freshness lifetime plus stale-* windows. `None` when the headers do not say.
+fn edge_turnover(h: &TenantHistory, subject: &Subject) -> Option<Timestamp> {
+    let view = ViewId {
+        path: subject.path.clone()?,
+        edge: subject.edge.clone(),
+    };
+    let e = h.view(subject.domain.as_deref()?, &view)?.latest()?;
+    let f = edge_freshness(e.headers.as_ref()?, e.last_at);
+    f.fresh_until
+        .map(|t| t.plus(f.stale_while_revalidate + f.stale_if_error))
+}
+
+/// Why the kid's alg may not sign, judged from the latest round: the key as an origin
+/// view serves it (else any view), and the algs discovery advertises on any domain.
+fn alg_problem(config: &Config, latest: &Observation, kid: &str) -> Option<String> {
+    let views = || latest.domains.iter().flat_map(|d| &d.views);
+    let pick = |origin: bool| {
+        views()
+            .filter(|v| (v.kind == ViewKind::Origin) == origin)
+            .flat_map(|v| v.keys())
+            .find(|k| k.kid.as_deref() == Some(kid))
+    };
+    let key = pick(true).or_else(|| pick(false))?;
+    let alg = key.alg.clone().or_else(|| inferred_alg(key))?;
+    if !config.settings.allowed_algs.contains(&alg) {
+        return Some(format!(
+            "{kid} is a {alg} key and {alg} is not in allowed_algs"
+        ));
+    }
+    let mut advertised: Vec<&String> = Vec::new();
+    for doc in latest.domains.iter().filter_map(|d| d.discovery_doc()) {
+        advertised.extend(
+            doc.id_token_signing_alg_values_supported
+                .iter()
+                .chain(&doc.other_signing_alg_values_supported),
+        );
+    }
+    if !advertised.is_empty() && !advertised.contains(&&alg) {
+        return Some(format!(
+            "{kid} is a {alg} key and discovery does not advertise {alg}"
+        ));
+    }
+    None
+}
+
+fn inferred_alg(k: &KeyInfo) -> Option<String> {
+    match (k.kty.as_str(), k.crv.as_deref()) {
+        ("EC", Some("P-256")) => Some("ES256".into()),
+        ("EC", Some("P-384")) => Some("ES384".into()),
+        ("OKP", Some("Ed25519")) => Some("EdDSA".into()),
+        ("RSA", _) => Some("RS256".into()),
+        _ => None,
+    }
+}
+
+/// `key_activated_early`: a kid signs tokens before it was visible in every configured view
+/// of the tenant for at least that view's staleness budget S. Judged only for activations
+/// keycanary saw (the kid first signed after the tenant's history began). Open while the
+/// kid is missing from a view, or until it has been visible everywhere for S; the history
+/// must already hold this round.
+pub fn key_activated_early(
+    history: &History,
+    obs: &Observation,
+    tenant: &Tenant,
+    config: &Config,
+    now: Timestamp,
+) -> Vec<Finding> {
+    let Some(h) = history.tenant(&obs.tenant) else {
+        return Vec::new();
+    };
+    let profiles = tenant_profiles(config, tenant);
+    let views = all_views(tenant);
+    let mut kids: Vec<&str> = obs
+        .domains
+        .iter()
+        .flat_map(|d| d.tokens())
+        .filter_map(|t| t.header.kid.as_deref())
+        .collect();
+    kids.sort();
+    kids.dedup();
+    let mut out = Vec::new();
+    for kid in kids {
+        let Some(ledger) = h.kid(kid) else { continue };
+        let Some(first_signed) = ledger.first_signed().filter(|f| *f > h.first_recorded()) else {
+            continue;
+        };
+        let subject = Subject::tenant(&obs.tenant).with_kid(Some(kid));
+        let missing: Vec<String> = views
+            .iter()
+            .filter(|(d, v)| ledger.present_since_in(d, v).is_none())
+            .map(|(d, v)| format!("{d}/{v}"))
+            .collect();
+        if !missing.is_empty() {
+            out.push(Finding::new(
+                Code::KeyActivatedEarly,
+                subject,
+                format!(
+                    "{kid} signs tokens (since {first_signed}) but is not served by {}",
+                    missing.join(", ")
+                ),
+            ));
+            continue;
+        }
+        // Visible everywhere now: since when, and for how long it needed to be before signing.
+        let mut worst: Option<(Timestamp, Duration, String)> = None;
+        for (d, v) in &views {
+            let Some(Since::At(since)) = ledger.present_since_in(d, v) else {
+                continue;
+            };
+            let Budget::Bounded(s) = view_budget(h, d, v, &profiles) else {
+                continue;
+            };
+            let until = since.plus(s);
+            if worst.as_ref().is_none_or(|(u, _, _)| until > *u) {
+                worst = Some((until, s, format!("{d}/{v}")));
+            }
+        }
+        if let Some((until, s, view)) = worst
+            && until > first_signed
+            && until > now
+        {
+            out.push(Finding::new(
+                Code::KeyActivatedEarly,
+                subject,
+                format!(
+                    "{kid} first signed at {first_signed}, before it had been visible in {view} for its staleness budget {}: clients may reject its tokens until {until}",
+                    profiles::human(s)
+                ),
+            ));
+        }
+    }
+    out
+}
