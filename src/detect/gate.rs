@@ -614,3 +614,224 @@ pub fn key_activated_early(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::stateful::fixtures::{
+        at, check, config_with, io, key, keys, replay, round, tok,
+    };
+    use crate::model::{LoginObservation, LoginResult};
+
+    fn sign_with(o: &mut Observation, kid: &str) {
+        tok(o, 0).header.kid = Some(kid.into());
+        if let Some(LoginObservation {
+            result: LoginResult::Tokens { tokens },
+            ..
+        }) = &mut io(o).login
+        {
+            tokens[0].header.kid = Some(kid.into());
+        }
+    }
+
+    /// Step `i` with k1 signing and `k2` published in every view from `staged_at` on;
+    /// k2 signs from `promoted_at` on.
+    fn step(i: i64, staged_at: Option<i64>, promoted_at: Option<i64>) -> Observation {
+        let mut o = round(i);
+        if staged_at.is_some_and(|s| i >= s) {
+            for d in 0..2 {
+                for v in 0..2 {
+                    keys(&mut o, d, v, vec![key("k1"), key("k2")]);
+                }
+            }
+        }
+        if promoted_at.is_some_and(|p| i >= p) {
+            sign_with(&mut o, "k2");
+        }
+        o
+    }
+
+    fn walk(n: i64, staged_at: Option<i64>, promoted_at: Option<i64>) -> Vec<Observation> {
+        (0..n).map(|i| step(i, staged_at, promoted_at)).collect()
+    }
+
+    fn codes(a: &GateAnswer) -> Vec<Code> {
+        a.blocking.iter().map(|b| b.code).collect()
+    }
+
+    #[test]
+    fn no_observations_means_no_answer() {
+        let config = config_with(str::to_owned);
+        let a = rotation_gate(
+            &config,
+            &History::default(),
+            None,
+            &[],
+            "acme",
+            Some("k2"),
+            at(0),
+        );
+        assert!(!a.safe);
+        assert_eq!(codes(&a), [Code::ProbeStale]);
+        let a = retirement_gate(&config, &History::default(), &[], "acme", "k1", at(0));
+        assert_eq!(codes(&a), [Code::ProbeStale]);
+    }
+
+    #[test]
+    fn rotation_waits_for_the_staleness_budget() {
+        let config = config_with(str::to_owned);
+        // k2 staged at step 10; ask at step 11: visible for one interval only.
+        let steps = walk(12, Some(10), None);
+        let (history, findings) = replay(&config, &steps);
+        let last = steps.last().unwrap();
+        let a = rotation_gate(
+            &config,
+            &history,
+            Some(last),
+            findings.last().unwrap(),
+            "acme",
+            Some("k2"),
+            at(11),
+        );
+        assert!(!a.safe, "{a:#?}");
+        assert!(
+            codes(&a).iter().all(|c| *c == Code::KeyActivatedEarly),
+            "{a:#?}"
+        );
+        let ready = a.ready_at.expect("time-based");
+        // S = edge (max-age 300 + the fixture's Age) + envoy's 10 min TTL, from step 10.
+        assert!(
+            ready > at(10).plus_secs(600) && ready <= at(10).plus_secs(1_000),
+            "{a:#?}"
+        );
+        // Far enough past it, the same question is answered yes.
+        let n = 10 + (ready.0 - at(10).0) / 30_000 + 2;
+        let steps = walk(n, Some(10), None);
+        let (history, findings) = replay(&config, &steps);
+        let a = rotation_gate(
+            &config,
+            &history,
+            steps.last(),
+            findings.last().unwrap(),
+            "acme",
+            Some("k2"),
+            at(n - 1),
+        );
+        assert!(a.safe, "{a:#?}");
+        // A kid nobody serves is missing everywhere, with no predictable end.
+        let a = rotation_gate(
+            &config,
+            &history,
+            steps.last(),
+            findings.last().unwrap(),
+            "acme",
+            Some("k9"),
+            at(n - 1),
+        );
+        assert!(
+            codes(&a).iter().all(|c| *c == Code::KidMissing) && a.ready_at.is_none(),
+            "{a:#?}"
+        );
+    }
+
+    #[test]
+    fn rotation_refuses_on_open_blocking_findings_and_disallowed_algs() {
+        let config = config_with(|t| {
+            t.replace(
+                "allowed_algs = [\"RS256\", \"ES256\", \"EdDSA\"]",
+                "allowed_algs = [\"ES256\"]",
+            )
+        });
+        let steps = walk(2, None, None);
+        let (history, _) = replay(&config, &steps);
+        let open = [Finding::new(
+            Code::CachePolicyDrift,
+            Subject::domain("acme", "io"),
+            "drift",
+        )];
+        let a = rotation_gate(
+            &config,
+            &history,
+            steps.last(),
+            &open,
+            "acme",
+            Some("k1"),
+            at(1),
+        );
+        assert!(codes(&a).contains(&Code::CachePolicyDrift), "{a:#?}");
+        assert!(codes(&a).contains(&Code::AlgNotAllowed), "{a:#?}");
+        assert!(
+            a.ready_at.is_none(),
+            "a drift has no predictable end: {a:#?}"
+        );
+    }
+
+    #[test]
+    fn retirement_waits_for_tokens_and_a_settled_signer() {
+        let config = config_with(str::to_owned);
+        // Staged at 1, promoted at 40: k1 last signed at step 39.
+        let steps = walk(41, Some(1), Some(40));
+        let (history, findings) = replay(&config, &steps);
+        let a = retirement_gate(
+            &config,
+            &history,
+            findings.last().unwrap(),
+            "acme",
+            "k1",
+            at(40),
+        );
+        assert!(!a.safe);
+        assert!(
+            codes(&a).contains(&Code::KeyRemovedEarly)
+                && codes(&a).contains(&Code::SigningKeyInconsistent),
+            "{a:#?}"
+        );
+        let ready = a.ready_at.expect("time-based");
+        // The current signer can never be retired.
+        let a = retirement_gate(
+            &config,
+            &history,
+            findings.last().unwrap(),
+            "acme",
+            "k2",
+            at(40),
+        );
+        assert!(
+            codes(&a).contains(&Code::KeyRemovedEarly) && a.ready_at.is_none(),
+            "{a:#?}"
+        );
+        // After ready: safe.
+        let n = 40 + (ready.0 - at(40).0) / 30_000 + 2;
+        let steps = walk(n, Some(1), Some(40));
+        let (history, findings) = replay(&config, &steps);
+        let a = retirement_gate(
+            &config,
+            &history,
+            findings.last().unwrap(),
+            "acme",
+            "k1",
+            at(n - 1),
+        );
+        assert!(a.safe, "{a:#?}");
+    }
+
+    #[test]
+    fn key_activated_early_fires_for_an_unstaged_promotion_only() {
+        const C: Code = Code::KeyActivatedEarly;
+        // Staged and promoted in the same round: early.
+        check(C, &walk(4, Some(3), Some(3)), &["#k2"]);
+        // Staged long before (more than S): not early.
+        check(C, &walk(45, Some(1), Some(44)), &[]);
+        // A signer present from the first round is not judged (no activation seen).
+        check(C, &walk(3, None, None), &[]);
+        // Signing while a view still lacks it.
+        let mut steps = walk(4, Some(3), Some(3));
+        keys(steps.last_mut().unwrap(), 1, 0, vec![key("k1")]);
+        let f = check(C, &steps, &["#k2"]);
+        assert!(
+            f[0].message.contains("is not served by io/"),
+            "{}",
+            f[0].message
+        );
+    }
+}
