@@ -2,6 +2,7 @@
 
 mod api;
 mod check;
+mod daemon;
 mod lab;
 mod oidc_nginx;
 mod peers;
