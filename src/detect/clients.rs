@@ -30,6 +30,9 @@ pub struct ViewKeyFacts {
     pub view: ViewId,
     pub kid: String,
     pub timeline: KeyTimeline,
+    /// The kid was served before with other key material: clients already know it, so a
+    /// refetch-on-unknown-kid never triggers and only their TTL renews the stale key.
+    pub material_changed: bool,
 }
 
 /// One finding (critical, subject view + kid) per fact through which at least one of
@@ -45,7 +48,17 @@ pub fn client_would_fail(
         .filter_map(|f| {
             let failures: Vec<ClientFailure> = profiles
                 .iter()
-                .filter_map(|p| profiles::replay(p, &f.timeline, now))
+                .filter_map(|p| {
+                    if f.material_changed {
+                        let known = ClientProfile {
+                            refetch_on_unknown_kid: false,
+                            ..(*p).clone()
+                        };
+                        profiles::replay(&known, &f.timeline, now)
+                    } else {
+                        profiles::replay(p, &f.timeline, now)
+                    }
+                })
                 .collect();
             if failures.is_empty() {
                 return None;
@@ -97,10 +110,21 @@ pub fn view_key_facts(history: &TenantHistory, obs: &Observation) -> Vec<ViewKey
                 continue;
             };
             for v in d.views.iter().filter(|v| v.kind == ViewKind::Edge) {
-                let served_since = match ledger.present_since_in(&d.domain, &v.id) {
-                    Some(history::Since::BeforeWatch) => Since::BeforeWatching,
-                    Some(history::Since::At(t)) => Since::At(t),
-                    None => Since::NotServed,
+                let reused = ledger.thumbprints().len() > 1;
+                // With several materials, "first signed" is when the current one appeared.
+                let first_signed = match (reused, ledger.thumbprints().last()) {
+                    (true, Some(m)) => m.first_seen.max(first_signed),
+                    _ => first_signed,
+                };
+                let served_since = match (reused, origin_thumbprint(d, kid)) {
+                    // The kid has had several key materials: a view serves it only with the
+                    // origin's current material, since that material's run began.
+                    (true, Some(tp)) => material_since(history, &d.domain, &v.id, kid, tp),
+                    _ => match ledger.present_since_in(&d.domain, &v.id) {
+                        Some(history::Since::BeforeWatch) => Since::BeforeWatching,
+                        Some(history::Since::At(t)) => Since::At(t),
+                        None => Since::NotServed,
+                    },
                 };
                 let freshness = view_freshness(v);
                 let fresh_at = match served_since {
@@ -120,11 +144,48 @@ pub fn view_key_facts(history: &TenantHistory, obs: &Observation) -> Vec<ViewKey
                         fetch_failing: !served_ok(v),
                         header_ttl: freshness.and_then(|f| f.client_ttl),
                     },
+                    material_changed: reused,
                 });
             }
         }
     }
     out
+}
+
+/// The thumbprint the domain's origin view serves under `kid` this round.
+fn origin_thumbprint<'a>(d: &'a crate::model::DomainObservation, kid: &str) -> Option<&'a str> {
+    d.views
+        .iter()
+        .filter(|v| v.kind == ViewKind::Origin)
+        .flat_map(|v| v.keys())
+        .find(|k| k.kid.as_deref() == Some(kid))?
+        .thumbprint
+        .as_deref()
+}
+
+/// Since when the view has served `kid` with material `tp` without a break (its ok runs
+/// only): `NotServed` when its latest ok answer holds other material or lacks the kid.
+fn material_since(
+    history: &TenantHistory,
+    domain: &str,
+    view: &crate::model::ViewId,
+    kid: &str,
+    tp: &str,
+) -> Since {
+    let mut since = None;
+    for run in history
+        .view_timeline(domain, view)
+        .iter()
+        .rev()
+        .filter(|r| r.served.ok())
+    {
+        if run.served.thumbprint(kid) == Some(tp) {
+            since = Some(run.first_at);
+        } else {
+            break;
+        }
+    }
+    since.map_or(Since::NotServed, Since::At)
 }
 
 /// Whether the view answered 2xx with a key set, as a client's fetch would need.
@@ -177,6 +238,7 @@ mod tests {
                 edge: None,
             },
             kid: "k2".into(),
+            material_changed: false,
             timeline: KeyTimeline {
                 served_since: since,
                 first_signed: T0,

@@ -452,6 +452,26 @@ async fn same_kid_new_material() {
     // Round 5: the edges refetch; the ledger still remembers the old material.
     rig.step().await;
     rig.expect(first + 1, &reused.kid(&kid));
+    // The subject stays where the new material was first seen, round after round.
+    let subjects = |n: usize| {
+        rig.expect(n, &reused.kid(&kid))
+            .iter()
+            .map(|f| f.subject.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(subjects(first), subjects(first + 1), "{}", rig.log());
+    // Clients that cached the old material under this (known) kid do not refetch: they
+    // reject new tokens until their TTL runs out, even after the edges caught up.
+    let would_fail = Want::code(Code::ClientWouldFail)
+        .view("app", "cdn")
+        .kid(&kid);
+    rig.expect(first, &would_fail);
+    let later = rig.expect(first + 1, &would_fail);
+    assert!(
+        later[0].message.contains("envoy") && later[0].message.contains("keyfunc"),
+        "{}",
+        later[0].message
+    );
     rig.shutdown().await;
 }
 

@@ -36,12 +36,15 @@ pub(super) fn kid_reused(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
             let here = views
                 .iter()
                 .find(|(_, _, tp)| *tp == Some(m.thumbprint.as_str()));
-            let subject = match here {
-                Some((d, v, _)) => Subject::view(tenant, &d.domain, &v.id),
-                None => Subject::view(tenant, &m.first_seen_in.domain, &m.first_seen_in.view),
+            // The subject is where the newer material was first seen: stable across rounds,
+            // so the finding does not resolve and reopen as the material spreads.
+            let subject = Subject::view(tenant, &m.first_seen_in.domain, &m.first_seen_in.view);
+            let serving_now = match here {
+                Some((d, v, _)) => format!("served in {}/{} now", d.domain, v.id),
+                None => "not served this round".to_owned(),
             };
             let message = format!(
-                "kid {kid} maps to key {}… here (first seen {}) but was key {}… (first seen at {} {}, last seen {}): a client that cached one under this kid rejects tokens signed with the other",
+                "kid {kid} maps to key {}… ({serving_now}, first seen {}) but was key {}… (first seen at {} {}, last seen {}): a client that cached one under this kid rejects tokens signed with the other",
                 short_tp(&m.thumbprint),
                 m.first_seen,
                 short_tp(&first.thumbprint),

@@ -105,10 +105,9 @@ fn kid_reused() {
     );
     assert_eq!(
         message(&f),
-        "kid k1 maps to key tp-new… here (first seen 2027-01-15T08:00:30Z) but was key tp-k1… (first seen at app/origin 2027-01-15T08:00:00Z, last seen 2027-01-15T08:00:30Z): a client that cached one under this kid rejects tokens signed with the other"
+        "kid k1 maps to key tp-new… (served in app/cdn now, first seen 2027-01-15T08:00:30Z) but was key tp-k1… (first seen at app/origin 2027-01-15T08:00:00Z, last seen 2027-01-15T08:00:30Z): a client that cached one under this kid rejects tokens signed with the other"
     );
-    // Three materials: one finding per newer one, where it is served now or else where it
-    // was first seen.
+    // Three materials: one finding per newer one, where it was first seen.
     check(
         c,
         &[
@@ -247,4 +246,30 @@ fn cross_tenant_key() {
     let mut stranger = globex(0, vec![key("k1")]);
     stranger.tenant = "stranger".into();
     assert!(run(&[round(0), stranger]).is_empty());
+}
+
+#[test]
+fn regression_kid_reused_subject_is_stable_while_the_material_spreads() {
+    let c = Code::KidReused;
+    let new = || {
+        let mut k = key("k1");
+        k.thumbprint = Some("tp-new".into());
+        k
+    };
+    // Round 1: only app's origin (view 0) has the new material; round 2: every view.
+    let first = check(
+        c,
+        &[round(0), with(1, &[(0, 0, vec![new()])])],
+        &["app/origin#k1"],
+    );
+    let later = check(
+        c,
+        &[
+            round(0),
+            with(1, &[(0, 0, vec![new()])]),
+            everywhere(2, vec![new()]),
+        ],
+        &["app/origin#k1"],
+    );
+    assert_eq!(first[0].subject, later[0].subject);
 }
