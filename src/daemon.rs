@@ -1,34 +1,47 @@
-//! `keycanary run`: probe every tenant at the configured interval, judge each round
-//! (detection over the remembered history, then the alert state machine), commit the new
-//! state and its notifications to the store in one transaction, and let the notifier
-//! (`crate::notify`, its own task) deliver them. The latest state is also published in a
-//! shared [`Snapshot`] for the HTTP API, and each finding is logged when it opens and
-//! when it resolves.
+//! `keycanary run`: every tenant is probed by its own task at the configured interval
+//! (jittered, at most `max_concurrency` at once, so a slow or dead IdP delays nobody
+//! else), and each tenant's round is judged as it arrives — detection over the
+//! remembered history, then the alert state machine — and committed to the store
+//! together with its notifications in one transaction. The notifier (`crate::notify`, its
+//! own task) delivers them. The latest state is published in a shared [`Snapshot`] for
+//! the HTTP API, and each finding is logged when it opens and when it resolves.
 //!
-//! One round covers all tenants (tenants and domains are probed concurrently inside it).
-//! The state directory is locked for the life of the process; a restart resumes from
-//! what the last committed round left (history, alert state, outbox).
+//! A **full round** is complete when every tenant has been probed once since the last
+//! one; `Snapshot::rounds`, `last_round_*` and the store's `last_round` count full
+//! rounds, and the history is written to the store once per full round (the alert state
+//! and the outbox with every tenant's round).
+//!
+//! Lifecycle: the state directory is locked for the life of the process and a restart
+//! resumes from it (history, alert state, outbox). Shutdown cancels rounds in flight
+//! (nothing of a cancelled round is recorded), judges and commits rounds that had
+//! finished, and gives sends in flight a few seconds. With [`Options::config_path`],
+//! SIGHUP re-reads the config: a file with problems is refused (each problem logged) and
+//! the running config stays; a good one replaces the tenant tasks, the prober and the
+//! notifier's channels.
 //!
 //! Not here: the judgement itself (`detect`, `alert` — pure), SQL (`store`), talking to
 //! receivers (`alert::channel`, driven by `notify`).
 
 use crate::alert::{self, AlertState, Notification, Silence};
 use crate::clock::SharedClock;
-use crate::config::Config;
+use crate::config::{self, Config, Tenant};
 use crate::detect::{self, history::History};
 use crate::model::{Code, Finding, Observation, Severity, Subject, Timestamp};
 use crate::notify::{Backoff, Notifier};
 use crate::probe::Prober;
 use crate::store::{self, RoundRecord, SharedStore, StateLock, Store};
 use anyhow::Context;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
-use tokio::sync::Notify;
+use std::time::Duration;
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-/// What the daemon knows now. Replaced as a whole after every round.
+/// What the daemon knows now. Replaced as a whole after every tenant's round.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// The latest observation of each tenant.
@@ -37,10 +50,13 @@ pub struct Snapshot {
     pub findings: Vec<Finding>,
     /// When each open finding (code + subject) was first seen in its current streak.
     pub since: BTreeMap<(Code, Subject), Timestamp>,
+    /// The latest full round (every tenant probed once).
     pub last_round_started: Option<Timestamp>,
     pub last_round_finished: Option<Timestamp>,
-    /// Rounds finished since the process started.
+    /// Full rounds finished since the process started.
     pub rounds: u64,
+    /// Detection's history as of the latest round (the gates read it).
+    pub history: Arc<History>,
 }
 
 pub type SharedSnapshot = Arc<RwLock<Snapshot>>;
@@ -49,12 +65,24 @@ pub fn new_snapshot() -> SharedSnapshot {
     Arc::new(RwLock::new(Snapshot::default()))
 }
 
-/// Knobs of the daemon that are not user configuration (tests turn them).
+/// Knobs of the daemon that are not in probes.toml.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// When failed sends are retried.
     pub backoff: Backoff,
+    /// Re-read the config from this file on SIGHUP (the binary sets it).
+    pub config_path: Option<PathBuf>,
 }
+
+/// A tenant round's start is delayed by up to this fraction of the interval, so tenants
+/// drift apart instead of hitting shared CDNs and receivers in lockstep.
+const JITTER: f64 = 0.1;
+/// A tenant without a finished round for this many intervals is stale.
+const STALE_INTERVALS: u32 = 3;
+/// How often the daemon logs its own health (outbox backlog, dead letters).
+const SELF_CHECK_EVERY: Duration = Duration::from_secs(300);
+/// A queued notification older than this is a backlog worth a warning.
+const BACKLOG_AGE: Duration = Duration::from_secs(300);
 
 pub async fn run(
     config: Config,
@@ -64,7 +92,7 @@ pub async fn run(
     run_with(config, clock, new_snapshot(), shutdown).await
 }
 
-/// The loop, publishing into `snapshot` so other tasks (the API) can read it.
+/// The daemon, publishing into `snapshot` so other tasks (the API) can read it.
 pub async fn run_with(
     config: Config,
     clock: SharedClock,
@@ -79,8 +107,208 @@ pub async fn run_with(
 pub struct Memory {
     pub history: History,
     pub alerts: AlertState,
-    /// Rounds committed since the state directory was created.
+    /// Full rounds committed since the state directory was created.
     pub rounds: u64,
+}
+
+/// One tenant's finished probe round, sent by its task to the judge.
+#[derive(Debug)]
+struct TenantRound {
+    observation: Observation,
+    started: Timestamp,
+}
+
+/// The judge's view of each tenant (not persisted).
+#[derive(Debug, Default)]
+struct Live {
+    /// Latest observation and findings per tenant.
+    latest: BTreeMap<String, (Observation, Vec<Finding>)>,
+    /// When each tenant's latest round finished (or the daemon started).
+    last_seen: BTreeMap<String, Timestamp>,
+    /// Tenants not yet probed in the current full round, and when it began.
+    pending: BTreeSet<String>,
+    round_started: Option<Timestamp>,
+    /// The latest full round.
+    last_round: Option<(Timestamp, Timestamp)>,
+    /// Full rounds since the process started.
+    rounds: u64,
+}
+
+impl Live {
+    fn new(config: &Config, now: Timestamp) -> Live {
+        let mut live = Live::default();
+        live.reset(config, now);
+        live
+    }
+
+    /// After a (re)load: forget removed tenants, start a new full round.
+    fn reset(&mut self, config: &Config, now: Timestamp) {
+        let names: BTreeSet<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
+        self.latest.retain(|t, _| names.contains(t));
+        self.last_seen.retain(|t, _| names.contains(t));
+        for t in &names {
+            self.last_seen.entry(t.clone()).or_insert(now);
+        }
+        self.pending = names;
+        self.round_started = None;
+    }
+
+    /// Records `tenant`'s round; returns the full round it completes, if it does.
+    fn finished(
+        &mut self,
+        tenant: &str,
+        started: Timestamp,
+        now: Timestamp,
+    ) -> Option<(Timestamp, Timestamp)> {
+        self.last_seen.insert(tenant.to_owned(), now);
+        self.round_started.get_or_insert(started);
+        self.pending.remove(tenant);
+        if !self.pending.is_empty() {
+            return None;
+        }
+        let round = (self.round_started.take().unwrap_or(started), now);
+        self.last_round = Some(round);
+        self.rounds += 1;
+        self.pending = self.last_seen.keys().cloned().collect();
+        Some(round)
+    }
+}
+
+/// The running parts that a reload replaces.
+struct Workers {
+    config: Arc<Config>,
+    tenants: CancellationToken,
+    tenant_tasks: Vec<JoinHandle<()>>,
+    notifier_stop: CancellationToken,
+    notifier: Option<JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(
+        config: Arc<Config>,
+        prober: Arc<Prober>,
+        store: &SharedStore,
+        clock: &SharedClock,
+        backoff: Backoff,
+        wake: &Arc<Notify>,
+        rounds: &mpsc::Sender<TenantRound>,
+    ) -> Workers {
+        let notifier_stop = CancellationToken::new();
+        let notifier = Arc::new(Notifier::new(
+            &config,
+            store.clone(),
+            clock.clone(),
+            backoff,
+        ));
+        let notifier = tokio::spawn(notifier.run(wake.clone(), notifier_stop.clone()));
+        let tenants = CancellationToken::new();
+        let permits = Arc::new(Semaphore::new(config.settings.max_concurrency));
+        let tenant_tasks = config
+            .tenants
+            .iter()
+            .map(|t| {
+                tokio::spawn(tenant_loop(
+                    t.clone(),
+                    config.settings.interval,
+                    prober.clone(),
+                    permits.clone(),
+                    clock.clone(),
+                    rounds.clone(),
+                    tenants.clone(),
+                ))
+            })
+            .collect();
+        Workers {
+            config,
+            tenants,
+            tenant_tasks,
+            notifier_stop,
+            notifier: Some(notifier),
+        }
+    }
+
+    /// Cancels the tenant tasks (rounds in flight are dropped, nothing of them recorded)
+    /// and waits for them.
+    async fn stop_tenants(&mut self) {
+        self.tenants.cancel();
+        for t in self.tenant_tasks.drain(..) {
+            if t.await.is_err() {
+                error!("a tenant task panicked");
+            }
+        }
+    }
+
+    /// Stops the notifier (sends in flight get their grace) and waits for it.
+    async fn stop_notifier(&mut self) {
+        self.notifier_stop.cancel();
+        if let Some(task) = self.notifier.take()
+            && task.await.is_err()
+        {
+            error!("the notifier task panicked");
+        }
+    }
+}
+
+/// One tenant, probed every `interval` (plus jitter) while a permit is free, until `stop`.
+async fn tenant_loop(
+    tenant: Tenant,
+    interval: Duration,
+    prober: Arc<Prober>,
+    permits: Arc<Semaphore>,
+    clock: SharedClock,
+    rounds: mpsc::Sender<TenantRound>,
+    stop: CancellationToken,
+) {
+    loop {
+        let begin = tokio::time::Instant::now();
+        let round = async {
+            let _permit = permits
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let started = clock.now();
+            let observation = prober.tenant(&tenant).await;
+            TenantRound {
+                observation,
+                started,
+            }
+        };
+        let round = tokio::select! {
+            r = round => r,
+            _ = stop.cancelled() => return,
+        };
+        if rounds.send(round).await.is_err() {
+            return;
+        }
+        let next = begin + interval + interval.mul_f64(JITTER * fastrand::f64());
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+/// Resolves on SIGHUP; never, without a config path (or off Unix).
+struct Hangups(Option<tokio::signal::unix::Signal>);
+
+impl Hangups {
+    fn new(enabled: bool) -> anyhow::Result<Hangups> {
+        if !enabled {
+            return Ok(Hangups(None));
+        }
+        let s = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .context("cannot listen for SIGHUP")?;
+        Ok(Hangups(Some(s)))
+    }
+
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
 }
 
 /// [`run_with`] with [`Options`].
@@ -104,7 +332,7 @@ pub async fn run_with_options(
         alerts: persisted.alert_state,
         rounds: persisted.last_round.map_or(0, |r| r.number),
     };
-    let prober = Prober::new(&config, clock.clone())?;
+    let prober = Arc::new(Prober::new(&config, clock.clone())?);
     info!(
         state_dir = %dir.display(),
         rounds = memory.rounds,
@@ -112,76 +340,328 @@ pub async fn run_with_options(
         requeued,
         "state loaded"
     );
+    let mut hangups = Hangups::new(options.config_path.is_some())?;
 
-    let cancel = CancellationToken::new();
     let wake = Arc::new(Notify::new());
-    let notifier = Arc::new(Notifier::new(
-        &config,
-        store.clone(),
-        clock.clone(),
+    let (round_tx, mut round_rx) = mpsc::channel::<TenantRound>(64);
+    let config = Arc::new(config);
+    let mut live = Live::new(&config, clock.now());
+    let mut workers = Workers::start(
+        config.clone(),
+        prober,
+        &store,
+        &clock,
         options.backoff,
-    ));
-    let notifier = tokio::spawn(notifier.run(wake.clone(), cancel.child_token()));
-
-    let mut ticker = tokio::time::interval(config.settings.interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        &wake,
+        &round_tx,
+    );
+    let mut tick = tokio::time::interval(config.settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; nothing can be stale yet
+    let mut self_check = tokio::time::interval(SELF_CHECK_EVERY);
+    self_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    self_check.tick().await;
     tokio::pin!(shutdown);
-    info!(tenants = config.tenants.len(), interval = ?config.settings.interval, "keycanary running");
+    info!(tenants = config.tenants.len(), interval = ?config.settings.interval,
+        max_concurrency = config.settings.max_concurrency, "keycanary running");
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = ticker.tick() => {}
+            Some(r) = round_rx.recv() => {
+                memory = on_round(&workers.config, &store, &snapshot, &mut live, memory, r, clock.now(), &wake).await;
+            }
+            _ = tick.tick() => {
+                memory = on_tick(&workers.config, &store, &snapshot, &mut live, memory, clock.now(), &wake).await;
+            }
+            _ = self_check.tick() => log_health(&store, &live, clock.now()).await,
+            _ = hangups.recv() => {
+                let path = options.config_path.as_deref().expect("SIGHUP only with a config path");
+                if let Some((new, prober)) = reload(path, &workers.config, &clock) {
+                    workers.stop_tenants().await;
+                    while round_rx.try_recv().is_ok() {} // rounds judged by the old config
+                    // The old notifier stops before the new one starts: never two senders.
+                    workers.stop_notifier().await;
+                    workers = Workers::start(
+                        Arc::new(new), prober, &store, &clock, options.backoff, &wake, &round_tx,
+                    );
+                    live.reset(&workers.config, clock.now());
+                    tick = tokio::time::interval(workers.config.settings.interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await;
+                    info!(tenants = workers.config.tenants.len(), "config reloaded");
+                }
+            }
         }
-        let started = clock.now();
-        let observations = prober.round(&config).await;
-        let now = clock.now();
-        let (next, verdict, queued) =
-            commit(&config, &store, memory, &observations, started, now).await;
-        memory = next;
+    }
+    info!("shutting down: cancelling rounds in flight");
+    workers.stop_tenants().await;
+    while let Ok(r) = round_rx.try_recv() {
+        memory = on_round(
+            &workers.config,
+            &store,
+            &snapshot,
+            &mut live,
+            memory,
+            r,
+            clock.now(),
+            &wake,
+        )
+        .await;
+    }
+    // Rounds since the last full one have recorded history that is not stored yet.
+    let history_saved = save_history(&store, &memory, clock.now()).await;
+    workers.stop_notifier().await;
+    drop(lock);
+    info!(history_saved, "stopped");
+    Ok(())
+}
+
+/// Loads the config at `path` for a reload. `None` (and every problem logged) when it is
+/// refused: the running config stays.
+fn reload(
+    path: &std::path::Path,
+    running: &Config,
+    clock: &SharedClock,
+) -> Option<(Config, Arc<Prober>)> {
+    info!(path = %path.display(), "SIGHUP: reloading the config");
+    let new = match config::load(path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("config reload refused, the running config stays: {e}");
+            return None;
+        }
+    };
+    if new.settings.state_dir != running.settings.state_dir {
+        warn!(running = %running.settings.state_dir.display(), "state_dir changed: it takes effect at the next start");
+    }
+    if new.api.listen != running.api.listen || new.lab.is_some() != running.lab.is_some() {
+        warn!("[api] and [lab] changes take effect at the next start");
+    }
+    match Prober::new(&new, clock.clone()) {
+        Ok(p) => Some((new, Arc::new(p))),
+        Err(e) => {
+            error!("config reload refused, the running config stays: {e:#}");
+            None
+        }
+    }
+}
+
+/// Judges and commits one tenant's round; publishes the snapshot.
+#[allow(clippy::too_many_arguments)]
+async fn on_round(
+    config: &Config,
+    store: &SharedStore,
+    snapshot: &SharedSnapshot,
+    live: &mut Live,
+    mut memory: Memory,
+    round: TenantRound,
+    now: Timestamp,
+    wake: &Notify,
+) -> Memory {
+    let tenant = round.observation.tenant.clone();
+    let silences = api_silences(store, now).await;
+    let verdict = judge(
+        config,
+        &mut memory.history,
+        &memory.alerts,
+        &silences,
+        &tenant,
+        Some(&round.observation),
+        &[],
+        now,
+    );
+    let full = live.finished(&tenant, round.started, now);
+    let record = full.map(|(started, finished)| {
+        memory.rounds += 1;
+        RoundRecord {
+            number: memory.rounds,
+            started_at: started,
+            finished_at: finished,
+        }
+    });
+    let findings = verdict.findings.clone();
+    let (memory, queued) = commit(config, store, memory, verdict, record, now).await;
+    if queued > 0 {
+        wake.notify_one();
+    }
+    live.latest
+        .insert(tenant.clone(), (round.observation, findings));
+    let history = Arc::new(memory.history.clone());
+    publish(
+        config,
+        snapshot,
+        live,
+        history,
+        round.started,
+        now,
+        &tenant,
+        queued,
+    );
+    memory
+}
+
+/// Every interval: tenants whose task has not delivered a round for
+/// [`STALE_INTERVALS`] intervals are judged without an observation (their last findings
+/// carried, plus `probe_stale`), and tenants no longer configured are judged with no
+/// findings, so their incidents resolve.
+async fn on_tick(
+    config: &Config,
+    store: &SharedStore,
+    snapshot: &SharedSnapshot,
+    live: &mut Live,
+    mut memory: Memory,
+    now: Timestamp,
+    wake: &Notify,
+) -> Memory {
+    let limit = (config.settings.interval * STALE_INTERVALS).as_millis() as i64;
+    let stale: Vec<String> = live
+        .last_seen
+        .iter()
+        .filter(|(_, at)| now.0 - at.0 > limit)
+        .map(|(t, _)| t.clone())
+        .collect();
+    let configured: BTreeSet<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+    let removed: BTreeSet<String> = memory
+        .alerts
+        .episodes
+        .iter()
+        .map(|e| e.finding.subject.tenant.clone())
+        .chain(
+            memory
+                .alerts
+                .incidents
+                .iter()
+                .map(|i| i.group.tenant.clone()),
+        )
+        .filter(|t| !configured.contains(t.as_str()))
+        .collect();
+    if stale.is_empty() && removed.is_empty() {
+        return memory;
+    }
+    let silences = api_silences(store, now).await;
+    for tenant in stale.iter().chain(&removed) {
+        let carried: Vec<Finding> = live
+            .latest
+            .get(tenant)
+            .map(|(_, f)| {
+                f.iter()
+                    .filter(|f| f.code != Code::ProbeStale)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        if stale.contains(tenant) {
+            warn!(tenant = %tenant, "no finished round for {STALE_INTERVALS} intervals: judging on its last findings plus probe_stale");
+        }
+        let verdict = judge(
+            config,
+            &mut memory.history,
+            &memory.alerts,
+            &silences,
+            tenant,
+            None,
+            &carried,
+            now,
+        );
+        let findings = verdict.findings.clone();
+        let queued;
+        (memory, queued) = commit(config, store, memory, verdict, None, now).await;
         if queued > 0 {
             wake.notify_one();
         }
-        publish(
-            &snapshot,
-            observations,
-            verdict.findings,
-            started,
-            now,
-            queued,
+        if let Some((_, f)) = live.latest.get_mut(tenant) {
+            *f = findings;
+        }
+        let history = Arc::new(memory.history.clone());
+        publish(config, snapshot, live, history, now, now, tenant, queued);
+    }
+    memory
+}
+
+/// Self-monitoring in the logs: an error while dead letters exist, a warning while the
+/// outbox has a backlog, else one info line.
+async fn log_health(store: &SharedStore, live: &Live, now: Timestamp) {
+    let report = match store::blocking(store, |s| s.status()).await {
+        Ok(r) => r,
+        Err(e) => {
+            error!(error = %e, "self-check: cannot read the state directory");
+            return;
+        }
+    };
+    let oldest = report
+        .oldest_pending
+        .map(|t| Duration::from_millis(now.0.saturating_sub(t.0).max(0) as u64));
+    let full_rounds = live.rounds;
+    if !report.dead.is_empty() {
+        error!(
+            dead_letters = report.dead.len(),
+            pending = report.pending,
+            full_rounds,
+            "self-check: notifications were refused for good; `keycanary status` lists them"
+        );
+    } else if oldest.is_some_and(|o| o > BACKLOG_AGE) {
+        warn!(pending = report.pending, failing = report.retrying, oldest = ?oldest, full_rounds,
+            "self-check: notifications are waiting for a receiver");
+    } else {
+        info!(
+            pending = report.pending,
+            open_incidents = report.alert_state.incidents.len(),
+            full_rounds,
+            "self-check: ok"
         );
     }
-    info!("shutting down");
-    cancel.cancel();
-    if notifier.await.is_err() {
-        error!("the notifier task panicked");
-    }
-    drop(lock);
-    Ok(())
 }
-/// One round's judgement.
+
+async fn api_silences(store: &SharedStore, now: Timestamp) -> Vec<Silence> {
+    store::blocking(store, move |s| s.silences(now))
+        .await
+        .unwrap_or_else(|e| {
+            error!(error = %e, "cannot read silences from the state directory; using those of probes.toml only");
+            Vec::new()
+        })
+}
+
+/// One tenant's judgement.
 #[derive(Debug, Clone, Default)]
 pub struct Verdict {
-    /// Every open finding, sorted by (severity, code, subject).
+    /// The tenant's open findings, sorted by (severity, code, subject).
     pub findings: Vec<Finding>,
-    /// The alert state after this round.
+    /// The whole alert state after this judgement (other tenants' parts unchanged).
     pub alerts: AlertState,
     pub notifications: Vec<Notification>,
     /// `(channel, notification)` for every route that matches each notification.
     pub outbox: Vec<(String, Notification)>,
 }
 
-/// Judges one round at `now`, purely: records the observations into `history` (pruned to
-/// the configured retention), runs detection over it, steps the alert state machine and
-/// routes its notifications. `silences` are the API's; the config's are added here.
+/// Judges one tenant at `now`, purely. With an observation: records it into `history`
+/// (pruned to the configured retention) and runs detection. Without one (the tenant is
+/// stale, or no longer configured): `carried` findings plus whatever detection says of
+/// an unobserved tenant (`probe_stale`). Then steps the tenant's part of the alert state
+/// (episodes and incidents are per tenant, so the parts are independent) and routes its
+/// notifications. `silences` are the API's; the config's are added here.
+#[allow(clippy::too_many_arguments)]
 pub fn judge(
     config: &Config,
     history: &mut History,
     alerts: &AlertState,
     silences: &[Silence],
-    observations: &[Observation],
+    tenant: &str,
+    observation: Option<&Observation>,
+    carried: &[Finding],
     now: Timestamp,
 ) -> Verdict {
-    let findings = detect::assess(config, history, observations, now);
+    let observations: &[Observation] = observation.map(std::slice::from_ref).unwrap_or(&[]);
+    let mut findings: Vec<Finding> = detect::assess(config, history, observations, now)
+        .into_iter()
+        .filter(|f| f.subject.tenant == tenant)
+        .filter(|f| observation.is_some() || f.code == Code::ProbeStale)
+        .collect();
+    if observation.is_none() {
+        findings.extend(carried.iter().cloned());
+        findings.sort_by(|a, b| {
+            (a.severity, a.code, &a.subject).cmp(&(b.severity, b.code, &b.subject))
+        });
+    }
     history.prune(now, config.settings.retention);
     let all_silences: Vec<Silence> = config
         .alerting
@@ -190,8 +670,8 @@ pub fn judge(
         .chain(silences)
         .cloned()
         .collect();
-    let (notifications, next) = alert::step(
-        alerts,
+    let (notifications, part) = alert::step(
+        &part_of(alerts, tenant),
         &findings,
         &config.alerting.policy,
         &all_silences,
@@ -207,63 +687,86 @@ pub fn judge(
         .collect();
     Verdict {
         findings,
-        alerts: next,
+        alerts: with_part(alerts, tenant, part),
         notifications,
         outbox,
     }
 }
 
-/// Judges the round and commits it (state, history, outbox rows) in one transaction.
-/// Returns the memory to carry on with, the verdict and how many rows were queued. When
-/// the commit fails the alert state stays as it was, so the next round decides again and
-/// no notification is lost (it is made again, a round later).
+/// The episodes and incidents of `tenant`.
+fn part_of(state: &AlertState, tenant: &str) -> AlertState {
+    AlertState {
+        episodes: state
+            .episodes
+            .iter()
+            .filter(|e| e.finding.subject.tenant == tenant)
+            .cloned()
+            .collect(),
+        incidents: state
+            .incidents
+            .iter()
+            .filter(|i| i.group.tenant == tenant)
+            .cloned()
+            .collect(),
+    }
+}
+
+/// `state` with `tenant`'s part replaced by `part`, lists kept sorted by their keys.
+fn with_part(state: &AlertState, tenant: &str, part: AlertState) -> AlertState {
+    let mut episodes: Vec<_> = state
+        .episodes
+        .iter()
+        .filter(|e| e.finding.subject.tenant != tenant)
+        .cloned()
+        .chain(part.episodes)
+        .collect();
+    episodes.sort_by(|a, b| {
+        (a.finding.code, &a.finding.subject).cmp(&(b.finding.code, &b.finding.subject))
+    });
+    let mut incidents: Vec<_> = state
+        .incidents
+        .iter()
+        .filter(|i| i.group.tenant != tenant)
+        .cloned()
+        .chain(part.incidents)
+        .collect();
+    incidents.sort_by(|a, b| a.group.cmp(&b.group));
+    AlertState {
+        episodes,
+        incidents,
+    }
+}
+
+/// Commits a verdict (alert state, outbox rows; with a full round also its record and
+/// the history) in one transaction. Returns the memory to carry on with and how many rows
+/// were queued. When the commit fails the alert state stays as it was, so the next round
+/// decides again and no notification is lost (it is made again, a round later).
 async fn commit(
     config: &Config,
     store: &SharedStore,
-    mut memory: Memory,
-    observations: &[Observation],
-    started: Timestamp,
+    memory: Memory,
+    verdict: Verdict,
+    record: Option<RoundRecord>,
     now: Timestamp,
-) -> (Memory, Verdict, usize) {
-    let api_silences = store::blocking(store, move |s| s.silences(now))
-        .await
-        .unwrap_or_else(|e| {
-            error!(error = %e, "cannot read silences from the state directory; using those of probes.toml only");
-            Vec::new()
-        });
-    let verdict = judge(
-        config,
-        &mut memory.history,
-        &memory.alerts,
-        &api_silences,
-        observations,
-        now,
-    );
-    memory.rounds += 1;
-    let record = RoundRecord {
-        number: memory.rounds,
-        started_at: started,
-        finished_at: now,
-    };
+) -> (Memory, usize) {
     let forget_dead_before = Timestamp(
         now.0
             .saturating_sub(config.settings.retention.as_millis() as i64),
     );
-    let (memory, verdict, result) = store::blocking(store, move |s| {
+    let (mut memory, verdict, result) = store::blocking(store, move |s| {
         let result = s.commit_round(
+            now,
             record,
             &verdict.alerts,
-            Some(&memory.history),
+            record.is_some().then_some(&memory.history),
             &verdict.outbox,
             forget_dead_before,
         );
         (memory, verdict, result)
     })
     .await;
-    let mut memory = memory;
     match result {
         Ok(queued) => {
-            memory.alerts = verdict.alerts.clone();
             for n in &verdict.notifications {
                 let channels: Vec<&str> = verdict
                     .outbox
@@ -277,37 +780,75 @@ async fn commit(
                     info!(notification = %n.id, status = n.status.as_str(), severity = %n.severity, channels = %channels.join(","), "notification queued");
                 }
             }
-            (memory, verdict, queued)
+            memory.alerts = verdict.alerts;
+            (memory, queued)
         }
         Err(e) => {
-            error!(error = %e, "cannot commit the round to the state directory; its notifications will be decided again next round");
-            (memory, verdict, 0)
+            error!(error = %e, "cannot commit to the state directory; this round's notifications will be decided again");
+            (memory, 0)
         }
     }
 }
 
-/// Replaces the shared snapshot after a round and logs what opened and resolved.
+/// Writes the history (at shutdown: rounds since the last full one are not stored yet).
+async fn save_history(store: &SharedStore, memory: &Memory, now: Timestamp) -> bool {
+    let alerts = memory.alerts.clone();
+    let history = memory.history.clone();
+    let result = store::blocking(store, move |s| {
+        s.commit_round(now, None, &alerts, Some(&history), &[], Timestamp(i64::MIN))
+    })
+    .await;
+    match result {
+        Ok(_) => true,
+        Err(e) => {
+            error!(error = %e, "cannot save the history at shutdown");
+            false
+        }
+    }
+}
+
+/// Replaces the shared snapshot after `tenant`'s round and logs what opened and resolved.
+#[allow(clippy::too_many_arguments)]
 fn publish(
+    config: &Config,
     snapshot: &SharedSnapshot,
-    observations: Vec<Observation>,
-    findings: Vec<Finding>,
+    live: &Live,
+    history: Arc<History>,
     started: Timestamp,
     now: Timestamp,
+    tenant: &str,
     queued: usize,
 ) {
-    let previous = snapshot.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let next = advance(&previous, observations, findings, started, now);
-    log_changes(&previous, &next);
-    let views: usize = next
-        .observations
+    let observations: Vec<Observation> = config
+        .tenants
         .iter()
-        .flat_map(|o| &o.domains)
-        .map(|d| d.views.len())
-        .sum();
+        .filter_map(|t| live.latest.get(&t.name).map(|(o, _)| o.clone()))
+        .collect();
+    let mut findings: Vec<Finding> = live
+        .latest
+        .values()
+        .flat_map(|(_, f)| f.iter().cloned())
+        .collect();
+    findings
+        .sort_by(|a, b| (a.severity, a.code, &a.subject).cmp(&(b.severity, b.code, &b.subject)));
+    let previous = snapshot.read().unwrap_or_else(|e| e.into_inner()).clone();
+    let mut next = advance(&previous, observations, findings, started, now);
+    next.rounds = live.rounds;
+    next.history = history;
+    next.last_round_started = live.last_round.map(|r| r.0);
+    next.last_round_finished = live.last_round.map(|r| r.1);
+    log_changes(&previous, &next);
+    let views: usize = live
+        .latest
+        .get(tenant)
+        .map_or(0, |(o, _)| o.domains.iter().map(|d| d.views.len()).sum());
+    let open = live.latest.get(tenant).map_or(0, |(_, f)| f.len());
     info!(
+        tenant,
         views,
-        open_findings = next.findings.len(),
+        open_findings = open,
         queued,
+        full_rounds = live.rounds,
         "round done"
     );
     *snapshot.write().unwrap_or_else(|e| e.into_inner()) = next;
@@ -336,6 +877,7 @@ pub fn advance(
         last_round_started: Some(started),
         last_round_finished: Some(finished),
         rounds: previous.rounds + 1,
+        history: previous.history.clone(),
     }
 }
 
@@ -430,7 +972,9 @@ codes = ["login_failed"]
                 &mut history,
                 &alerts,
                 &[],
-                &[round(i, stale)],
+                "acme",
+                Some(&round(i, stale)),
+                &[],
                 fx::at(i),
             );
             assert_eq!(v.findings.is_empty(), !stale, "round {i}: {:?}", v.findings);
@@ -457,6 +1001,140 @@ codes = ["login_failed"]
         assert!(history.tenant("acme").is_some(), "the rounds were recorded");
     }
 
+    /// acme's state after `bad` bad rounds from step 1 on (firing from the 2nd).
+    fn firing_acme(config: &Config, history: &mut History, bad: i64) -> (AlertState, Vec<Finding>) {
+        let mut alerts = AlertState::default();
+        let mut findings = Vec::new();
+        for i in 0..=bad {
+            let v = judge(
+                config,
+                history,
+                &alerts,
+                &[],
+                "acme",
+                Some(&round(i, i > 0)),
+                &[],
+                fx::at(i),
+            );
+            alerts = v.alerts;
+            findings = v.findings;
+        }
+        (alerts, findings)
+    }
+
+    #[test]
+    fn a_stale_tenant_keeps_its_incident_and_a_removed_one_resolves() {
+        let config = alerting_config();
+        let mut history = History::default();
+        let (alerts, findings) = firing_acme(&config, &mut history, 3);
+        assert_eq!(alerts.incidents.len(), 1);
+
+        // No round arrives: its last findings are carried, so nothing resolves (and
+        // probe_stale joins once the views have had no good fetch for 3 intervals).
+        let mut stale = alerts.clone();
+        for i in 4..8 {
+            let v = judge(
+                &config,
+                &mut history,
+                &stale,
+                &[],
+                "acme",
+                None,
+                &findings,
+                fx::at(i),
+            );
+            assert!(
+                v.notifications.iter().all(|n| n.status != Status::Resolved),
+                "tick {i}: {:?}",
+                v.notifications
+            );
+            stale = v.alerts;
+        }
+        assert_eq!(stale.incidents.len(), 1);
+
+        // The same incident under a tenant no longer configured: it resolves.
+        let mut gone = alerts.clone();
+        for e in &mut gone.episodes {
+            e.finding.subject.tenant = "gone".into();
+        }
+        for i in &mut gone.incidents {
+            i.group.tenant = "gone".into();
+            for m in &mut i.members {
+                m.finding.subject.tenant = "gone".into();
+            }
+        }
+        let mut statuses = Vec::new();
+        for i in 4..7 {
+            let v = judge(
+                &config,
+                &mut history,
+                &gone,
+                &[],
+                "gone",
+                None,
+                &[],
+                fx::at(i),
+            );
+            statuses.extend(v.notifications.iter().map(|n| (i, n.status)));
+            gone = v.alerts;
+        }
+        assert_eq!(statuses, [(5, Status::Resolved)]);
+        assert!(gone.incidents.is_empty() && gone.episodes.is_empty());
+    }
+
+    #[test]
+    fn judging_one_tenant_leaves_the_others_alone() {
+        let config = alerting_config();
+        let mut history = History::default();
+        let (alerts, _) = firing_acme(&config, &mut history, 2);
+        let mut other = alerts.clone();
+        for e in &mut other.episodes {
+            e.finding.subject.tenant = "zeta".into();
+        }
+        for i in &mut other.incidents {
+            i.group.tenant = "zeta".into();
+        }
+        let both = with_part(&alerts, "zeta", other.clone());
+        assert_eq!(part_of(&both, "zeta"), other);
+        assert_eq!(part_of(&both, "acme"), alerts);
+        // A clean acme round moves acme's episodes only.
+        let v = judge(
+            &config,
+            &mut history,
+            &both,
+            &[],
+            "acme",
+            Some(&round(3, false)),
+            &[],
+            fx::at(3),
+        );
+        assert_eq!(part_of(&v.alerts, "zeta"), other);
+        assert_ne!(part_of(&v.alerts, "acme"), alerts);
+    }
+
+    #[test]
+    fn a_full_round_is_every_tenant_once() {
+        let config = fx::two_tenants();
+        let mut live = Live::new(&config, Timestamp(0));
+        assert_eq!(live.finished("acme", Timestamp(10), Timestamp(20)), None);
+        assert_eq!(
+            live.finished("acme", Timestamp(30), Timestamp(40)),
+            None,
+            "acme again"
+        );
+        assert_eq!(
+            live.finished("globex", Timestamp(15), Timestamp(50)),
+            Some((Timestamp(10), Timestamp(50)))
+        );
+        assert_eq!(live.rounds, 1);
+        assert_eq!(live.finished("globex", Timestamp(60), Timestamp(70)), None);
+        assert_eq!(
+            live.finished("acme", Timestamp(65), Timestamp(80)),
+            Some((Timestamp(60), Timestamp(80)))
+        );
+        assert_eq!(live.rounds, 2);
+    }
+
     #[test]
     fn judge_applies_silences_from_the_api() {
         let config = alerting_config();
@@ -479,7 +1157,9 @@ codes = ["login_failed"]
                 &mut history,
                 &alerts,
                 std::slice::from_ref(&silence),
-                &[round(i, i > 0)],
+                "acme",
+                Some(&round(i, i > 0)),
+                &[],
                 fx::at(i),
             );
             assert!(

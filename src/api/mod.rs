@@ -12,6 +12,7 @@ pub mod page;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::daemon::{SharedSnapshot, Snapshot};
+use crate::detect;
 use crate::model::{Code, Finding, Severity};
 use crate::report::{Report, ViewRow};
 use crate::telemetry::metrics::{self, BuildInfo};
@@ -60,6 +61,8 @@ pub fn routes() -> Vec<(&'static str, Access, MethodRouter<ApiState>)> {
         ("/metrics", Access::Bearer, get(metrics_text)),
         ("/v1/status", Access::Bearer, get(status)),
         ("/v1/findings", Access::Bearer, get(findings)),
+        ("/v1/gate/rotation", Access::Bearer, get(gate_rotation)),
+        ("/v1/gate/retirement", Access::Bearer, get(gate_retirement)),
         ("/openapi.json", Access::Bearer, get(openapi)),
         ("/", Access::Bearer, get(status_page)),
     ]
@@ -323,6 +326,80 @@ async fn findings(State(state): State<ApiState>, Query(q): Query<FindingsQuery>)
     match body {
         Ok(b) => ([(header::CONTENT_TYPE, "application/json")], b).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// `GET /v1/gate/rotation?tenant=T[&kid=N]` and `/v1/gate/retirement?tenant=T&kid=C`.
+#[derive(Debug, Deserialize)]
+pub struct GateQuery {
+    pub tenant: String,
+    pub kid: Option<String>,
+}
+
+async fn gate_rotation(State(state): State<ApiState>, Query(q): Query<GateQuery>) -> Response {
+    gate(&state, q, false)
+}
+
+async fn gate_retirement(State(state): State<ApiState>, Query(q): Query<GateQuery>) -> Response {
+    gate(&state, q, true)
+}
+
+/// Answers a gate from the daemon's history and open findings: 200 safe, 409 unsafe (both
+/// with the answer), 400 for an unknown tenant or a retirement without a kid, 503 before
+/// the first round.
+fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
+    if state.config.tenant(&q.tenant).is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown tenant `{}`", q.tenant),
+        );
+    }
+    if retire && q.kid.is_none() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the retirement gate needs `kid`: the key to remove",
+        );
+    }
+    let now = state.clock.now();
+    let answer = read(state, |s| {
+        if s.rounds == 0 {
+            return None;
+        }
+        let latest = s.observations.iter().find(|o| o.tenant == q.tenant);
+        Some(if retire {
+            detect::gate::retirement_gate(
+                &state.config,
+                &s.history,
+                &s.findings,
+                &q.tenant,
+                q.kid.as_deref().unwrap_or_default(),
+                now,
+            )
+        } else {
+            detect::gate::rotation_gate(
+                &state.config,
+                &s.history,
+                latest,
+                &s.findings,
+                &q.tenant,
+                q.kid.as_deref(),
+                now,
+            )
+        })
+    });
+    match answer {
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no round has finished yet: ask again after the first round",
+        ),
+        Some(a) => {
+            let status = if a.safe {
+                StatusCode::OK
+            } else {
+                StatusCode::CONFLICT
+            };
+            (status, Json(a)).into_response()
+        }
     }
 }
 

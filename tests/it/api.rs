@@ -295,8 +295,12 @@ async fn bearer_token_guards_everything_but_health() {
             assert!(body["error"].as_str().unwrap().contains("bearer token"));
             assert_eq!(wrong.status(), 401, "{path} with a wrong token");
         }
-        // /readyz is 503 here: the daemon never ran.
-        let want = if path == "/readyz" { 503 } else { 200 };
+        // /readyz is 503 here: the daemon never ran; the gates need their `tenant` query.
+        let want = match path {
+            "/readyz" => 503,
+            p if p.starts_with("/v1/gate/") => 400,
+            _ => 200,
+        };
         assert_eq!(right.status(), want, "{path} with the token");
     }
     h.stop().await;
@@ -537,5 +541,84 @@ async fn status_page_in_chromium_shows_the_stale_edge_red() {
         std::fs::create_dir_all(&docs).unwrap();
         std::fs::copy(&png, docs.join("status-page.png")).unwrap();
     }
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gates_over_http_and_from_the_cli() {
+    let mut h = Harness::start(None).await;
+    let before = h.get("/v1/gate/rotation?tenant=acme", None).await;
+    assert_eq!(before.status(), 503, "no round yet");
+    h.start_daemon();
+    h.wait_for_rounds(2).await;
+    // The daemon has watched for seconds only: the current signer is served everywhere,
+    // but not yet for the staleness budget, so the answer is "not yet", with a time.
+    let resp = h.get("/v1/gate/rotation?tenant=acme", None).await;
+    assert_eq!(resp.status(), 409);
+    let answer: Value = resp.json().await.unwrap();
+    assert_eq!(answer["safe"], false, "{answer:#}");
+    assert_eq!(answer["kid"], "acme-k1", "{answer:#}");
+    assert!(answer["ready_at"].as_i64().is_some(), "{answer:#}");
+    let blocking = answer["blocking"].as_array().unwrap();
+    assert!(
+        blocking.iter().all(|b| b["code"] == "key_activated_early"),
+        "{answer:#}"
+    );
+    // A key nobody publishes is missing from every view (2 domains × (cdn + origin)).
+    let answer: Value = h
+        .get("/v1/gate/rotation?tenant=acme&kid=nope", None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let missing = answer["blocking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|b| b["code"] == "kid_missing")
+        .count();
+    assert_eq!(missing, 4, "{answer:#}");
+    assert!(answer.get("ready_at").is_none(), "{answer:#}");
+    // The signer cannot be retired; bad questions are 400.
+    let resp = h
+        .get("/v1/gate/retirement?tenant=acme&kid=acme-k1", None)
+        .await;
+    assert_eq!(resp.status(), 409);
+    assert_eq!(
+        h.get("/v1/gate/retirement?tenant=acme", None)
+            .await
+            .status(),
+        400
+    );
+    assert_eq!(
+        h.get("/v1/gate/rotation?tenant=nobody", None)
+            .await
+            .status(),
+        400
+    );
+
+    // `keycanary gate --url` prints the daemon's answer and exits 1 (unsafe).
+    let config = h.dir.path().join("probes.toml");
+    let run = crate::check::keycanary(
+        &[
+            "gate",
+            "--config",
+            config.to_str().unwrap(),
+            "--tenant",
+            "acme",
+            "--url",
+            &h.base,
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("rotation gate, tenant acme kid acme-k1: UNSAFE"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("key_activated_early"), "{}", run.stdout);
     h.stop().await;
 }
