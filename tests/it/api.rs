@@ -29,16 +29,24 @@ struct Harness {
     dir: tempfile::TempDir,
 }
 
-/// The shipped probes.toml pointed at `lab`, probing every 2 s.
+/// The shipped probes.toml pointed at `lab`, probing every 2 s, simulating only client
+/// profiles that refetch on an unknown kid (so a purged domain recovers at once and only
+/// the stale one shows red after an unstaged rotation; Envoy-like clients would fail on
+/// every domain for their TTL — see the rotation tests).
 fn config_for(lab: &Lab, dir: &Path) -> Config {
     let path = shipped_config_for(lab.base_url(), dir);
     let text = std::fs::read_to_string(&path)
         .unwrap()
         .replace("interval = \"30s\"", "interval = \"2s\"")
-        .replace("timeout = \"10s\"", "timeout = \"2s\"");
+        .replace("timeout = \"10s\"", "timeout = \"2s\"")
+        .replace(
+            "client_profiles = [\"jose\", \"keyfunc\", \"spring\", \"envoy\", \"honours_http\"]",
+            "client_profiles = [\"jose\", \"spring\", \"honours_http\"]",
+        );
     std::fs::write(&path, &text).unwrap();
     let config = config::load(&path).unwrap();
     assert_eq!(config.settings.interval, Duration::from_secs(2), "{text}");
+    assert_eq!(config.tenants[0].client_profiles, ["jose", "spring", "honours_http"], "{text}");
     config
 }
 
