@@ -55,6 +55,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// How long detection history and dead letters are kept; default 7 days.
     pub retention: Duration,
+    /// Most tenants `run` probes at the same time; default 16.
+    pub max_concurrency: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -77,6 +79,8 @@ pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_STATE_DIR: &str = ".state";
 /// `retention` when unset: a week of history.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `max_concurrency` when unset.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
 const MIN_RETENTION: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Clone)]
@@ -244,6 +248,7 @@ struct RawConfig {
     gate_margin: Option<String>,
     state_dir: Option<String>,
     retention: Option<String>,
+    max_concurrency: Option<usize>,
     client_profiles: Option<Vec<String>>,
     lab: Option<RawLab>,
     api: Option<RawApi>,
@@ -710,6 +715,17 @@ impl Validator<'_> {
             ),
             state_dir: self.state_dir(raw.state_dir.as_deref()),
             retention: self.retention(raw.retention.as_deref()),
+            max_concurrency: match raw.max_concurrency {
+                None => DEFAULT_MAX_CONCURRENCY,
+                Some(0) => {
+                    self.problem(
+                        "max_concurrency",
+                        "must be at least 1 (tenants probed at once)",
+                    );
+                    1
+                }
+                Some(n) => n,
+            },
         }
     }
 
@@ -2037,6 +2053,18 @@ refresh_token = { env = "UNSET_VAR" }
         check_problems(
             &format!("retention = \"forever\"\n{base}"),
             &[("retention", "not a duration")],
+        );
+    }
+
+    #[test]
+    fn max_concurrency_setting() {
+        let base = "[[tenant]]\nname = \"a\"\n[[tenant.domain]]\nname = \"d\"\nissuer = \"https://x.example\"\n[[tenant.domain.jwks]]\nname = \"cdn\"\n";
+        assert_eq!(parse(base).unwrap().settings.max_concurrency, 16);
+        let c = parse(&format!("max_concurrency = 2\n{base}")).unwrap();
+        assert_eq!(c.settings.max_concurrency, 2);
+        check_problems(
+            &format!("max_concurrency = 0\n{base}"),
+            &[("max_concurrency", "at least 1")],
         );
     }
 

@@ -14,5 +14,6 @@ pub mod model;
 pub mod notify;
 pub mod probe;
 pub mod report;
+pub mod status;
 pub mod store;
 pub mod telemetry;

@@ -71,6 +71,14 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// What the state directory says about the daemon: last full round, open incidents,
+    /// outbox, dead letters. Exit 0 ok, 1 when something needs a person, 2 error.
+    Status {
+        #[arg(long, short, default_value = "probes.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
     /// Serve the lab (simulated IdP behind a caching CDN) until interrupted.
     Lab {
         #[arg(long, default_value = "127.0.0.1:8765")]
@@ -213,11 +221,49 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let api = tokio::spawn(keycanary::api::serve(listener, state, async {
                 let _ = stopped.await;
             }));
-            let result = keycanary::daemon::run_with(cfg, clock, snapshot, shutdown_signal()).await;
+            let options = keycanary::daemon::Options {
+                config_path: Some(config.clone()),
+                ..Default::default()
+            };
+            let result = keycanary::daemon::run_with_options(
+                cfg,
+                clock,
+                snapshot,
+                shutdown_signal(),
+                options,
+            )
+            .await;
             let _ = stop.send(());
             api.await.context("the HTTP API task panicked")??;
             result?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { config, format } => {
+            let Some(cfg) = load(&config) else {
+                return Ok(ExitCode::from(2));
+            };
+            let dir = &cfg.settings.state_dir;
+            let report = keycanary::store::Store::open_read_only(dir)
+                .and_then(|s| s.status())
+                .with_context(|| format!("cannot read the state in {}", dir.display()))?;
+            let (now, interval) = (clock::system().now(), cfg.settings.interval);
+            match format {
+                Format::Text => print!(
+                    "state: {}\n{}",
+                    dir.display(),
+                    keycanary::status::render_text(&report, interval, now)
+                ),
+                Format::Json => println!(
+                    "{:#}",
+                    keycanary::status::render_json(&report, interval, now)
+                ),
+            }
+            let attention = !keycanary::status::problems(&report, interval, now).is_empty();
+            Ok(if attention {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
         }
         Command::Gate {
             config,

@@ -243,6 +243,119 @@ pub fn render_context(config: &Config) -> RenderContext {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::alert::AlertState;
+    use crate::alert::channel::fixtures;
+    use crate::clock::ManualClock;
+    use crate::detect::stateful::fixtures::config_with;
+    use crate::model::Timestamp;
+    use crate::store::Store;
+    use std::sync::Mutex;
+
+    /// A receiver answering every POST with `status`.
+    async fn receiver(status: u16) -> String {
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || async move {
+                axum::http::StatusCode::from_u16(status).unwrap()
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn outcomes_go_to_the_outbox() {
+        let (ok, busy, gone) = (
+            receiver(204).await,
+            receiver(503).await,
+            receiver(404).await,
+        );
+        let config = config_with(|toml| {
+            let mut t = format!("{toml}\n[alerting]\n");
+            for (name, url) in [("ok", &ok), ("busy", &busy), ("gone", &gone)] {
+                t.push_str(&format!(
+                    "[[alerting.channel]]\nname = \"{name}\"\ntype = \"webhook\"\nurl = \"{url}\"\n"
+                ));
+            }
+            t
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let n = fixtures::firing();
+        let rows: Vec<(String, _)> = ["ok", "busy", "gone", "removed"]
+            .iter()
+            .map(|c| (c.to_string(), n.clone()))
+            .collect();
+        let t0 = Timestamp(1_000_000);
+        store
+            .commit_round(t0, None, &AlertState::default(), None, &rows, Timestamp(0))
+            .unwrap();
+        let store: SharedStore = Arc::new(Mutex::new(store));
+        let clock = ManualClock::new(t0);
+        let backoff = Backoff::default();
+        let notifier = Arc::new(Notifier::new(
+            &config,
+            store.clone(),
+            Arc::new(clock.clone()),
+            backoff,
+        ));
+
+        let pass = notifier.deliver_due().await.unwrap();
+        assert_eq!(
+            pass,
+            Pass {
+                delivered: 1,
+                retrying: 1,
+                dead: 2
+            }
+        );
+        let left = store.lock().unwrap().outbox().unwrap();
+        let by_channel = |c: &str| left.iter().find(|r| r.channel == c).cloned();
+        assert!(by_channel("ok").is_none(), "delivered rows go");
+        let busy_row = by_channel("busy").unwrap();
+        assert_eq!((busy_row.attempts, busy_row.dead_at), (1, None));
+        assert!(busy_row.last_error.as_deref().unwrap().contains("503"));
+        let wait = busy_row.next_attempt_at.0 - t0.0;
+        assert!(
+            (2_500..=5_000).contains(&wait),
+            "first retry in 2.5–5 s: {wait} ms"
+        );
+        let gone_row = by_channel("gone").unwrap();
+        assert_eq!(gone_row.dead_at, Some(t0));
+        assert!(gone_row.last_error.as_deref().unwrap().contains("404"));
+        let removed = by_channel("removed").unwrap();
+        assert!(
+            removed
+                .last_error
+                .as_deref()
+                .unwrap()
+                .contains("not configured any more")
+        );
+
+        // Nothing is due until the backoff has passed; then the busy row is tried again.
+        assert_eq!(notifier.deliver_due().await.unwrap(), Pass::default());
+        clock.advance(Duration::from_millis(wait as u64));
+        let pass = notifier.deliver_due().await.unwrap();
+        assert_eq!(
+            pass,
+            Pass {
+                delivered: 0,
+                retrying: 1,
+                dead: 0
+            }
+        );
+        let busy_row = store
+            .lock()
+            .unwrap()
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.channel == "busy")
+            .unwrap();
+        assert_eq!(busy_row.attempts, 2);
+    }
 
     #[test]
     fn backoff_doubles_up_to_the_cap_with_equal_jitter() {
@@ -261,7 +374,8 @@ mod tests {
         check(1, 0.5, 3.0);
         check(2, 0.0, 4.0);
         check(3, 0.0, 8.0);
-        check(4, 0.999_999, 15.999_998);
+        check(4, 0.0, 16.0);
+        check(4, 0.5, 24.0);
         check(5, 0.0, 30.0);
         check(6, 0.0, 30.0);
         check(40, 1.0, 60.0);

@@ -5,7 +5,8 @@
 //! - `alert_state`: the alert state machine's [`AlertState`], as JSON, one row;
 //! - `history`: detection's [`History`], as JSON, one row (pruned by the daemon to
 //!   `retention` before it is written);
-//! - `last_round`: number and times of the latest round (for `keycanary status`);
+//! - `last_round`: number and times of the latest full round, every tenant probed once
+//!   (for `keycanary status`);
 //! - `silences`: silences made through the API (nothing writes them yet);
 //! - `outbox`: one row per notification × channel, written in the **same transaction** as
 //!   the alert state that produced it, deleted only once the receiver accepted it. A row
@@ -228,12 +229,16 @@ where
     T: Send + 'static,
 {
     let store = store.clone();
-    tokio::task::spawn_blocking(move || {
+    let call = tokio::task::spawn_blocking(move || {
         let mut guard = store.lock().unwrap_or_else(|e| e.into_inner());
         f(&mut guard)
-    })
-    .await
-    .expect("a store call panicked")
+    });
+    match call.await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down, and the caller's task goes with it.
+        Err(_) => std::future::pending().await,
+    }
 }
 
 /// A live row `o` with no earlier live row of the same channel and incident.
@@ -398,22 +403,24 @@ impl Store {
             .optional()?)
     }
 
-    /// Commits one round in one transaction: the new alert state, the (pruned) history,
-    /// the round record, and one outbox row per `(channel, notification)` (due at once;
-    /// a row already there is left alone). Also drops dead letters that died before
-    /// `forget_dead_before`. Returns the number of rows queued.
+    /// Commits one tenant's round (or a tick) in one transaction, at `now`: the new alert
+    /// state, optionally the (pruned) history and the record of a completed full round,
+    /// and one outbox row per `(channel, notification)` (due at once; a row already there
+    /// is left alone). Also drops dead letters that died before `forget_dead_before`.
+    /// Returns the number of rows queued.
     ///
     /// Either all of it is stored or none: a notification is never queued without the
     /// state that produced it, nor the state advanced without its notifications.
     pub fn commit_round(
         &mut self,
-        round: RoundRecord,
+        now: Timestamp,
+        round: Option<RoundRecord>,
         alert_state: &AlertState,
         history: Option<&History>,
         outbox: &[(String, Notification)],
         forget_dead_before: Timestamp,
     ) -> Result<usize, StoreError> {
-        let now = round.finished_at.0;
+        let now = now.0;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO alert_state (id, state, updated_at) VALUES (1, ?1, ?2)
@@ -427,12 +434,14 @@ impl Store {
                 params![to_json(history), now],
             )?;
         }
-        tx.execute(
-            "INSERT INTO last_round (id, number, started_at, finished_at) VALUES (1, ?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET number = excluded.number,
-                 started_at = excluded.started_at, finished_at = excluded.finished_at",
-            params![round.number as i64, round.started_at.0, round.finished_at.0],
-        )?;
+        if let Some(round) = round {
+            tx.execute(
+                "INSERT INTO last_round (id, number, started_at, finished_at) VALUES (1, ?1, ?2, ?3)
+                 ON CONFLICT (id) DO UPDATE SET number = excluded.number,
+                     started_at = excluded.started_at, finished_at = excluded.finished_at",
+                params![round.number as i64, round.started_at.0, round.finished_at.0],
+            )?;
+        }
         let mut queued = 0;
         {
             let mut next_seq: i64 =

@@ -43,7 +43,8 @@ fn queue(store: &mut Store, at: i64, items: &[(&str, Notification)]) -> usize {
         .collect();
     store
         .commit_round(
-            round(1, at),
+            Timestamp(at),
+            Some(round(1, at)),
             &AlertState::default(),
             None,
             &items,
@@ -121,7 +122,8 @@ fn a_round_commits_state_history_and_outbox_together() {
     let history = History::default();
     let queued = store
         .commit_round(
-            round(7, 5_000),
+            Timestamp(5_000),
+            Some(round(7, 5_000)),
             &state,
             Some(&history),
             &[
@@ -265,7 +267,8 @@ fn dead_letters_stay_listed_block_nothing_and_expire() {
     // Forgotten once older than the retention the round passes.
     store
         .commit_round(
-            round(2, 4_000),
+            Timestamp(4_000),
+            None,
             &AlertState::default(),
             None,
             &[],
@@ -275,7 +278,8 @@ fn dead_letters_stay_listed_block_nothing_and_expire() {
     assert_eq!(store.status().unwrap().dead.len(), 1, "not before");
     store
         .commit_round(
-            round(3, 5_000),
+            Timestamp(5_000),
+            None,
             &AlertState::default(),
             None,
             &[],

@@ -46,7 +46,11 @@ fn config_for(lab: &Lab, dir: &Path) -> Config {
     std::fs::write(&path, &text).unwrap();
     let config = config::load(&path).unwrap();
     assert_eq!(config.settings.interval, Duration::from_secs(2), "{text}");
-    assert_eq!(config.tenants[0].client_profiles, ["jose", "spring", "honours_http"], "{text}");
+    assert_eq!(
+        config.tenants[0].client_profiles,
+        ["jose", "spring", "honours_http"],
+        "{text}"
+    );
     config
 }
 

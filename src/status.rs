@@ -1,0 +1,220 @@
+//! `keycanary status`: what the state directory says about a daemon — when its last full
+//! round finished, its open incidents, the outbox (pending, failing) and dead letters —
+//! rendered as text or JSON. Pure: the caller reads the store and passes `now`.
+//!
+//! It does not ask the daemon anything (it works with the daemon stopped, or hung) and it
+//! changes nothing.
+
+use crate::alert::state::Incident;
+use crate::model::Timestamp;
+use crate::store::StatusReport;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+/// A last round older than this many intervals means the daemon is stopped or stuck.
+pub const STALE_INTERVALS: u32 = 3;
+
+/// What needs a person: dead letters, or no recent full round.
+pub fn problems(r: &StatusReport, interval: Duration, now: Timestamp) -> Vec<String> {
+    let mut out = Vec::new();
+    match r.last_round {
+        None => out.push("no full round has been committed yet".to_owned()),
+        Some(round) => {
+            let age = age(round.finished_at, now);
+            if age > interval * STALE_INTERVALS {
+                out.push(format!(
+                    "the last full round finished {} ago (more than {STALE_INTERVALS} × the {} interval): is the daemon running?",
+                    human(age),
+                    human(interval)
+                ));
+            }
+        }
+    }
+    if !r.dead.is_empty() {
+        out.push(format!(
+            "{} dead letter(s): notifications a receiver refused for good; fix the channel (see below)",
+            r.dead.len()
+        ));
+    }
+    out
+}
+
+fn age(then: Timestamp, now: Timestamp) -> Duration {
+    Duration::from_millis(now.0.saturating_sub(then.0).max(0) as u64)
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
+}
+
+fn incident_line(i: &Incident) -> String {
+    let codes: Vec<&str> = i.members.iter().map(|m| m.finding.code.as_str()).collect();
+    let paged = match &i.sent {
+        Some(s) => format!("paged ({}) at {}", s.severity, s.at),
+        None => "not paged (muted)".to_owned(),
+    };
+    format!(
+        "{}  since {}, {paged}: {}  [{}]",
+        i.group,
+        i.since,
+        codes.join(", "),
+        i.dedup_key
+    )
+}
+
+/// The text report.
+pub fn render_text(r: &StatusReport, interval: Duration, now: Timestamp) -> String {
+    let mut out = String::new();
+    let _ = match r.last_round {
+        Some(round) => writeln!(
+            out,
+            "last full round: #{} finished {} ({} ago; interval {})",
+            round.number,
+            round.finished_at,
+            human(age(round.finished_at, now)),
+            human(interval)
+        ),
+        None => writeln!(out, "last full round: none yet"),
+    };
+    let _ = writeln!(out, "open incidents: {}", r.alert_state.incidents.len());
+    for i in &r.alert_state.incidents {
+        let _ = writeln!(out, "  {}", incident_line(i));
+    }
+    let _ = write!(out, "outbox: {} pending, {} failing", r.pending, r.retrying);
+    let _ = match r.oldest_pending {
+        Some(t) => writeln!(out, ", oldest queued {} ago", human(age(t, now))),
+        None => writeln!(out),
+    };
+    let _ = writeln!(out, "dead letters: {}", r.dead.len());
+    for d in &r.dead {
+        let _ = writeln!(
+            out,
+            "  {}  channel {}, {} attempt(s), dead since {}: {}",
+            d.id,
+            d.channel,
+            d.attempts,
+            d.dead_at.map_or_else(String::new, |t| t.to_string()),
+            d.last_error.as_deref().unwrap_or("")
+        );
+    }
+    let problems = problems(r, interval, now);
+    if problems.is_empty() {
+        let _ = writeln!(out, "ok");
+    }
+    for p in problems {
+        let _ = writeln!(out, "PROBLEM: {p}");
+    }
+    out
+}
+
+/// The JSON report. Fields are added, never renamed.
+pub fn render_json(r: &StatusReport, interval: Duration, now: Timestamp) -> serde_json::Value {
+    json!({
+        "last_round": r.last_round.map(|round| json!({
+            "number": round.number,
+            "started_at": round.started_at.to_string(),
+            "finished_at": round.finished_at.to_string(),
+            "age_seconds": age(round.finished_at, now).as_secs(),
+        })),
+        "interval_seconds": interval.as_secs(),
+        "incidents": r.alert_state.incidents.iter().map(|i| json!({
+            "group": i.group,
+            "dedup_key": i.dedup_key,
+            "since": i.since.to_string(),
+            "paged": i.sent.is_some(),
+            "codes": i.members.iter().map(|m| m.finding.code).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "outbox": {
+            "pending": r.pending,
+            "failing": r.retrying,
+            "oldest_pending_age_seconds": r.oldest_pending.map(|t| age(t, now).as_secs()),
+        },
+        "dead_letters": r.dead.iter().map(|d| json!({
+            "id": d.id,
+            "channel": d.channel,
+            "attempts": d.attempts,
+            "dead_at": d.dead_at.map(|t| t.to_string()),
+            "error": d.last_error,
+        })).collect::<Vec<_>>(),
+        "problems": problems(r, interval, now),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OutboxRow, RoundRecord};
+
+    const NOW: Timestamp = Timestamp(1_795_651_200_000);
+
+    fn report(round_age_secs: Option<i64>, dead: usize) -> StatusReport {
+        StatusReport {
+            last_round: round_age_secs.map(|a| RoundRecord {
+                number: 42,
+                started_at: NOW.plus_secs(-a - 1),
+                finished_at: NOW.plus_secs(-a),
+            }),
+            pending: 1,
+            retrying: 1,
+            oldest_pending: Some(NOW.plus_secs(-90)),
+            dead: (0..dead)
+                .map(|i| OutboxRow {
+                    id: format!("acme/1/firing/{i}@hook"),
+                    channel: "hook".into(),
+                    dedup_key: "acme/1".into(),
+                    payload: "{}".into(),
+                    created_at: NOW.plus_secs(-100),
+                    attempts: 1,
+                    next_attempt_at: NOW.plus_secs(-100),
+                    last_error: Some("receiver answered 404".into()),
+                    dead_at: Some(NOW.plus_secs(-99)),
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn problems_table() {
+        let interval = Duration::from_secs(30);
+        let check = |r: StatusReport, want: &[&str]| {
+            let got = problems(&r, interval, NOW);
+            assert_eq!(got.len(), want.len(), "{got:?}");
+            for (g, w) in got.iter().zip(want) {
+                assert!(g.contains(w), "{g} should contain {w}");
+            }
+        };
+        check(report(Some(10), 0), &[]);
+        check(report(Some(90), 0), &[]);
+        check(
+            report(Some(91), 0),
+            &["1m 31s ago (more than 3 × the 30s interval): is the daemon running"],
+        );
+        check(report(None, 0), &["no full round"]);
+        check(report(Some(10), 2), &["2 dead letter(s)"]);
+    }
+
+    #[test]
+    fn text_lists_outbox_and_dead_letters() {
+        let text = render_text(&report(Some(10), 1), Duration::from_secs(30), NOW);
+        assert!(text.contains("last full round: #42"), "{text}");
+        assert!(text.contains("10s ago"), "{text}");
+        assert!(
+            text.contains("outbox: 1 pending, 1 failing, oldest queued 1m 30s ago"),
+            "{text}"
+        );
+        assert!(
+            text.contains("acme/1/firing/0@hook  channel hook, 1 attempt(s)"),
+            "{text}"
+        );
+        assert!(text.contains("receiver answered 404"), "{text}");
+        assert!(text.contains("PROBLEM: 1 dead letter(s)"), "{text}");
+        let ok = render_text(&report(Some(10), 0), Duration::from_secs(30), NOW);
+        assert!(ok.ends_with("ok\n"), "{ok}");
+        let json = render_json(&report(Some(10), 1), Duration::from_secs(30), NOW);
+        assert_eq!(json["outbox"]["pending"], 1);
+        assert_eq!(json["dead_letters"][0]["channel"], "hook");
+        assert_eq!(json["problems"].as_array().unwrap().len(), 1);
+    }
+}
