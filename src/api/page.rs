@@ -3,8 +3,8 @@
 //! every open finding with when it opened.
 //!
 //! Pure: snapshot, config and `now` in, HTML out; every value is escaped by maud. It
-//! shows only what the snapshot holds. Gate state, the rotation timeline and the client
-//! simulation are rendered as "not yet available" until the daemon carries them.
+//! shows only what the snapshot holds: per tenant also the rotation gate for the current
+//! signer, the `client_would_fail` findings and when recent kids appeared in each view.
 
 use crate::config::Config;
 use crate::daemon::Snapshot;
@@ -124,6 +124,7 @@ code{font:12px/1.3 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace}
 .warn .codes code{color:var(--warn)}
 dl.later{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:10px 0 0;font-size:13px}
 dl.later dt{color:var(--muted)}dl.later dd{margin:0}
+dd.gate-safe{color:var(--ok-fg,#1a7f37)}dd.gate-unsafe{color:var(--bad-fg,#b42318)}
 td.msg{min-width:240px}
 td.since{white-space:nowrap}
 @media (max-width:600px){header,main,footer{padding:8px}.card{padding:8px}td.cell{min-width:120px}}
@@ -167,7 +168,7 @@ pub fn render(snapshot: &Snapshot, config: &Config, now: Timestamp) -> String {
                     (findings_section(snapshot, now))
                     section.tenants {
                         @for t in &config.tenants {
-                            (tenant_card(&t.name, snapshot, &report.views))
+                            (tenant_card(&t.name, snapshot, &report.views, config, now))
                         }
                     }
                 }
@@ -241,6 +242,83 @@ fn findings_section(s: &Snapshot, now: Timestamp) -> Markup {
     }
 }
 
+/// Below the matrix: the rotation gate for the current signer ("healthy right now"), the
+/// simulated clients that would fail, and when each recent kid appeared in each view.
+fn later(
+    tenant: &str,
+    s: &Snapshot,
+    obs: Option<&Observation>,
+    config: &Config,
+    now: Timestamp,
+) -> Markup {
+    let gate = (s.rounds > 0).then(|| {
+        crate::detect::gate::rotation_gate(config, &s.history, obs, &s.findings, tenant, None, now)
+    });
+    let failing: Vec<&Finding> = s
+        .findings
+        .iter()
+        .filter(|f| f.subject.tenant == tenant && f.code == crate::model::Code::ClientWouldFail)
+        .collect();
+    let timeline = rotation_timeline(s, tenant);
+    html! {
+        dl.later {
+            dt { "rotation gate" }
+            @match &gate {
+                None => dd.muted { "waiting for the first round" },
+                Some(g) if g.safe => dd.gate-safe { "safe: " (g.kid.as_deref().unwrap_or("")) " is served everywhere and settled" },
+                Some(g) => dd.gate-unsafe {
+                    "unsafe: " (g.blocking.len()) " blocking condition(s)"
+                    @if let Some(at) = g.ready_at { ", ready at " (at) }
+                    " — "
+                    @for b in g.blocking.iter().take(4) { code { (b.code) } " " }
+                }
+            }
+            dt { "clients that would fail" }
+            @if failing.is_empty() {
+                dd.muted { "none" }
+            } @else {
+                dd { @for f in &failing { div { code { (f.subject) } " " (f.message) } } }
+            }
+            dt { "last rotation" }
+            @if timeline.is_empty() {
+                dd.muted { "no key change seen since keycanary started watching" }
+            } @else {
+                dd { @for (kid, view, at) in &timeline { div { code { (kid) } " in " (view) " since " (at) } } }
+            }
+        }
+    }
+}
+
+/// When each kid that appeared after watching began (the latest two such kids) was first
+/// seen in each view, oldest first.
+fn rotation_timeline(s: &Snapshot, tenant: &str) -> Vec<(String, String, Timestamp)> {
+    use crate::detect::history::Since;
+    let Some(h) = s.history.tenant(tenant) else {
+        return Vec::new();
+    };
+    let mut kids: Vec<(Timestamp, &str, Vec<(String, Timestamp)>)> = Vec::new();
+    for (kid, ledger) in h.kids() {
+        let seen: Vec<(String, Timestamp)> = ledger
+            .views()
+            .filter_map(|(view, p)| match p.since {
+                Since::At(t) => Some((view.to_string(), t)),
+                Since::BeforeWatch => None,
+            })
+            .collect();
+        if let Some(first) = seen.iter().map(|(_, t)| *t).min() {
+            kids.push((first, kid, seen));
+        }
+    }
+    kids.sort_by_key(|(first, _, _)| std::cmp::Reverse(*first));
+    let mut out: Vec<(String, String, Timestamp)> = kids
+        .into_iter()
+        .take(2)
+        .flat_map(|(_, kid, seen)| seen.into_iter().map(move |(v, t)| (kid.to_owned(), v, t)))
+        .collect();
+    out.sort_by_key(|(_, _, t)| *t);
+    out
+}
+
 /// Findings about one view (same matching as the report rows).
 fn about_view<'a>(
     findings: &'a [Finding],
@@ -256,7 +334,13 @@ fn about_view<'a>(
     })
 }
 
-fn tenant_card(tenant: &str, s: &Snapshot, rows: &[ViewRow]) -> Markup {
+fn tenant_card(
+    tenant: &str,
+    s: &Snapshot,
+    rows: &[ViewRow],
+    config: &Config,
+    now: Timestamp,
+) -> Markup {
     let obs: Option<&Observation> = s.observations.iter().find(|o| o.tenant == tenant);
     let rows: Vec<&ViewRow> = rows.iter().filter(|r| r.tenant == tenant).collect();
     let mut columns: Vec<ViewId> = Vec::new();
@@ -321,11 +405,7 @@ fn tenant_card(tenant: &str, s: &Snapshot, rows: &[ViewRow]) -> Markup {
                     }
                 }
             }
-            dl.later {
-                dt { "rotation gate" } dd.muted { "not yet available" }
-                dt { "last rotation" } dd.muted { "not yet available" }
-                dt { "clients that would fail" } dd.muted { "not yet available" }
-            }
+            (later(tenant, s, obs, config, now))
         }
     }
 }
@@ -445,7 +525,7 @@ mod tests {
         assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; &quot;quotes&quot;"));
         assert!(html.contains("kid_missing"));
         assert!(html.contains("1m ago"), "since is shown: {html}");
-        assert!(html.contains("not yet available"));
+        assert!(html.contains("rotation gate"));
         assert!(html.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
     }
 
