@@ -296,7 +296,9 @@ fn rotation_timeline(s: &Snapshot, tenant: &str) -> Vec<(String, String, Timesta
     let Some(h) = s.history.tenant(tenant) else {
         return Vec::new();
     };
-    let mut kids: Vec<(Timestamp, &str, Vec<(String, Timestamp)>)> = Vec::new();
+    /// A kid, when it first appeared anywhere, and when in each view.
+    type Appearance<'a> = (Timestamp, &'a str, Vec<(String, Timestamp)>);
+    let mut kids: Vec<Appearance<'_>> = Vec::new();
     for (kid, ledger) in h.kids() {
         let seen: Vec<(String, Timestamp)> = ledger
             .views()
