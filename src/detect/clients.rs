@@ -351,21 +351,9 @@ mod tests {
     /// Through [`crate::detect::assess`]: the ledger and the round give the facts.
     mod assessed {
         use crate::detect::stateful::fixtures::{
-            at, cdn, check, io, key, keys, response, round, tok,
+            at, cdn, check, key, keys, response, round, sign_with,
         };
         use crate::model::*;
-
-        /// Signs every token of the round with `kid`.
-        fn sign_with(o: &mut Observation, kid: &str) {
-            tok(o, 0).header.kid = Some(kid.into());
-            if let Some(LoginObservation {
-                result: LoginResult::Tokens { tokens },
-                ..
-            }) = &mut io(o).login
-            {
-                tokens[0].header.kid = Some(kid.into());
-            }
-        }
 
         /// The clean round at step `i`, after a rotation to k2 that both origins publish;
         /// io's edge still serves only k1 while `io_stale`.

@@ -619,20 +619,8 @@ pub fn key_activated_early(
 mod tests {
     use super::*;
     use crate::detect::stateful::fixtures::{
-        at, check, config_with, io, key, keys, replay, round, tok,
+        at, check, config_with, key, keys, replay, round, sign_with,
     };
-    use crate::model::{LoginObservation, LoginResult};
-
-    fn sign_with(o: &mut Observation, kid: &str) {
-        tok(o, 0).header.kid = Some(kid.into());
-        if let Some(LoginObservation {
-            result: LoginResult::Tokens { tokens },
-            ..
-        }) = &mut io(o).login
-        {
-            tokens[0].header.kid = Some(kid.into());
-        }
-    }
 
     /// Step `i` with k1 signing and `k2` published in every view from `staged_at` on;
     /// k2 signs from `promoted_at` on.

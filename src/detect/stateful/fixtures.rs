@@ -124,3 +124,15 @@ pub fn recorded(steps: &[Observation]) -> History {
     }
     h
 }
+
+/// Signs every token of the round (app's and io's) with `kid`.
+pub fn sign_with(o: &mut Observation, kid: &str) {
+    tok(o, 0).header.kid = Some(kid.into());
+    if let Some(LoginObservation {
+        result: LoginResult::Tokens { tokens },
+        ..
+    }) = &mut io(o).login
+    {
+        tokens[0].header.kid = Some(kid.into());
+    }
+}
