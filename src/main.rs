@@ -216,6 +216,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                 config: std::sync::Arc::new(cfg.clone()),
                 clock: clock.clone(),
                 bearer: cfg.api.bearer_token.clone(),
+                state_dir: Some(cfg.settings.state_dir.clone()),
             };
             let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
             let api = tokio::spawn(keycanary::api::serve(listener, state, async {

@@ -7,7 +7,7 @@
 //!   `retention` before it is written);
 //! - `last_round`: number and times of the latest full round, every tenant probed once
 //!   (for `keycanary status`);
-//! - `silences`: silences made through the API (nothing writes them yet);
+//! - `silences`: silences made through the API (`/v1/silences`), read by the daemon each round;
 //! - `outbox`: one row per notification × channel, written in the **same transaction** as
 //!   the alert state that produced it, deleted only once the receiver accepted it. A row
 //!   whose send failed permanently stays as a *dead letter* (`dead_at` set) until it is
@@ -342,7 +342,9 @@ impl Store {
     }
 
     fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
-        let tx = conn.transaction()?;
+        // IMMEDIATE: the daemon and the API may open the database at the same moment; the
+        // second waits for the first's migration instead of failing on a stale snapshot.
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let version = schema_version(&tx)?;
         if version > MIGRATIONS.len() {
             return Err(StoreError::TooNew {
@@ -570,6 +572,14 @@ impl Store {
             params![silence.id, to_json(silence), now.0, silence.ends.0],
         )?;
         Ok(())
+    }
+
+    /// Removes the silence `id`; false when there was none.
+    pub fn delete_silence(&mut self, id: &str) -> Result<bool, StoreError> {
+        let n = self
+            .conn
+            .execute("DELETE FROM silences WHERE id = ?1", params![id])?;
+        Ok(n > 0)
     }
 
     /// Everything `keycanary status` reports.

@@ -4,8 +4,8 @@
 //! machine is handed. They suppress notifications only: the state machine keeps tracking
 //! every finding underneath, so a finding still firing when its silence ends pages then.
 //!
-//! Silences come from `probes.toml` (`[[alerting.silence]]`) and, later, from the API; both
-//! end up in the same `&[Silence]`. Maintenance windows are config only and absolute (a
+//! Silences come from `probes.toml` (`[[alerting.silence]]`) and from the API
+//! (`/v1/silences`); both end up in the same `&[Silence]`. Maintenance windows are config only and absolute (a
 //! start and an end; no recurrence). Nothing here reads a clock or does I/O.
 
 use crate::model::{Code, Finding, Severity, Subject, Timestamp};

@@ -1,13 +1,16 @@
 //! The HTTP API and status page that `keycanary run` serves next to its probe loop:
 //! health and readiness, Prometheus metrics, the view matrix and open findings as JSON,
-//! the OpenAPI document, and the server-rendered status page at `/`.
+//! the OpenAPI document, the server-rendered status page at `/`, and the silences
+//! (`/v1/silences`, see [`silences`]).
 //!
-//! Everything here reads the daemon's [`SharedSnapshot`]; nothing probes, decides or
-//! writes state. The routes live in one table ([`routes`]) that both the router and the
-//! OpenAPI check use. With a bearer token configured, every route but `/healthz` and
-//! `/readyz` needs `Authorization: Bearer <token>`, compared in constant time.
+//! Everything here reads the daemon's [`SharedSnapshot`]; nothing probes or decides, and
+//! the only state written is silences, into the state directory the daemon reads. The
+//! routes live in one table ([`routes`]) that both the router and the OpenAPI check use.
+//! With a bearer token configured, every route but `/healthz` and `/readyz` needs
+//! `Authorization: Bearer <token>`, compared in constant time.
 
 pub mod page;
+pub mod silences;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
@@ -21,11 +24,12 @@ use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
-use axum::routing::{MethodRouter, get};
+use axum::routing::{MethodRouter, delete, get};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::future::Future;
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
@@ -38,6 +42,9 @@ pub struct ApiState {
     pub clock: SharedClock,
     /// When set, required on every route that is not [`Access::Public`].
     pub bearer: Option<SecretString>,
+    /// The daemon's state directory, where `/v1/silences` reads and writes; `None`: those
+    /// routes answer 503.
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Who may call a route.
@@ -63,6 +70,16 @@ pub fn routes() -> Vec<(&'static str, Access, MethodRouter<ApiState>)> {
         ("/v1/findings", Access::Bearer, get(findings)),
         ("/v1/gate/rotation", Access::Bearer, get(gate_rotation)),
         ("/v1/gate/retirement", Access::Bearer, get(gate_retirement)),
+        (
+            "/v1/silences",
+            Access::Bearer,
+            get(silences::list).post(silences::create),
+        ),
+        (
+            "/v1/silences/{id}",
+            Access::Bearer,
+            delete(silences::delete),
+        ),
         ("/openapi.json", Access::Bearer, get(openapi)),
         ("/", Access::Bearer, get(status_page)),
     ]

@@ -354,4 +354,21 @@ fn silences_are_kept_until_they_end() {
     };
     store.put_silence(&longer, Timestamp(950)).unwrap();
     assert_eq!(store.silences(Timestamp(6_000)).unwrap(), vec![longer]);
+    assert!(store.delete_silence("api-1").unwrap());
+    assert!(store.silences(Timestamp(6_000)).unwrap().is_empty());
+    assert!(!store.delete_silence("api-1").unwrap(), "already gone");
+}
+
+#[test]
+fn two_opens_at_once_both_migrate() {
+    let dir = tempfile::tempdir().unwrap();
+    let opens: Vec<_> = (0..4)
+        .map(|_| {
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || Store::open(&dir).map(|_| ()))
+        })
+        .collect();
+    for o in opens {
+        o.join().unwrap().unwrap();
+    }
 }

@@ -10,6 +10,7 @@
 use crate::check::{repo, shipped_config_for, start_lab};
 use crate::peers::{free_port, wait_until};
 use axum::body::Bytes;
+use keycanary::api::{self, ApiState};
 use keycanary::clock;
 use keycanary::config;
 use keycanary::daemon::{self, Options, SharedSnapshot};
@@ -693,6 +694,86 @@ async fn alertmanager_receives_the_alert_and_its_receiver_gets_it() {
     )
     .await;
     d.stop().await;
+    lab.shutdown().await;
+}
+
+/// A silence made through the HTTP API (`POST /v1/silences`) mutes the seed incident: the
+/// daemon reads it from the state directory, tracks the incident, sends nothing; deleting
+/// the silence pages at once.
+#[tokio::test(flavor = "multi_thread")]
+async fn api_silence_mutes_the_seed_incident() {
+    let lab = start_lab().await;
+    let dir = tempfile::tempdir().unwrap();
+    let hook = Hook::start(0).await;
+    let config = write_config(
+        &lab,
+        dir.path(),
+        &alerting(&[webhook_channel("hook", &hook.url())]),
+    );
+    let cfg = config::load(&config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let state = ApiState {
+        snapshot: daemon::new_snapshot(),
+        config: Arc::new(cfg.clone()),
+        clock: clock::system(),
+        bearer: None,
+        state_dir: Some(cfg.settings.state_dir.clone()),
+    };
+    let (stop_api, api_stopped) = oneshot::channel::<()>();
+    let api_task = tokio::spawn(api::serve(listener, state, async {
+        let _ = api_stopped.await;
+    }));
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let resp = http
+        .post(format!("{base}/v1/silences"))
+        .json(&serde_json::json!({
+            "tenant": "acme",
+            "ends": "1h",
+            "created_by": "it",
+            "comment": "the seed incident, planned",
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let id = resp.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    stage_incident(&lab).await;
+    let d = Daemon::start(&config);
+    let kid_missing = || {
+        d.snapshot
+            .read()
+            .unwrap()
+            .findings
+            .iter()
+            .any(|f| f.subject.tenant == "acme" && f.code.as_str() == "kid_missing")
+    };
+    wait_until("kid_missing for acme", BOUND, || async { kid_missing() }).await;
+    let seen = d.rounds();
+    // Past the firing threshold, with time to deliver: nothing queued, nothing sent.
+    d.wait_rounds(seen + THRESHOLD + 2).await;
+    assert!(kid_missing(), "the incident is still there");
+    assert!(hook.bodies().is_empty(), "{:#?}", hook.bodies());
+    let s = status(dir.path()).expect("state dir");
+    assert_eq!((s.pending, s.dead.len()), (0, 0));
+
+    let deleted = http
+        .delete(format!("{base}/v1/silences/{id}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    wait_until("the page once the silence is gone", BOUND, || async {
+        !hook.bodies().is_empty()
+    })
+    .await;
+    d.stop().await;
+    let _ = stop_api.send(());
+    api_task.await.unwrap().unwrap();
     lab.shutdown().await;
 }
 

@@ -3,6 +3,7 @@
 mod api;
 mod check;
 mod daemon;
+mod dashboards;
 mod lab;
 mod oidc_nginx;
 mod peers;
