@@ -34,6 +34,47 @@ pub struct Config {
     pub tenants: Vec<Tenant>,
     /// `[alerting]`: when findings page, and where to.
     pub alerting: Alerting,
+    /// `[telemetry]`: where traces go (off unless configured).
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// `[telemetry.otlp]`, or `OTEL_EXPORTER_OTLP_ENDPOINT` when the table is absent.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// Export to `OTEL_EXPORTER_OTLP_ENDPOINT` (read with `env`) when `[telemetry.otlp]` is
+/// absent; `Ok(None)` when the variable is unset or empty. Kept out of [`Config::from_toml_str`]
+/// because that variable is not a secret and the secret lookup may answer any name.
+pub fn otlp_from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, String> {
+    const VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    let Some(raw) = env(VAR).filter(|e| !e.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match Url::parse(raw.trim()) {
+        Ok(endpoint) if endpoint.scheme() == "http" && endpoint.host().is_some() => {
+            Ok(Some(OtlpConfig {
+                endpoint,
+                headers: Vec::new(),
+                service_name: DEFAULT_SERVICE_NAME.to_owned(),
+            }))
+        }
+        _ => Err(format!(
+            "{VAR} `{raw}` is not an http URL with a host: fix it, unset it, or configure [telemetry.otlp]"
+        )),
+    }
+}
+
+/// Where spans are exported (OTLP over gRPC).
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    pub endpoint: Url,
+    /// gRPC metadata sent with every export (e.g. an API key); values may be secrets.
+    pub headers: Vec<(String, SecretString)>,
+    /// `service.name` of the resource; default `keycanary`.
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +120,8 @@ pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9464";
 pub const DEFAULT_STATE_DIR: &str = ".state";
 /// `retention` when unset: a week of history.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `service.name` of exported traces when unset.
+pub const DEFAULT_SERVICE_NAME: &str = "keycanary";
 /// `max_concurrency` when unset.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
 const MIN_RETENTION: Duration = Duration::from_secs(3600);
@@ -252,6 +295,7 @@ struct RawConfig {
     client_profiles: Option<Vec<String>>,
     lab: Option<RawLab>,
     api: Option<RawApi>,
+    telemetry: Option<RawTelemetry>,
     #[serde(default)]
     profile: Vec<RawProfile>,
     #[serde(default)]
@@ -268,6 +312,19 @@ struct RawLab {
 struct RawApi {
     listen: Option<String>,
     bearer_token: Option<toml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawTelemetry {
+    otlp: Option<RawOtlp>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RawOtlp {
+    endpoint: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, toml::Value>,
+    service_name: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -585,6 +642,7 @@ impl Validator<'_> {
             LabConfig { listen }
         });
         let api = self.api(raw.api.as_ref());
+        let telemetry = self.telemetry(raw.telemetry.as_ref());
         let profiles = self.profiles(&raw.profile);
         let known: BTreeSet<String> = profiles.iter().map(|p| p.name.clone()).collect();
         let default_profiles = match &raw.client_profiles {
@@ -625,6 +683,71 @@ impl Validator<'_> {
             profiles,
             tenants,
             alerting,
+            telemetry,
+        }
+    }
+
+    fn telemetry(&mut self, raw: Option<&RawTelemetry>) -> TelemetryConfig {
+        let Some(raw) = raw.and_then(|t| t.otlp.as_ref()) else {
+            return TelemetryConfig::default();
+        };
+        let endpoint = match raw.endpoint.as_deref() {
+            Some(e) => self.url("telemetry.otlp.endpoint", e).filter(|u| {
+                let plain = u.scheme() == "http";
+                if !plain {
+                    self.problem(
+                        "telemetry.otlp.endpoint",
+                        "https is not supported yet: export to a local collector over http",
+                    );
+                }
+                plain
+            }),
+            None => {
+                self.problem(
+                    "telemetry.otlp.endpoint",
+                    "missing: set the collector's OTLP/gRPC address, e.g. \"http://127.0.0.1:4317\", or remove [telemetry.otlp]",
+                );
+                None
+            }
+        };
+        let mut headers = Vec::new();
+        for (name, value) in &raw.headers {
+            let path = format!("telemetry.otlp.headers.{name}");
+            let lower = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                self.problem(&path, format!("`{name}` is not a valid header name"));
+                continue;
+            }
+            let value = match value {
+                toml::Value::String(v) => Some(SecretString::from(v.clone())),
+                other => self.secret(&path, other),
+            };
+            if let Some(v) = value {
+                if http::HeaderValue::from_str(secrecy::ExposeSecret::expose_secret(&v)).is_err() {
+                    self.problem(&path, "the value is not a valid header value");
+                    continue;
+                }
+                headers.push((lower, v));
+            }
+        }
+        headers.sort_by(|a, b| a.0.cmp(&b.0));
+        let service_name = match raw.service_name.as_deref().map(str::trim) {
+            None => DEFAULT_SERVICE_NAME.to_owned(),
+            Some("") => {
+                self.problem(
+                    "telemetry.otlp.service_name",
+                    "empty: remove it for the default \"keycanary\"",
+                );
+                DEFAULT_SERVICE_NAME.to_owned()
+            }
+            Some(s) => s.to_owned(),
+        };
+        TelemetryConfig {
+            otlp: endpoint.map(|endpoint| OtlpConfig {
+                endpoint,
+                headers,
+                service_name,
+            }),
         }
     }
 
@@ -2002,6 +2125,50 @@ refresh_token = { env = "UNSET_VAR" }
                 ("api.bearer_token", "never written inline"),
             ],
         );
+    }
+
+    #[test]
+    fn telemetry_otlp_table_env_fallback_and_validation() {
+        let c = parse(GOOD).unwrap();
+        assert!(c.telemetry.otlp.is_none(), "off unless configured");
+        let c = parse(&format!(
+            "{GOOD}\n[telemetry.otlp]\nendpoint = \"http://127.0.0.1:4317\"\nheaders = {{ X-Api-Key = {{ env = \"SECRET_A\" }}, tenant = \"ops\" }}\n"
+        ))
+        .unwrap();
+        let o = c.telemetry.otlp.unwrap();
+        assert_eq!(o.endpoint.as_str(), "http://127.0.0.1:4317/");
+        assert_eq!(o.service_name, DEFAULT_SERVICE_NAME);
+        let headers: Vec<(&str, &str)> = o
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.expose_secret()))
+            .collect();
+        assert_eq!(headers, [("tenant", "ops"), ("x-api-key", "s3cret-a")]);
+        check_problems(
+            &format!(
+                "{GOOD}\n[telemetry.otlp]\nendpoint = \"grpc:nohost\"\nservice_name = \"\"\nheaders = {{ \"bad name\" = \"x\", k = {{ env = \"UNSET\" }} }}\n"
+            ),
+            &[
+                ("telemetry.otlp.endpoint", "not an http(s) URL"),
+                ("telemetry.otlp.service_name", "empty"),
+                ("telemetry.otlp.headers.bad name", "not a valid header name"),
+                ("telemetry.otlp.headers.k", "UNSET is not set"),
+            ],
+        );
+        check_problems(
+            &format!("{GOOD}\n[telemetry.otlp]\nservice_name = \"kc\"\n"),
+            &[("telemetry.otlp.endpoint", "missing")],
+        );
+        // Without the table, the standard variable turns export on.
+        let env = |name: &str| {
+            (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://collector:4317".to_owned())
+        };
+        let o = otlp_from_env(&env).unwrap().unwrap();
+        assert_eq!(o.endpoint.as_str(), "http://collector:4317/");
+        assert!(o.headers.is_empty());
+        assert!(otlp_from_env(&|_| None).unwrap().is_none());
+        let bad = otlp_from_env(&|_| Some("collector:4317".to_owned())).unwrap_err();
+        assert!(bad.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{bad}");
     }
 
     #[test]

@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use keycanary::clock::{self, SharedClock};
 use keycanary::config::{self, Config, ConfigError};
 use keycanary::model::Severity;
+use keycanary::telemetry::traces::Traces;
 use keycanary::{detect, lab, probe, report};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -118,18 +119,6 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.log_format {
-        LogFormat::Text => {
-            use std::io::IsTerminal;
-            logs.with_ansi(std::io::stderr().is_terminal()).init()
-        }
-        LogFormat::Json => logs.json().init(),
-    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -140,13 +129,74 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match runtime.block_on(dispatch(cli.command)) {
+    let traces = {
+        // The exporter's gRPC channel lives on the runtime.
+        let _rt = runtime.enter();
+        match start_traces(&cli.command) {
+            Ok(t) => t,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    init_logs(cli.log_format, default_level, traces.as_ref());
+    let code = match runtime.block_on(dispatch(cli.command)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    };
+    // Outside `block_on`, while the runtime still drives the exporter's channel.
+    if let Some(t) = traces {
+        t.shutdown();
     }
+    code
+}
+
+/// Starts OTLP trace export for the probing commands when the config asks for it. A config
+/// that does not load is reported (with every problem) by the command itself.
+fn start_traces(command: &Command) -> anyhow::Result<Option<Traces>> {
+    let path = match command {
+        Command::Run { config } | Command::Check { config, .. } => config,
+        Command::Gate {
+            config, url: None, ..
+        } => config,
+        _ => return Ok(None),
+    };
+    let Ok(cfg) = config::load(path) else {
+        return Ok(None);
+    };
+    let otlp = match cfg.telemetry.otlp {
+        Some(o) => o,
+        None => match config::otlp_from_env(&|name| std::env::var(name).ok()) {
+            Ok(Some(o)) => o,
+            Ok(None) => return Ok(None),
+            Err(e) => anyhow::bail!(e),
+        },
+    };
+    Traces::start(&otlp, &cfg.settings.location).map(Some)
+}
+
+fn init_logs(format: LogFormat, default_level: &str, traces: Option<&Traces>) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            logs.with_ansi(std::io::stderr().is_terminal()).boxed()
+        }
+        LogFormat::Json => logs.json().boxed(),
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces.map(|t| t.layer()))
+        .init();
 }
 
 async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {

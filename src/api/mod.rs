@@ -214,8 +214,9 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<ApiState>) -> Response {
+    let now = state.clock.now();
     let body = read(&state, |s| {
-        metrics::render(s, &state.config, BuildInfo::current())
+        metrics::render_at(s, &state.config, BuildInfo::current(), now)
     });
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }

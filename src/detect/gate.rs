@@ -378,7 +378,7 @@ fn no_data(tenant: &str) -> Blocker {
     }
 }
 
-fn tenant_profiles<'c>(config: &'c Config, t: &Tenant) -> Vec<&'c ClientProfile> {
+pub(crate) fn tenant_profiles<'c>(config: &'c Config, t: &Tenant) -> Vec<&'c ClientProfile> {
     t.client_profiles
         .iter()
         .filter_map(|n| config.profile(n))
@@ -427,7 +427,7 @@ fn signer_stable_since(h: &TenantHistory, signer: &str) -> Timestamp {
 
 /// S of one view from its latest answer's caching headers. Origin views add no edge
 /// lifetime: they are the truth edges converge to.
-fn view_budget(
+pub(crate) fn view_budget(
     h: &TenantHistory,
     domain: &str,
     view: &ViewId,

@@ -103,7 +103,13 @@ pub async fn fetch(
 ) -> (Fetch, Option<Vec<u8>>) {
     let started_at = clock.now();
     let start = tokio::time::Instant::now();
-    let (outcome, body) = send(req.builder(), max_body).await;
+    let mut builder = req.builder();
+    let mut trace_headers = HeaderMap::new();
+    crate::telemetry::traces::inject_trace_context(&mut trace_headers);
+    if !trace_headers.is_empty() {
+        builder = builder.headers(trace_headers);
+    }
+    let (outcome, body) = send(builder, max_body).await;
     let duration_ms = start.elapsed().as_millis() as u64;
     (
         Fetch {

@@ -21,7 +21,7 @@ use http::{Clients, Request, fetch};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::collections::HashMap;
-use tracing::{debug, instrument};
+use tracing::{Instrument, Span, debug, field, info_span, instrument};
 use url::Url;
 
 /// What a round needs from outside: clients, the clock, and the settings.
@@ -47,7 +47,8 @@ impl Prober {
         join_all(config.tenants.iter().map(|t| self.tenant(t))).await
     }
 
-    #[instrument(skip_all, fields(tenant = %tenant.name))]
+    /// One round of one tenant; its span `probe.round` is the root of that round's trace.
+    #[instrument(name = "probe.round", parent = None, skip_all, fields(tenant = %tenant.name, location = %self.location))]
     pub async fn tenant(&self, tenant: &Tenant) -> Observation {
         let started_at = self.clock.now();
         let domains = join_all(tenant.domains.iter().map(|d| self.domain(d))).await;
@@ -60,7 +61,7 @@ impl Prober {
         }
     }
 
-    #[instrument(skip_all, fields(domain = %domain.name))]
+    #[instrument(name = "probe.domain", skip_all, fields(domain = %domain.name))]
     async fn domain(&self, domain: &Domain) -> DomainObservation {
         let discovery = if domain.discovery {
             Some(self.discovery(domain).await)
@@ -72,6 +73,7 @@ impl Prober {
             DiscoveryResult::Invalid { .. } => None,
         });
         let targets = view_targets(domain, doc);
+        let spans: Vec<Span> = targets.iter().map(|t| jwks_span(domain, t)).collect();
         let (login, fetched) = tokio::join!(
             async {
                 match &domain.login {
@@ -79,12 +81,17 @@ impl Prober {
                     None => None,
                 }
             },
-            join_all(targets.iter().map(|t| self.view(t)))
+            join_all(
+                targets
+                    .iter()
+                    .zip(&spans)
+                    .map(|(t, span)| self.view(t).instrument(span.clone()))
+            )
         );
         // Parse each distinct body once.
         let mut parsed: HashMap<String, (KeySetParse, Vec<Value>)> = HashMap::new();
         let mut views = Vec::with_capacity(fetched.len());
-        for (target, (fetch, body)) in targets.iter().zip(fetched) {
+        for ((target, (fetch, body)), span) in targets.iter().zip(fetched).zip(&spans) {
             let key_set = match (fetch.response(), body) {
                 (Some(r), Some(body)) if (200..300).contains(&r.status) => {
                     let entry = parsed
@@ -94,6 +101,10 @@ impl Prober {
                 }
                 _ => None,
             };
+            if let Some(k) = &key_set {
+                span.record("jwks.kids", k.keys().len());
+                span.record("jwks.parse", parse_code(k));
+            }
             views.push(ViewObservation {
                 id: target.id.clone(),
                 kind: target.kind,
@@ -141,6 +152,7 @@ impl Prober {
         }
     }
 
+    #[instrument(name = "probe.discovery", skip_all, fields(domain = %domain.name, http.status = field::Empty, result = field::Empty, body.sha256 = field::Empty, cache.status = field::Empty, age = field::Empty, error.kind = field::Empty))]
     async fn discovery(&self, domain: &Domain) -> DiscoveryObservation {
         let url = domain.discovery_url();
         let req = Request::get(
@@ -160,10 +172,20 @@ impl Prober {
                 reason: format!("discovery fetch failed: {}", fetch_error(&fetch)),
             },
         };
+        record_fetch(&fetch);
+        Span::current().record(
+            "result",
+            match &result {
+                DiscoveryResult::Parsed { .. } => "parsed",
+                DiscoveryResult::Invalid { .. } => "invalid",
+            },
+        );
         DiscoveryObservation { fetch, result }
     }
 
     /// Logs in and returns the observation plus the raw tokens (kept only for this round).
+    /// The span carries the grant, status and outcome: never the form, secret or tokens.
+    #[instrument(name = "probe.login", skip_all, fields(grant = login.grant.as_str(), client_id = %login.client_id, http.status = field::Empty, result = field::Empty, error.kind = field::Empty))]
     async fn login(
         &self,
         login: &Login,
@@ -178,6 +200,7 @@ impl Prober {
         let token_url = match token_url {
             Ok(u) => u,
             Err(reason) => {
+                Span::current().record("result", "failed");
                 return (
                     LoginObservation {
                         grant,
@@ -285,6 +308,14 @@ impl Prober {
                 Vec::new(),
             ),
         };
+        record_fetch(&fetch);
+        Span::current().record(
+            "result",
+            match &result {
+                LoginResult::Tokens { .. } => "tokens",
+                LoginResult::Failed { .. } => "failed",
+            },
+        );
         (
             LoginObservation {
                 grant,
@@ -333,7 +364,58 @@ impl Prober {
                 .header("cache-control", "no-cache")
                 .header("pragma", "no-cache");
         }
-        fetch(req, &self.clock, self.max_body).await
+        let (fetch, body) = fetch(req, &self.clock, self.max_body).await;
+        record_fetch(&fetch);
+        (fetch, body)
+    }
+}
+
+/// The `probe.jwks` span of one view; fetch facts are recorded on it as they arrive.
+fn jwks_span(domain: &Domain, t: &ViewTarget) -> Span {
+    info_span!(
+        "probe.jwks",
+        domain = %domain.name,
+        view = %t.id.path,
+        view.kind = match t.kind {
+            ViewKind::Edge => "edge",
+            ViewKind::Origin => "origin",
+        },
+        edge = t.edge.map(|e| e.to_string()),
+        http.status = field::Empty,
+        cache.status = field::Empty,
+        age = field::Empty,
+        body.sha256 = field::Empty,
+        jwks.kids = field::Empty,
+        jwks.parse = field::Empty,
+        error.kind = field::Empty,
+    )
+}
+
+/// Records a fetch's status and caching evidence (or its error kind) on the current span.
+/// Fields the span did not declare are ignored by `tracing`.
+fn record_fetch(fetch: &Fetch) {
+    let span = Span::current();
+    match &fetch.outcome {
+        FetchOutcome::Response(r) => {
+            span.record("http.status", r.status);
+            span.record("body.sha256", r.body_sha256.as_str());
+            if let Some(c) = &r.headers.cache_status {
+                span.record("cache.status", c.as_str());
+            }
+            if let Some(age) = r.headers.age {
+                span.record("age", age);
+            }
+        }
+        FetchOutcome::Error { kind, .. } => {
+            span.record("error.kind", field::debug(kind));
+        }
+    }
+}
+
+fn parse_code(k: &KeySetParse) -> &'static str {
+    match k {
+        KeySetParse::Parsed { .. } => "parsed",
+        KeySetParse::Invalid { .. } => "invalid",
     }
 }
 

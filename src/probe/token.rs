@@ -86,6 +86,17 @@ fn json_part(part: &str) -> Result<Value, String> {
     }
 }
 
+/// A short, bounded code for a verification outcome (span attribute; no reason text).
+fn result_code(r: &TokenCheckResult) -> &'static str {
+    match r {
+        TokenCheckResult::Verified => "verified",
+        TokenCheckResult::KidMissing => "kid_missing",
+        TokenCheckResult::SignatureInvalid { .. } => "signature_invalid",
+        TokenCheckResult::KeyUnusable { .. } => "key_unusable",
+        TokenCheckResult::ViewUnavailable => "view_unavailable",
+    }
+}
+
 /// Keys one view served, raw JSON beside their kids; `None` when the view had no usable set.
 pub struct ViewKeys<'a> {
     pub view: ViewId,
@@ -97,9 +108,23 @@ impl Jwt<'_> {
     pub fn check_against(&self, views: &[ViewKeys<'_>]) -> TokenInfo {
         let checks = views
             .iter()
-            .map(|v| TokenCheck {
-                view: v.view.clone(),
-                result: self.verify(v.keys),
+            .map(|v| {
+                // Synchronous work: entering the span here holds no guard across an await.
+                let span = tracing::info_span!(
+                    "probe.verify",
+                    token.kind = self.kind.as_str(),
+                    kid = self.header.kid.as_deref(),
+                    alg = %self.header.alg,
+                    view = %v.view,
+                    result = tracing::field::Empty,
+                );
+                let _entered = span.enter();
+                let result = self.verify(v.keys);
+                span.record("result", result_code(&result));
+                TokenCheck {
+                    view: v.view.clone(),
+                    result,
+                }
             })
             .collect();
         TokenInfo {

@@ -11,15 +11,18 @@
 //! refuses OpenMetrics `info` families and `_total` counter samples.
 //!
 //! Label sets are bounded by the configuration: tenants, domains, paths, edges, location,
-//! finding codes, and at most [`MAX_KIDS_PER_DOMAIN`] kids per domain (the signer's plus
+//! finding codes, client profile names, and at most [`MAX_KIDS_PER_DOMAIN`] kids per domain (the signer's plus
 //! the origin view's, each cut to [`MAX_LABEL_LEN`] bytes). No URL or token ever becomes
 //! a label. The families and labels are documented in README.md ("Metrics").
 
 use crate::config::Config;
 use crate::daemon::Snapshot;
+use crate::detect::freshness::view_freshness;
+use crate::detect::gate::{rotation_gate, tenant_profiles, view_budget};
+use crate::detect::profiles::Budget;
 use crate::model::{
-    Code, DomainObservation, FetchOutcome, LoginResult, Observation, TokenCheckResult, ViewKind,
-    ViewObservation,
+    Code, DomainObservation, FetchOutcome, LoginResult, Observation, Timestamp, TokenCheckResult,
+    ViewKind, ViewObservation,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
@@ -104,14 +107,27 @@ impl Family {
     }
 }
 
-/// The `/metrics` body for this snapshot.
+/// The `/metrics` body for this snapshot, with the time-based gate conditions evaluated
+/// at the end of the latest round (see [`render_at`]).
 pub fn render(snapshot: &Snapshot, config: &Config, build: BuildInfo) -> String {
-    encode(&families(snapshot, config, build))
+    let now = snapshot.last_round_finished.unwrap_or(Timestamp(0));
+    render_at(snapshot, config, build, now)
+}
+
+/// The `/metrics` body for this snapshot, with the rotation gate evaluated at `now` (the
+/// scrape time: "healthy right now").
+pub fn render_at(snapshot: &Snapshot, config: &Config, build: BuildInfo, now: Timestamp) -> String {
+    encode(&families(snapshot, config, build, now))
 }
 
 /// Every family, in output order. Families are emitted (HELP and TYPE) even when they
 /// have no samples yet, so dashboards and `absent()` alerts see them from the start.
-pub fn families(snapshot: &Snapshot, config: &Config, build: BuildInfo) -> Vec<Family> {
+pub fn families(
+    snapshot: &Snapshot,
+    config: &Config,
+    build: BuildInfo,
+    now: Timestamp,
+) -> Vec<Family> {
     let mut out = vec![
         Family::gauge(
             "keycanary_build_info",
@@ -123,14 +139,99 @@ pub fn families(snapshot: &Snapshot, config: &Config, build: BuildInfo) -> Vec<F
     out.extend(view_families(&snapshot.observations));
     out.extend(login_families(&snapshot.observations));
     out.push(findings_open(snapshot, config));
+    out.extend(freshness_families(snapshot, config));
+    out.extend(gate_families(snapshot, config, now));
     // Extension points: families that later work feeds from the snapshot go here, each
-    // from its own function of the snapshot:
-    // - keycanary_view_staleness_budget_seconds{tenant,domain,path,edge,kind,location}
-    // - keycanary_view_edge_ttl_remaining_seconds{tenant,domain,path,edge,kind,location}
-    // - keycanary_gate_open{tenant,gate}           (pre-rotation / retirement)
+    // from its own function of the snapshot. Not yet exported, because the snapshot does
+    // not carry them (the notifier writes only to the store):
     // - keycanary_outbox_depth                     (alert notifications waiting)
+    // - keycanary_notifications_dead               (dead letters)
     // - keycanary_notifications_total{channel,result}
     out
+}
+
+/// The *view* labels of `v`.
+fn view_labels<'a>(
+    obs: &'a Observation,
+    d: &'a DomainObservation,
+    v: &'a ViewObservation,
+) -> [(&'static str, &'a str); 6] {
+    [
+        ("tenant", obs.tenant.as_str()),
+        ("domain", d.domain.as_str()),
+        ("path", v.id.path.as_str()),
+        ("edge", v.id.edge.as_deref().unwrap_or("")),
+        ("kind", kind_str(v.kind)),
+        ("location", obs.location.as_str()),
+    ]
+}
+
+/// Cache lifetime left on edge views, and each view's staleness budget S exactly as the
+/// rotation gate computes it (from the history's latest answer and the tenant's client
+/// profiles). A view whose S is unbounded gets an `_unbounded` sample instead.
+fn freshness_families(s: &Snapshot, config: &Config) -> Vec<Family> {
+    let mut remaining = Family::gauge(
+        "keycanary_view_edge_ttl_remaining_seconds",
+        "Cache lifetime the edge view's latest answer had left when served (edge views with a declared lifetime only).",
+    );
+    let mut budget = Family::gauge(
+        "keycanary_view_staleness_budget_seconds",
+        "Staleness budget S of the view as the rotation gate computes it (absent when unbounded).",
+    );
+    let mut unbounded = Family::gauge(
+        "keycanary_view_staleness_budget_unbounded",
+        "1 when the view's staleness budget is unbounded because of the named client profile.",
+    );
+    for obs in &s.observations {
+        let tenant = config.tenant(&obs.tenant);
+        let profiles = tenant.map(|t| tenant_profiles(config, t));
+        let history = s.history.tenant(&obs.tenant);
+        for d in &obs.domains {
+            for v in &d.views {
+                let labels = view_labels(obs, d, v);
+                if v.kind == ViewKind::Edge
+                    && let Some(left) = view_freshness(v).and_then(|f| f.remaining)
+                {
+                    remaining.push(&labels, left.as_secs_f64());
+                }
+                let (Some(h), Some(profiles)) = (history, &profiles) else {
+                    continue;
+                };
+                match view_budget(h, &d.domain, &v.id, profiles) {
+                    Budget::Bounded(b) => budget.push(&labels, b.as_secs_f64()),
+                    Budget::Unbounded { profile } => {
+                        let mut with_profile = labels.to_vec();
+                        with_profile.push(("profile", profile.as_str()));
+                        unbounded.push(&with_profile, 1.0);
+                    }
+                }
+            }
+        }
+    }
+    vec![remaining, budget, unbounded]
+}
+
+/// The rotation gate for each configured tenant's current signer ("healthy right now"),
+/// evaluated at `now`; no samples before the first round.
+fn gate_families(s: &Snapshot, config: &Config, now: Timestamp) -> Vec<Family> {
+    let mut safe = Family::gauge(
+        "keycanary_gate_safe",
+        "1 when the rotation gate passes for the tenant's current signer (healthy right now), else 0.",
+    );
+    let mut blockers = Family::gauge(
+        "keycanary_gate_blockers",
+        "Blocking conditions of the rotation gate for the tenant's current signer.",
+    );
+    if s.rounds > 0 {
+        for t in &config.tenants {
+            let latest = s.observations.iter().find(|o| o.tenant == t.name);
+            let answer = rotation_gate(config, &s.history, latest, &s.findings, &t.name, None, now);
+            let labels = [("tenant", t.name.as_str())];
+            safe.push(&labels, if answer.safe { 1.0 } else { 0.0 });
+            blockers.push(&labels, answer.blocking.len() as f64);
+        }
+    }
+    vec![safe, blockers]
 }
 
 fn secs(ms: i64) -> f64 {
@@ -224,15 +325,7 @@ fn view_families(observations: &[Observation]) -> Vec<Family> {
         for d in &obs.domains {
             let kids = watched_kids(d);
             for v in &d.views {
-                let edge = v.id.edge.as_deref().unwrap_or("");
-                let labels = [
-                    ("tenant", obs.tenant.as_str()),
-                    ("domain", d.domain.as_str()),
-                    ("path", v.id.path.as_str()),
-                    ("edge", edge),
-                    ("kind", kind_str(v.kind)),
-                    ("location", obs.location.as_str()),
-                ];
+                let labels = view_labels(obs, d, v);
                 up.push(&labels, if view_up(v) { 1.0 } else { 0.0 });
                 duration.push(&labels, v.fetch.duration_ms as f64 / 1000.0);
                 if let FetchOutcome::Response(r) = &v.fetch.outcome
@@ -511,6 +604,198 @@ mod tests {
         assert_eq!(present, MAX_KIDS_PER_DOMAIN);
         assert!(body.contains(r#"kid="k0\"\\\nxxx"#), "{body}");
         assert!(body.lines().all(|l| l.len() < 600));
+    }
+
+    /// The incident with its observation recorded in the history (as the daemon does) and
+    /// the cdn edge sending caching headers.
+    fn incident_with_history() -> Snapshot {
+        let mut s = incident();
+        let cdn = &mut s.observations[0].domains[0].views[0];
+        if let FetchOutcome::Response(r) = &mut cdn.fetch.outcome {
+            r.headers.cache_control = Some("public, max-age=300".into());
+        }
+        let mut history = crate::detect::history::History::default();
+        history.record(&s.observations[0], Timestamp(2_000));
+        s.history = std::sync::Arc::new(history);
+        s
+    }
+
+    const CDN: &str = r#"tenant="acme",domain="io",path="cdn",edge="",kind="edge",location="lab""#;
+    const ORIGIN: &str =
+        r#"tenant="acme",domain="io",path="origin",edge="",kind="origin",location="lab""#;
+
+    #[test]
+    fn edge_ttl_remaining_only_for_edges_with_a_declared_lifetime() {
+        let cfg = config();
+        let body = render(&incident_with_history(), &cfg, BuildInfo::current());
+        // max-age=300 with Age: 42.
+        check(
+            &body,
+            &format!("keycanary_view_edge_ttl_remaining_seconds{{{CDN}}} 258"),
+        );
+        assert!(
+            !body.contains(&format!(
+                "keycanary_view_edge_ttl_remaining_seconds{{{ORIGIN}}}"
+            )),
+            "{body}"
+        );
+        // Without caching headers the edge declares no lifetime: no sample.
+        let body = render(&incident(), &cfg, BuildInfo::current());
+        check(
+            &body,
+            "# TYPE keycanary_view_edge_ttl_remaining_seconds gauge",
+        );
+        assert!(
+            !body
+                .lines()
+                .any(|l| l.starts_with("keycanary_view_edge_ttl_remaining_seconds{")),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn staleness_budget_is_the_gates() {
+        let cfg = config();
+        let s = incident_with_history();
+        let body = render(&s, &cfg, BuildInfo::current());
+        let h = s.history.tenant("acme").unwrap();
+        let t = cfg.tenant("acme").unwrap();
+        let profiles = tenant_profiles(&cfg, t);
+        for (labels, view) in [
+            (CDN, &s.observations[0].domains[0].views[0]),
+            (ORIGIN, &s.observations[0].domains[0].views[1]),
+        ] {
+            let Budget::Bounded(want) = view_budget(h, "io", &view.id, &profiles) else {
+                panic!("the default profiles are bounded");
+            };
+            check(
+                &body,
+                &format!(
+                    "keycanary_view_staleness_budget_seconds{{{labels}}} {}",
+                    number(want.as_secs_f64())
+                ),
+            );
+        }
+        // The edge's cached lifetime counts towards its S, not the origin's.
+        let value = |labels: &str| -> f64 {
+            let prefix = format!("keycanary_view_staleness_budget_seconds{{{labels}}} ");
+            body.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        assert!(value(CDN) > value(ORIGIN), "{body}");
+        check(
+            &body,
+            "# TYPE keycanary_view_staleness_budget_unbounded gauge",
+        );
+        assert!(!body.contains("keycanary_view_staleness_budget_unbounded{"));
+    }
+
+    #[test]
+    fn unbounded_staleness_budget_has_its_own_family() {
+        let text = r#"
+[[profile]]
+name = "forever"
+refetch_on_unknown_kid = false
+[[tenant]]
+name = "acme"
+client_profiles = ["forever"]
+[[tenant.domain]]
+name = "io"
+issuer = "https://idp.example/io/acme"
+[tenant.domain.login]
+client_id = "c"
+client_secret = { env = "S" }
+[[tenant.domain.jwks]]
+name = "cdn"
+"#;
+        let env = |name: &str| (name == "S").then(|| "x".to_owned());
+        let cfg = Config::from_toml_str(
+            text,
+            "t.toml",
+            &crate::config::SecretSource {
+                base_dir: std::path::Path::new("."),
+                env: &env,
+            },
+        )
+        .unwrap();
+        let body = render(&incident_with_history(), &cfg, BuildInfo::current());
+        for labels in [CDN, ORIGIN] {
+            check(
+                &body,
+                &format!(
+                    r#"keycanary_view_staleness_budget_unbounded{{{labels},profile="forever"}} 1"#
+                ),
+            );
+        }
+        assert!(
+            !body
+                .lines()
+                .any(|l| l.starts_with("keycanary_view_staleness_budget_seconds{")),
+            "{body}"
+        );
+    }
+
+    #[test]
+    fn rotation_gate_for_the_current_signer() {
+        let cfg = config();
+        let s = incident_with_history();
+        let now = Timestamp(2_500);
+        let want = rotation_gate(
+            &cfg,
+            &s.history,
+            Some(&s.observations[0]),
+            &s.findings,
+            "acme",
+            None,
+            now,
+        );
+        assert!(!want.safe, "k2 is missing on the cdn edge");
+        let body = render_at(&s, &cfg, BuildInfo::current(), now);
+        check(&body, r#"keycanary_gate_safe{tenant="acme"} 0"#);
+        check(
+            &body,
+            &format!(
+                r#"keycanary_gate_blockers{{tenant="acme"}} {}"#,
+                want.blocking.len()
+            ),
+        );
+        assert!(!want.blocking.is_empty());
+        // A healthy tenant: every view serves the signer, nothing open, settled for long.
+        let mut healthy = s.clone();
+        healthy.findings.clear();
+        healthy.observations[0].domains[0].views[0] =
+            view("cdn", ViewKind::Edge, None, &["k1", "k2"]);
+        let mut history = crate::detect::history::History::default();
+        history.record(&healthy.observations[0], Timestamp(2_000));
+        healthy.history = std::sync::Arc::new(history);
+        let later = Timestamp(2_000 + 30 * 86_400_000);
+        let answer = rotation_gate(
+            &cfg,
+            &healthy.history,
+            Some(&healthy.observations[0]),
+            &[],
+            "acme",
+            None,
+            later,
+        );
+        assert!(answer.safe, "{answer:?}");
+        let body = render_at(&healthy, &cfg, BuildInfo::current(), later);
+        check(&body, r#"keycanary_gate_safe{tenant="acme"} 1"#);
+        check(&body, r#"keycanary_gate_blockers{tenant="acme"} 0"#);
+    }
+
+    #[test]
+    fn no_gate_samples_before_the_first_round() {
+        let body = render(&Snapshot::default(), &config(), BuildInfo::current());
+        check(&body, "# TYPE keycanary_gate_safe gauge");
+        check(&body, "# TYPE keycanary_gate_blockers gauge");
+        assert!(
+            !body.lines().any(|l| l.starts_with("keycanary_gate_")),
+            "{body}"
+        );
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod daemon;
 mod dashboards;
 mod lab;
 mod oidc_nginx;
+mod otlp;
 mod peers;
 mod rotation;
 mod rotation_unsafe;

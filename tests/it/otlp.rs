@@ -1,0 +1,177 @@
+//! Traces: `keycanary check` (the real binary) exports its probe spans over OTLP/gRPC to
+//! an in-test receiver, never with a secret or token in an attribute; and an unreachable
+//! collector does not fail the check.
+
+use crate::check::{keycanary, repo, shipped_config_for, start_lab};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use tokio::sync::mpsc;
+
+/// One received span: name and attributes as strings.
+#[derive(Debug)]
+struct Span {
+    name: String,
+    attrs: BTreeMap<String, String>,
+}
+
+struct Receiver(mpsc::UnboundedSender<Span>);
+
+#[tonic::async_trait]
+impl TraceService for Receiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans);
+        for s in spans {
+            let attrs = s
+                .attributes
+                .iter()
+                .map(|kv| {
+                    let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(Any::StringValue(s)) => s.clone(),
+                        Some(Any::IntValue(i)) => i.to_string(),
+                        Some(Any::BoolValue(b)) => b.to_string(),
+                        Some(Any::DoubleValue(d)) => d.to_string(),
+                        other => format!("{other:?}"),
+                    };
+                    (kv.key.clone(), v)
+                })
+                .collect();
+            let _ = self.0.send(Span {
+                name: s.name,
+                attrs,
+            });
+        }
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+/// Serves the OTLP trace service on 127.0.0.1:0; spans arrive on the channel.
+async fn start_receiver() -> (SocketAddr, mpsc::UnboundedReceiver<Span>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Receiver(tx)))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    (addr, rx)
+}
+
+const MARKER: &str = "kc-otlp-secret-marker-7f3a9c";
+
+/// The shipped config against `base`, one client secret replaced by the marker (from the
+/// environment), exporting to `endpoint`.
+fn config_with_otlp(base: &str, dir: &Path, endpoint: &str) -> std::path::PathBuf {
+    let path = shipped_config_for(base, dir);
+    let lab_secret = format!(
+        "client_secret = {{ file = \"{}/client-secret\" }}",
+        repo().join("lab").display()
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains(&lab_secret), "the shipped config changed");
+    let text = text.replacen(
+        &lab_secret,
+        "client_secret = { env = \"KC_OTLP_MARKER\" }",
+        1,
+    );
+    // Top-level tables must follow the top-level keys: append at the end.
+    let text = format!("{text}\n[telemetry.otlp]\nendpoint = \"{endpoint}\"\n");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_exports_probe_spans_without_secrets() {
+    let lab = start_lab().await;
+    let (addr, mut rx) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with_otlp(lab.base_url(), dir.path(), &format!("http://{addr}"));
+    let run = keycanary(
+        &["check", "-c", config.to_str().unwrap(), "--format", "json"],
+        &[("KC_OTLP_MARKER", MARKER)],
+    )
+    .await;
+    assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+    // The binary flushes on exit, so everything has arrived by now.
+    let mut spans = Vec::new();
+    while let Ok(s) = rx.try_recv() {
+        spans.push(s);
+    }
+    fn named<'a>(spans: &'a [Span], name: &'a str) -> impl Iterator<Item = &'a Span> + 'a {
+        spans.iter().filter(move |s| s.name == name)
+    }
+    for (name, attrs) in [
+        ("probe.round", &["tenant", "location"][..]),
+        ("probe.discovery", &["domain", "http.status"][..]),
+        ("probe.login", &["grant", "http.status", "result"][..]),
+        (
+            "probe.jwks",
+            &["domain", "view", "http.status", "body.sha256", "jwks.kids"][..],
+        ),
+        ("probe.verify", &["kid", "alg", "view", "result"][..]),
+    ] {
+        assert!(
+            named(&spans, name).any(|s| attrs.iter().all(|a| s.attrs.contains_key(*a))),
+            "no {name} span with {attrs:?}; got {:#?}",
+            spans
+                .iter()
+                .map(|s| (&s.name, &s.attrs))
+                .collect::<Vec<_>>()
+        );
+    }
+    assert!(named(&spans, "probe.verify").any(|s| s.attrs["result"] == "verified"));
+    assert!(named(&spans, "probe.jwks").any(|s| s.attrs.contains_key("cache.status")));
+    assert!(named(&spans, "probe.round").any(|s| s.attrs["tenant"] == "acme"));
+    // The marker secret's login failed (401) and was still traced.
+    assert!(named(&spans, "probe.login").any(|s| s.attrs["http.status"] == "401"));
+    for s in &spans {
+        for (k, v) in &s.attrs {
+            assert!(
+                !v.contains(MARKER) && !v.contains("lab-secret") && !v.contains("eyJ"),
+                "secret or token in {}.{k} = {v}",
+                s.name
+            );
+        }
+    }
+    lab.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_collector_does_not_fail_check() {
+    let lab = start_lab().await;
+    // A port that was free a moment ago: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let config = shipped_config_for(lab.base_url(), dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("{text}\n[telemetry.otlp]\nendpoint = \"http://{addr}\"\n"),
+    )
+    .unwrap();
+    let run = keycanary(&["check", "-c", config.to_str().unwrap()], &[]).await;
+    assert_eq!(
+        run.code, 0,
+        "stdout:\n{}\nstderr:\n{}",
+        run.stdout, run.stderr
+    );
+    lab.shutdown().await;
+}
