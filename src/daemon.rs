@@ -27,7 +27,7 @@ use crate::clock::SharedClock;
 use crate::config::{self, Config, Tenant};
 use crate::detect::{self, history::History};
 use crate::model::{Code, Finding, Observation, Severity, Subject, Timestamp};
-use crate::notify::{Backoff, Notifier};
+use crate::notify::{Backoff, Deliveries, Notifier};
 use crate::probe::Prober;
 use crate::store::{self, RoundRecord, SharedStore, StateLock, Store};
 use anyhow::Context;
@@ -57,6 +57,22 @@ pub struct Snapshot {
     pub rounds: u64,
     /// Detection's history as of the latest round (the gates read it).
     pub history: Arc<History>,
+    /// The state store as the latest commit left it (`/readyz`, `/metrics`).
+    pub store: StoreHealth,
+    /// Notification sends by channel and result; the notifier counts into it.
+    pub deliveries: Arc<Deliveries>,
+}
+
+/// The state store as the daemon's latest commit found it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreHealth {
+    /// When the latest successful commit happened.
+    pub last_commit: Option<Timestamp>,
+    /// Why the latest commit failed; `None` once one succeeds again.
+    pub commit_error: Option<String>,
+    /// Outbox rows waiting to be sent, and dead letters, read after the latest commit.
+    pub outbox_depth: Option<u64>,
+    pub dead_letters: Option<u64>,
 }
 
 pub type SharedSnapshot = Arc<RwLock<Snapshot>>;
@@ -132,6 +148,8 @@ struct Live {
     last_round: Option<(Timestamp, Timestamp)>,
     /// Full rounds since the process started.
     rounds: u64,
+    /// What the latest commit found.
+    store: StoreHealth,
 }
 
 impl Live {
@@ -184,6 +202,7 @@ struct Workers {
 }
 
 impl Workers {
+    #[allow(clippy::too_many_arguments)]
     fn start(
         config: Arc<Config>,
         prober: Arc<Prober>,
@@ -192,14 +211,13 @@ impl Workers {
         backoff: Backoff,
         wake: &Arc<Notify>,
         rounds: &mpsc::Sender<TenantRound>,
+        deliveries: &Arc<Deliveries>,
     ) -> Workers {
         let notifier_stop = CancellationToken::new();
-        let notifier = Arc::new(Notifier::new(
-            &config,
-            store.clone(),
-            clock.clone(),
-            backoff,
-        ));
+        let notifier = Arc::new(
+            Notifier::new(&config, store.clone(), clock.clone(), backoff)
+                .with_deliveries(deliveries.clone()),
+        );
         let notifier = tokio::spawn(notifier.run(wake.clone(), notifier_stop.clone()));
         let tenants = CancellationToken::new();
         let permits = Arc::new(Semaphore::new(config.settings.max_concurrency));
@@ -343,6 +361,11 @@ pub async fn run_with_options(
     let mut hangups = Hangups::new(options.config_path.is_some())?;
 
     let wake = Arc::new(Notify::new());
+    let deliveries = snapshot
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .deliveries
+        .clone();
     let (round_tx, mut round_rx) = mpsc::channel::<TenantRound>(64);
     let config = Arc::new(config);
     let mut live = Live::new(&config, clock.now());
@@ -354,6 +377,7 @@ pub async fn run_with_options(
         options.backoff,
         &wake,
         &round_tx,
+        &deliveries,
     );
     let mut tick = tokio::time::interval(config.settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -383,6 +407,7 @@ pub async fn run_with_options(
                     workers.stop_notifier().await;
                     workers = Workers::start(
                         Arc::new(new), prober, &store, &clock, options.backoff, &wake, &round_tx,
+                        &deliveries,
                     );
                     live.reset(&workers.config, clock.now());
                     tick = tokio::time::interval(workers.config.settings.interval);
@@ -480,7 +505,8 @@ async fn on_round(
         }
     });
     let findings = verdict.findings.clone();
-    let (memory, queued) = commit(config, store, memory, verdict, record, now).await;
+    let (memory, queued) =
+        commit(config, store, memory, verdict, record, now, &mut live.store).await;
     if queued > 0 {
         wake.notify_one();
     }
@@ -565,7 +591,7 @@ async fn on_tick(
         );
         let findings = verdict.findings.clone();
         let queued;
-        (memory, queued) = commit(config, store, memory, verdict, None, now).await;
+        (memory, queued) = commit(config, store, memory, verdict, None, now, &mut live.store).await;
         if queued > 0 {
             wake.notify_one();
         }
@@ -740,7 +766,8 @@ fn with_part(state: &AlertState, tenant: &str, part: AlertState) -> AlertState {
 /// Commits a verdict (alert state, outbox rows; with a full round also its record and
 /// the history) in one transaction. Returns the memory to carry on with and how many rows
 /// were queued. When the commit fails the alert state stays as it was, so the next round
-/// decides again and no notification is lost (it is made again, a round later).
+/// decides again and no notification is lost (it is made again, a round later). `health`
+/// records the outcome and, after a successful commit, the outbox counts.
 async fn commit(
     config: &Config,
     store: &SharedStore,
@@ -748,6 +775,7 @@ async fn commit(
     verdict: Verdict,
     record: Option<RoundRecord>,
     now: Timestamp,
+    health: &mut StoreHealth,
 ) -> (Memory, usize) {
     let forget_dead_before = Timestamp(
         now.0
@@ -762,11 +790,22 @@ async fn commit(
             &verdict.outbox,
             forget_dead_before,
         );
-        (memory, verdict, result)
+        let counts = result.is_ok().then(|| s.outbox_counts());
+        (memory, verdict, result.map(|q| (q, counts)))
     })
     .await;
     match result {
-        Ok(queued) => {
+        Ok((queued, counts)) => {
+            health.last_commit = Some(now);
+            health.commit_error = None;
+            match counts {
+                Some(Ok((pending, dead))) => {
+                    health.outbox_depth = Some(pending);
+                    health.dead_letters = Some(dead);
+                }
+                Some(Err(e)) => warn!(error = %e, "cannot count the outbox"),
+                None => {}
+            }
             for n in &verdict.notifications {
                 let channels: Vec<&str> = verdict
                     .outbox
@@ -785,6 +824,7 @@ async fn commit(
         }
         Err(e) => {
             error!(error = %e, "cannot commit to the state directory; this round's notifications will be decided again");
+            health.commit_error = Some(e.to_string());
             (memory, 0)
         }
     }
@@ -837,6 +877,7 @@ fn publish(
     next.history = history;
     next.last_round_started = live.last_round.map(|r| r.0);
     next.last_round_finished = live.last_round.map(|r| r.1);
+    next.store = live.store.clone();
     log_changes(&previous, &next);
     let views: usize = live
         .latest
@@ -878,6 +919,8 @@ pub fn advance(
         last_round_finished: Some(finished),
         rounds: previous.rounds + 1,
         history: previous.history.clone(),
+        store: previous.store.clone(),
+        deliveries: previous.deliveries.clone(),
     }
 }
 

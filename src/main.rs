@@ -5,6 +5,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 use keycanary::clock::{self, SharedClock};
 use keycanary::config::{self, Config, ConfigError};
 use keycanary::model::Severity;
+use keycanary::telemetry::metrics;
+use keycanary::telemetry::otlp_metrics::OtlpMetrics;
 use keycanary::telemetry::traces::Traces;
 use keycanary::{detect, lab, probe, report};
 use std::net::SocketAddr;
@@ -168,15 +170,37 @@ fn start_traces(command: &Command) -> anyhow::Result<Option<Traces>> {
     let Ok(cfg) = config::load(path) else {
         return Ok(None);
     };
-    let otlp = match cfg.telemetry.otlp {
-        Some(o) => o,
-        None => match config::otlp_from_env(&|name| std::env::var(name).ok()) {
-            Ok(Some(o)) => o,
-            Ok(None) => return Ok(None),
-            Err(e) => anyhow::bail!(e),
-        },
+    let Some(otlp) = otlp_config(&cfg)? else {
+        return Ok(None);
     };
     Traces::start(&otlp, &cfg.settings.location).map(Some)
+}
+
+/// `[telemetry.otlp]`, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else none (export is off).
+fn otlp_config(cfg: &config::Config) -> anyhow::Result<Option<config::OtlpConfig>> {
+    match &cfg.telemetry.otlp {
+        Some(o) => Ok(Some(o.clone())),
+        None => config::otlp_from_env(&|name| std::env::var(name).ok()).map_err(anyhow::Error::msg),
+    }
+}
+
+/// Exports the `/metrics` families over OTLP every interval when OTLP is configured.
+fn start_otlp_metrics(
+    cfg: &config::Config,
+    snapshot: &keycanary::daemon::SharedSnapshot,
+    clock: &keycanary::clock::SharedClock,
+) -> anyhow::Result<Option<OtlpMetrics>> {
+    let Some(otlp) = otlp_config(cfg)? else {
+        return Ok(None);
+    };
+    let (snapshot, clock) = (snapshot.clone(), clock.clone());
+    let config = std::sync::Arc::new(cfg.clone());
+    let source: keycanary::telemetry::otlp_metrics::Source = std::sync::Arc::new(move || {
+        let now = clock.now();
+        let s = snapshot.read().unwrap_or_else(|e| e.into_inner());
+        metrics::families(&s, &config, metrics::BuildInfo::current(), now)
+    });
+    OtlpMetrics::start(&otlp, &cfg.settings.location, cfg.settings.interval, source).map(Some)
 }
 
 fn init_logs(format: LogFormat, default_level: &str, traces: Option<&Traces>) {
@@ -261,6 +285,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     )
                 })?;
             let snapshot = keycanary::daemon::new_snapshot();
+            let otlp_metrics = start_otlp_metrics(&cfg, &snapshot, &clock)?;
             let state = keycanary::api::ApiState {
                 snapshot: snapshot.clone(),
                 config: std::sync::Arc::new(cfg.clone()),
@@ -285,6 +310,10 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             )
             .await;
             let _ = stop.send(());
+            if let Some(m) = otlp_metrics {
+                // Off the worker threads: the final export blocks (bounded by a timeout).
+                let _ = tokio::task::spawn_blocking(move || m.shutdown()).await;
+            }
             api.await.context("the HTTP API task panicked")??;
             result?;
             Ok(ExitCode::SUCCESS)

@@ -17,7 +17,8 @@ use crate::alert::channel::{self, Channel, RenderContext, SendError};
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::store::{self, OutboxRow, SharedStore, StoreError};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -81,6 +82,27 @@ enum Outcome {
     Dead,
 }
 
+/// The `result` label of each outcome in [`Deliveries`].
+pub const RESULTS: [&str; 3] = ["sent", "retried", "dead"];
+
+/// Send attempts since the process started, by channel and result ([`RESULTS`]): the
+/// notifier adds, `/metrics` reads (`keycanary_notifications_total`). Shared through the
+/// daemon's snapshot, so it survives reloads.
+#[derive(Debug, Default)]
+pub struct Deliveries(Mutex<BTreeMap<(String, &'static str), u64>>);
+
+impl Deliveries {
+    pub fn add(&self, channel: &str, result: &'static str) {
+        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry((channel.to_owned(), result)).or_default() += 1;
+    }
+
+    /// Every count so far.
+    pub fn counts(&self) -> BTreeMap<(String, &'static str), u64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Sends outbox rows to their channels.
 #[derive(Debug)]
 pub struct Notifier {
@@ -90,6 +112,7 @@ pub struct Notifier {
     clock: SharedClock,
     http: reqwest::Client,
     backoff: Backoff,
+    deliveries: Arc<Deliveries>,
 }
 
 impl Notifier {
@@ -106,7 +129,14 @@ impl Notifier {
             clock,
             http: reqwest::Client::new(),
             backoff,
+            deliveries: Arc::default(),
         }
+    }
+
+    /// Counts every outcome into `deliveries`.
+    pub fn with_deliveries(mut self, deliveries: Arc<Deliveries>) -> Notifier {
+        self.deliveries = deliveries;
+        self
     }
 
     /// Sends every row due now (at most [`BATCH`], concurrently) and records each outcome.
@@ -150,6 +180,7 @@ impl Notifier {
         match result {
             Ok(()) => {
                 store::blocking(&self.store, move |s| s.delivered(&id)).await?;
+                self.deliveries.add(&row.channel, RESULTS[0]);
                 info!(channel = %row.channel, notification = %row.id, attempts, "notification delivered");
                 Ok(Outcome::Delivered)
             }
@@ -158,12 +189,14 @@ impl Notifier {
                 let next = now.plus(delay);
                 let err = e.clone();
                 store::blocking(&self.store, move |s| s.retry_later(&id, &err, next)).await?;
+                self.deliveries.add(&row.channel, RESULTS[1]);
                 warn!(channel = %row.channel, notification = %row.id, attempts, retry_in = ?delay, error = %e, "notification not delivered, will retry");
                 Ok(Outcome::Retrying)
             }
             Err(SendError::Permanent(e)) => {
                 let err = e.clone();
                 store::blocking(&self.store, move |s| s.dead_letter(&id, &err, now)).await?;
+                self.deliveries.add(&row.channel, RESULTS[2]);
                 error!(channel = %row.channel, notification = %row.id, attempts, error = %e,
                     "NOTIFICATION DEAD-LETTERED: the receiver refused it for good and it will not be retried; fix the channel and see `keycanary status`");
                 Ok(Outcome::Dead)
@@ -295,12 +328,11 @@ mod tests {
         let store: SharedStore = Arc::new(Mutex::new(store));
         let clock = ManualClock::new(t0);
         let backoff = Backoff::default();
-        let notifier = Arc::new(Notifier::new(
-            &config,
-            store.clone(),
-            Arc::new(clock.clone()),
-            backoff,
-        ));
+        let deliveries = Arc::new(Deliveries::default());
+        let notifier = Arc::new(
+            Notifier::new(&config, store.clone(), Arc::new(clock.clone()), backoff)
+                .with_deliveries(deliveries.clone()),
+        );
 
         let pass = notifier.deliver_due().await.unwrap();
         assert_eq!(
@@ -355,6 +387,13 @@ mod tests {
             .find(|r| r.channel == "busy")
             .unwrap();
         assert_eq!(busy_row.attempts, 2);
+        let counts = deliveries.counts();
+        let count = |c: &str, r: &'static str| counts.get(&(c.to_owned(), r)).copied();
+        assert_eq!(count("ok", "sent"), Some(1));
+        assert_eq!(count("busy", "retried"), Some(2));
+        assert_eq!(count("gone", "dead"), Some(1));
+        assert_eq!(count("removed", "dead"), Some(1));
+        assert_eq!(counts.len(), 4, "{counts:?}");
     }
 
     #[test]

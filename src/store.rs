@@ -544,6 +544,17 @@ impl Store {
         Ok(())
     }
 
+    /// Rows waiting to be sent (not dead) and dead letters (for `/metrics`).
+    pub fn outbox_counts(&self) -> Result<(u64, u64), StoreError> {
+        let (pending, dead): (i64, i64) = self.conn.query_row(
+            "SELECT COALESCE(SUM(dead_at IS NULL), 0), COALESCE(SUM(dead_at IS NOT NULL), 0)
+             FROM outbox",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        Ok((pending.max(0) as u64, dead.max(0) as u64))
+    }
+
     /// Every outbox row, dead or alive, in queue order (tests and diagnostics).
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
         let mut stmt = self

@@ -189,10 +189,16 @@ async fn healthz() -> &'static str {
     "ok"
 }
 
-/// Ready once a probe round has finished. Later: the state store must be writable too.
-fn readiness(s: &Snapshot) -> Result<(), &'static str> {
+/// Ready once a probe round has finished and the latest commit to the state store
+/// succeeded.
+fn readiness(s: &Snapshot) -> Result<(), String> {
     if s.rounds == 0 || s.last_round_finished.is_none() {
-        return Err("no probe round has finished yet");
+        return Err("no probe round has finished yet".into());
+    }
+    if let Some(e) = &s.store.commit_error {
+        return Err(format!(
+            "the state store is not writable: the latest commit failed: {e}"
+        ));
     }
     Ok(())
 }
@@ -203,6 +209,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
             "ready": true,
             "rounds": s.rounds,
             "last_round_finished": s.last_round_finished.map(|t| t.to_rfc3339()),
+            "last_commit": s.store.last_commit.map(|t| t.to_rfc3339()),
         }))
         .into_response(),
         Err(reason) => (
@@ -493,5 +500,19 @@ mod tests {
             crate::model::Timestamp(2),
         );
         assert_eq!(readiness(&s), Ok(()));
+        // A failed commit makes it unready, with the reason, until one succeeds again.
+        let mut failing = s.clone();
+        failing.store.commit_error = Some("disk I/O error".into());
+        let reason = readiness(&failing).unwrap_err();
+        assert!(reason.contains("state store is not writable"), "{reason}");
+        assert!(reason.contains("disk I/O error"), "{reason}");
+        let next = crate::daemon::advance(
+            &failing,
+            vec![],
+            vec![],
+            crate::model::Timestamp(3),
+            crate::model::Timestamp(4),
+        );
+        assert!(readiness(&next).is_err(), "carried until a commit succeeds");
     }
 }

@@ -257,6 +257,7 @@ fn dead_letters_stay_listed_block_nothing_and_expire() {
     let status = store.status().unwrap();
     assert_eq!(status.pending, 2);
     assert_eq!(status.dead.len(), 1);
+    assert_eq!(store.outbox_counts().unwrap(), (2, 1));
     assert_eq!(status.dead[0].id, "a/1/firing/1000@hook");
     assert_eq!(status.dead[0].attempts, 1);
     assert_eq!(status.dead[0].dead_at, Some(Timestamp(1_500)));

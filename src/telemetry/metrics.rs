@@ -141,13 +141,50 @@ pub fn families(
     out.push(findings_open(snapshot, config));
     out.extend(freshness_families(snapshot, config));
     out.extend(gate_families(snapshot, config, now));
-    // Extension points: families that later work feeds from the snapshot go here, each
-    // from its own function of the snapshot. Not yet exported, because the snapshot does
-    // not carry them (the notifier writes only to the store):
-    // - keycanary_outbox_depth                     (alert notifications waiting)
-    // - keycanary_notifications_dead               (dead letters)
-    // - keycanary_notifications_total{channel,result}
+    out.extend(notification_families(snapshot, config));
+    // Extension point: families that later work feeds from the snapshot go here, each
+    // from its own function of the snapshot.
     out
+}
+
+/// The outbox as the latest commit left it, and the notifier's sends since the process
+/// started: every configured channel gets all three results (zeros included); channels
+/// removed by a reload keep the counts they had.
+fn notification_families(s: &Snapshot, config: &Config) -> Vec<Family> {
+    let mut depth = Family::gauge(
+        "keycanary_outbox_depth",
+        "Alert notifications waiting in the outbox to be sent (not dead), after the latest commit.",
+    );
+    let mut dead = Family::gauge(
+        "keycanary_notifications_dead",
+        "Dead letters in the outbox: notifications a receiver refused for good, after the latest commit.",
+    );
+    if let Some(n) = s.store.outbox_depth {
+        depth.push(&[], n as f64);
+    }
+    if let Some(n) = s.store.dead_letters {
+        dead.push(&[], n as f64);
+    }
+    let mut total = Family::counter(
+        "keycanary_notifications_total",
+        "Notification sends since this process started, by channel and result (sent, retried, dead).",
+    );
+    let mut counts: BTreeMap<(String, &str), u64> = BTreeMap::new();
+    for c in &config.alerting.channels {
+        for r in crate::notify::RESULTS {
+            counts.insert((c.name.clone(), r), 0);
+        }
+    }
+    for ((channel, result), n) in s.deliveries.counts() {
+        for r in crate::notify::RESULTS {
+            counts.entry((channel.clone(), r)).or_default();
+        }
+        counts.insert((channel, result), n);
+    }
+    for ((channel, result), n) in &counts {
+        total.push(&[("channel", channel), ("result", result)], *n as f64);
+    }
+    vec![depth, dead, total]
 }
 
 /// The *view* labels of `v`.
@@ -795,6 +832,76 @@ name = "cdn"
         assert!(
             !body.lines().any(|l| l.starts_with("keycanary_gate_")),
             "{body}"
+        );
+    }
+
+    #[test]
+    fn outbox_and_notification_counts() {
+        let cfg = Config::from_toml_str(
+            r#"
+[[tenant]]
+name = "acme"
+[[tenant.domain]]
+name = "io"
+issuer = "https://idp.example/io/acme"
+[[tenant.domain.jwks]]
+name = "cdn"
+[alerting]
+[[alerting.channel]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[alerting.route]]
+channels = ["hook"]
+"#,
+            "t.toml",
+            &crate::config::SecretSource {
+                base_dir: std::path::Path::new("."),
+                env: &|_: &str| None,
+            },
+        )
+        .unwrap();
+        // Before the first commit: the families, no outbox samples, zero counters.
+        let body = render(&Snapshot::default(), &cfg, BuildInfo::current());
+        check(&body, "# TYPE keycanary_outbox_depth gauge");
+        check(&body, "# TYPE keycanary_notifications_dead gauge");
+        check(&body, "# TYPE keycanary_notifications_total counter");
+        assert!(
+            !body
+                .lines()
+                .any(|l| l.starts_with("keycanary_outbox_depth "))
+        );
+        for r in ["sent", "retried", "dead"] {
+            check(
+                &body,
+                &format!(r#"keycanary_notifications_total{{channel="hook",result="{r}"}} 0"#),
+            );
+        }
+        let mut s = Snapshot::default();
+        s.store.outbox_depth = Some(3);
+        s.store.dead_letters = Some(1);
+        s.deliveries.add("hook", "sent");
+        s.deliveries.add("hook", "sent");
+        s.deliveries.add("old", "dead");
+        let body = render(&s, &cfg, BuildInfo::current());
+        check(&body, "keycanary_outbox_depth 3");
+        check(&body, "keycanary_notifications_dead 1");
+        check(
+            &body,
+            r#"keycanary_notifications_total{channel="hook",result="sent"} 2"#,
+        );
+        check(
+            &body,
+            r#"keycanary_notifications_total{channel="hook",result="dead"} 0"#,
+        );
+        // A channel removed by a reload keeps its counts.
+        check(
+            &body,
+            r#"keycanary_notifications_total{channel="old",result="dead"} 1"#,
+        );
+        check(
+            &body,
+            r#"keycanary_notifications_total{channel="old",result="sent"} 0"#,
         );
     }
 

@@ -345,6 +345,15 @@ impl Daemon {
         self.snapshot.read().unwrap().rounds
     }
 
+    /// The notifier's count of `result` on `channel` (`keycanary_notifications_total`).
+    fn sends(&self, channel: &str, result: &'static str) -> u64 {
+        let counts = self.snapshot.read().unwrap().deliveries.counts();
+        counts
+            .get(&(channel.to_owned(), result))
+            .copied()
+            .unwrap_or(0)
+    }
+
     async fn wait_rounds(&self, n: u64) {
         wait_until(&format!("{n} daemon rounds"), BOUND, || async {
             self.rounds() >= n
@@ -482,6 +491,16 @@ async fn smtp_down_during_the_incident_delivers_when_it_is_back() {
     assert_eq!(s.pending, 1, "one email queued, retried in place: {s:?}");
     assert!(s.dead.is_empty(), "{s:?}");
     assert!(mails(dir.path()).is_empty());
+    // The metrics see it: the outbox depth (after the latest commit) and the retries.
+    assert!(d.sends("sre-mail", "retried") >= 1);
+    assert_eq!(d.sends("sre-mail", "sent"), 0);
+    let health = d.snapshot.read().unwrap().store.clone();
+    assert_eq!(
+        (health.outbox_depth, health.dead_letters),
+        (Some(1), Some(0)),
+        "{health:?}"
+    );
+    assert!(health.last_commit.is_some() && health.commit_error.is_none());
 
     let _sink = mail_sink(dir.path(), smtp_port).await;
     wait_until("the queued email", BOUND, || async {
@@ -495,6 +514,14 @@ async fn smtp_down_during_the_incident_delivers_when_it_is_back() {
     assert!(subjects[0].starts_with("[FIRING]"), "{subjects:#?}");
     let s = status(dir.path()).unwrap();
     assert_eq!((s.pending, s.dead.len()), (0, 0), "{s:?}");
+    assert_eq!(d.sends("sre-mail", "sent"), 1);
+    assert_eq!(d.sends("sre-mail", "dead"), 0);
+    let health = d.snapshot.read().unwrap().store.clone();
+    assert_eq!(
+        (health.outbox_depth, health.dead_letters),
+        (Some(0), Some(0)),
+        "{health:?}"
+    );
     d.stop().await;
     lab.shutdown().await;
 }

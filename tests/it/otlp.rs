@@ -1,18 +1,30 @@
 //! Traces: `keycanary check` (the real binary) exports its probe spans over OTLP/gRPC to
 //! an in-test receiver, never with a secret or token in an attribute; and an unreachable
-//! collector does not fail the check.
+//! collector does not fail the check. Metrics: `keycanary run` exports the `/metrics`
+//! families over OTLP/gRPC with their labels.
 
 use crate::check::{keycanary, repo, shipped_config_for, start_lab};
+use crate::peers::free_port;
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
+use opentelemetry_proto::tonic::common::v1::KeyValue;
 use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
-use std::collections::BTreeMap;
+use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// One received span: name and attributes as strings.
@@ -37,20 +49,7 @@ impl TraceService for Receiver {
             .flat_map(|r| r.scope_spans)
             .flat_map(|s| s.spans);
         for s in spans {
-            let attrs = s
-                .attributes
-                .iter()
-                .map(|kv| {
-                    let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                        Some(Any::StringValue(s)) => s.clone(),
-                        Some(Any::IntValue(i)) => i.to_string(),
-                        Some(Any::BoolValue(b)) => b.to_string(),
-                        Some(Any::DoubleValue(d)) => d.to_string(),
-                        other => format!("{other:?}"),
-                    };
-                    (kv.key.clone(), v)
-                })
-                .collect();
+            let attrs = strings(&s.attributes);
             let _ = self.0.send(Span {
                 name: s.name,
                 attrs,
@@ -58,6 +57,23 @@ impl TraceService for Receiver {
         }
         Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
+}
+
+/// Attributes as strings.
+fn strings(attributes: &[KeyValue]) -> BTreeMap<String, String> {
+    attributes
+        .iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Any::StringValue(s)) => s.clone(),
+                Some(Any::IntValue(i)) => i.to_string(),
+                Some(Any::BoolValue(b)) => b.to_string(),
+                Some(Any::DoubleValue(d)) => d.to_string(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect()
 }
 
 /// Serves the OTLP trace service on 127.0.0.1:0; spans arrive on the channel.
@@ -172,6 +188,144 @@ async fn unreachable_collector_does_not_fail_check() {
         run.code, 0,
         "stdout:\n{}\nstderr:\n{}",
         run.stdout, run.stderr
+    );
+    lab.shutdown().await;
+}
+
+/// One received data point: metric name, kind, attributes and value.
+#[derive(Debug, Clone)]
+struct Point {
+    name: String,
+    kind: &'static str,
+    attrs: BTreeMap<String, String>,
+    value: f64,
+}
+
+#[derive(Clone, Default)]
+struct MetricsReceiver(Arc<Mutex<Vec<Point>>>);
+
+#[tonic::async_trait]
+impl MetricsService for MetricsReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value as N;
+        let metrics = request
+            .into_inner()
+            .resource_metrics
+            .into_iter()
+            .flat_map(|r| r.scope_metrics)
+            .flat_map(|s| s.metrics);
+        let mut points = self.0.lock().unwrap();
+        for m in metrics {
+            let (kind, data_points) = match m.data {
+                Some(Data::Gauge(g)) => ("gauge", g.data_points),
+                Some(Data::Sum(s)) => ("sum", s.data_points),
+                _ => continue,
+            };
+            for p in data_points {
+                let value = match p.value {
+                    Some(N::AsDouble(d)) => d,
+                    Some(N::AsInt(i)) => i as f64,
+                    None => f64::NAN,
+                };
+                points.push(Point {
+                    name: m.name.clone(),
+                    kind,
+                    attrs: strings(&p.attributes),
+                    value,
+                });
+            }
+        }
+        Ok(tonic::Response::new(ExportMetricsServiceResponse::default()))
+    }
+}
+
+/// `keycanary run` (the binary) with a 1 s interval exports the `/metrics` families over
+/// OTLP: view and findings gauges with their tenant/domain labels, rounds as a sum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_exports_metric_families_over_otlp() {
+    let lab = start_lab().await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = MetricsReceiver::default();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(MetricsServiceServer::new(received.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let config = shipped_config_for(lab.base_url(), dir.path());
+    let text = std::fs::read_to_string(&config).unwrap();
+    assert!(
+        text.contains("interval = \"30s\""),
+        "the shipped config changed"
+    );
+    let state = dir.path().join("state");
+    let text = text
+        .replacen(
+            "interval = \"30s\"",
+            &format!("interval = \"1s\"\nstate_dir = \"{}\"", state.display()),
+            1,
+        )
+        .replacen("timeout = \"10s\"", "timeout = \"1s\"", 1);
+    let text = format!(
+        "{text}\n[api]\nlisten = \"127.0.0.1:{}\"\n\n[telemetry.otlp]\nendpoint = \"http://{addr}\"\n",
+        free_port()
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycanary"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("keycanary.log")).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+
+    // Labels as on /metrics: views by tenant and domain, findings by tenant and code.
+    let has = |points: &[Point], name: &str, labels: &[&str]| {
+        points
+            .iter()
+            .any(|p| p.name == name && labels.iter().all(|l| p.attrs.contains_key(*l)))
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let points = received.0.lock().unwrap().clone();
+        if has(&points, "keycanary_view_up", &["tenant", "domain", "kind"])
+            && has(&points, "keycanary_findings_open", &["tenant", "code"])
+        {
+            break;
+        }
+        let exited = child.try_wait().unwrap();
+        assert!(
+            exited.is_none() && tokio::time::Instant::now() < deadline,
+            "no keycanary_view_up and keycanary_findings_open over OTLP (exit: {exited:?}); received {:?}\nlog:\n{}",
+            points.iter().map(|p| &p.name).collect::<BTreeSet<_>>(),
+            std::fs::read_to_string(dir.path().join("keycanary.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = child.kill().await;
+    let points = received.0.lock().unwrap().clone();
+    let up: Vec<&Point> = points
+        .iter()
+        .filter(|p| p.name == "keycanary_view_up")
+        .collect();
+    assert!(up.iter().all(|p| p.kind == "gauge"), "{up:#?}");
+    assert!(
+        up.iter().any(|p| p.attrs["tenant"] == "acme"
+            && !p.attrs["domain"].is_empty()
+            && p.value == 1.0),
+        "{up:#?}"
+    );
+    assert!(
+        points
+            .iter()
+            .any(|p| p.name == "keycanary_build_info" && p.attrs.contains_key("version")),
+        "no build info: {points:#?}"
     );
     lab.shutdown().await;
 }
