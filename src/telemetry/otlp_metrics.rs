@@ -12,16 +12,12 @@ use anyhow::Context as _;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, MeterProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// How long exit waits for the last export to reach the collector.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
-/// Per-export timeout, so a black-holed collector does not hold the reader for long.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Produces the current families (called from the SDK's reader thread).
 pub type Source = Arc<dyn Fn() -> Vec<Family> + Send + Sync>;
@@ -42,30 +38,14 @@ impl OtlpMetrics {
         interval: Duration,
         source: Source,
     ) -> anyhow::Result<OtlpMetrics> {
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in &otlp.headers {
-            let name = http::HeaderName::from_bytes(name.as_bytes())
-                .with_context(|| format!("`{name}` is not a valid header name"))?;
-            let value = http::HeaderValue::from_str(value.expose_secret())
-                .with_context(|| format!("the value of header `{name}` is not valid"))?;
-            headers.insert(name, value);
-        }
         let exporter = opentelemetry_otlp::MetricExporter::builder()
             .with_tonic()
             .with_endpoint(otlp.endpoint.as_str().trim_end_matches('/'))
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_metadata(
-                opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
-            )
+            .with_timeout(super::EXPORT_TIMEOUT)
+            .with_metadata(super::otlp_metadata(otlp)?)
             .build()
             .context("cannot build the OTLP metric exporter")?;
-        let resource = Resource::builder()
-            .with_service_name(otlp.service_name.clone())
-            .with_attributes([
-                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-                KeyValue::new("keycanary.location", location.to_owned()),
-            ])
-            .build();
+        let resource = super::otlp_resource(otlp, location);
         let reader = PeriodicReader::builder(exporter)
             .with_interval(interval)
             .build();

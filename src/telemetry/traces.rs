@@ -9,15 +9,12 @@
 
 use crate::config::OtlpConfig;
 use anyhow::Context as _;
-use opentelemetry::KeyValue;
 use opentelemetry::propagation::Injector;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
-use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use secrecy::ExposeSecret;
 use std::time::Duration;
 use tracing::Subscriber;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
@@ -27,8 +24,6 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// How long exit waits for the last batch to reach the collector.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
-/// Per-export timeout, so a black-holed collector does not hold spans for long.
-const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A running trace pipeline; call [`Traces::shutdown`] before the runtime stops.
 pub struct Traces {
@@ -39,30 +34,14 @@ impl Traces {
     /// Builds the exporter and provider and installs the W3C trace-context propagator.
     /// Must be called inside a Tokio runtime (the gRPC channel connects lazily on it).
     pub fn start(otlp: &OtlpConfig, location: &str) -> anyhow::Result<Traces> {
-        let mut headers = http::HeaderMap::new();
-        for (name, value) in &otlp.headers {
-            let name = http::HeaderName::from_bytes(name.as_bytes())
-                .with_context(|| format!("`{name}` is not a valid header name"))?;
-            let value = http::HeaderValue::from_str(value.expose_secret())
-                .with_context(|| format!("the value of header `{name}` is not valid"))?;
-            headers.insert(name, value);
-        }
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(otlp.endpoint.as_str().trim_end_matches('/'))
-            .with_timeout(EXPORT_TIMEOUT)
-            .with_metadata(
-                opentelemetry_otlp::tonic_types::metadata::MetadataMap::from_headers(headers),
-            )
+            .with_timeout(super::EXPORT_TIMEOUT)
+            .with_metadata(super::otlp_metadata(otlp)?)
             .build()
             .context("cannot build the OTLP span exporter")?;
-        let resource = Resource::builder()
-            .with_service_name(otlp.service_name.clone())
-            .with_attributes([
-                KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
-                KeyValue::new("keycanary.location", location.to_owned()),
-            ])
-            .build();
+        let resource = super::otlp_resource(otlp, location);
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(resource)
