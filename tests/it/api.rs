@@ -19,11 +19,11 @@ use tokio::task::JoinHandle;
 const TOKEN: &str = "test-bearer-token";
 
 /// A lab, the daemon probing it every 2 s, and the API serving its snapshot.
-struct Harness {
-    lab: Lab,
-    base: String,
+pub(crate) struct Harness {
+    pub(crate) lab: Lab,
+    pub(crate) base: String,
     snapshot: SharedSnapshot,
-    http: reqwest::Client,
+    pub(crate) http: reqwest::Client,
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     dir: tempfile::TempDir,
@@ -65,7 +65,7 @@ fn http() -> reqwest::Client {
 impl Harness {
     /// Starts the lab and the API (with `bearer`), but not the daemon: nothing is probed
     /// until [`Harness::start_daemon`].
-    async fn start(bearer: Option<&str>) -> Harness {
+    pub(crate) async fn start(bearer: Option<&str>) -> Harness {
         let lab = start_lab().await;
         let dir = tempfile::tempdir().unwrap();
         let config = Arc::new(config_for(&lab, dir.path()));
@@ -98,7 +98,7 @@ impl Harness {
         }
     }
 
-    fn start_daemon(&mut self) {
+    pub(crate) fn start_daemon(&mut self) {
         let config = config_for(&self.lab, self.dir.path());
         let snapshot = self.snapshot.clone();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -112,12 +112,12 @@ impl Harness {
         self.stops.push(stop);
     }
 
-    fn rounds(&self) -> u64 {
+    pub(crate) fn rounds(&self) -> u64 {
         self.snapshot.read().unwrap().rounds
     }
 
     /// Waits (bounded) until at least `n` rounds have finished.
-    async fn wait_for_rounds(&self, n: u64) {
+    pub(crate) async fn wait_for_rounds(&self, n: u64) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while self.rounds() < n {
             assert!(
@@ -129,7 +129,7 @@ impl Harness {
         }
     }
 
-    async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
+    pub(crate) async fn get(&self, path: &str, token: Option<&str>) -> reqwest::Response {
         let mut req = self.http.get(format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -161,7 +161,7 @@ impl Harness {
         resp.json().await.unwrap()
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         for s in self.stops.drain(..) {
             let _ = s.send(());
         }

@@ -5,21 +5,15 @@
 //! and a real Prometheus scraping the daemon on the lab raises the kid-missing alert during
 //! the seed incident. A missing promtool or prometheus fails (never skips).
 
-use crate::check::{repo, shipped_config_for, start_lab};
+use crate::api::Harness;
+use crate::check::repo;
 use crate::peers::{free_port, wait_until};
-use keycanary::api::{self, ApiState};
-use keycanary::clock;
-use keycanary::config::{self, Config};
-use keycanary::daemon::{self, SharedSnapshot};
-use keycanary::lab::{CachePolicyUpdate, Lab};
+use keycanary::lab::CachePolicyUpdate;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 const INSTALL_HINT: &str = "run scripts/install-peers.sh";
 
@@ -331,115 +325,11 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
     }
 }
 
-/// The lab, the daemon probing it every 2 s, and the API serving `/metrics`.
-struct Stack {
-    lab: Lab,
-    base: String,
-    snapshot: SharedSnapshot,
-    http: reqwest::Client,
-    stops: Vec<oneshot::Sender<()>>,
-    tasks: Vec<JoinHandle<()>>,
-    dir: tempfile::TempDir,
-}
-
-fn config_for(lab: &Lab, dir: &Path) -> Config {
-    let path = shipped_config_for(lab.base_url(), dir);
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace("interval = \"30s\"", "interval = \"2s\"")
-        .replace("timeout = \"10s\"", "timeout = \"2s\"");
-    std::fs::write(&path, &text).unwrap();
-    let config = config::load(&path).unwrap();
-    assert_eq!(config.settings.interval, Duration::from_secs(2), "{text}");
-    config
-}
-
-impl Stack {
-    async fn start() -> Stack {
-        let lab = start_lab().await;
-        let dir = tempfile::tempdir().unwrap();
-        let config = Arc::new(config_for(&lab, dir.path()));
-        let snapshot = daemon::new_snapshot();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = ApiState {
-            snapshot: snapshot.clone(),
-            config,
-            clock: clock::system(),
-            bearer: None,
-            state_dir: None,
-        };
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            api::serve(listener, state, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        });
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
-        Stack {
-            lab,
-            base,
-            snapshot,
-            http,
-            stops: vec![stop],
-            tasks: vec![task],
-            dir,
-        }
-    }
-
-    fn start_daemon(&mut self) {
-        let config = config_for(&self.lab, self.dir.path());
-        let snapshot = self.snapshot.clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        self.tasks.push(tokio::spawn(async move {
-            daemon::run_with(config, clock::system(), snapshot, async {
-                let _ = stopped.await;
-            })
-            .await
-            .unwrap();
-        }));
-        self.stops.push(stop);
-    }
-
-    fn rounds(&self) -> u64 {
-        self.snapshot.read().unwrap().rounds
-    }
-
-    async fn wait_for_rounds(&self, n: u64) {
-        wait_until(
-            &format!("{n} daemon rounds"),
-            Duration::from_secs(60),
-            || async { self.rounds() >= n },
-        )
-        .await;
-    }
-
-    async fn metrics(&self) -> String {
-        let resp = self
-            .http
-            .get(format!("{}/metrics", self.base))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        resp.text().await.unwrap()
-    }
-
-    async fn stop(mut self) {
-        for s in self.stops.drain(..) {
-            let _ = s.send(());
-        }
-        for t in self.tasks.drain(..) {
-            t.await.unwrap();
-        }
-        self.lab.shutdown().await;
-    }
+/// `/metrics` of a running [`Harness`] (lab + daemon + API, see `api.rs`).
+async fn metrics(h: &Harness) -> String {
+    let resp = h.get("/metrics", None).await;
+    assert_eq!(resp.status(), 200);
+    resp.text().await.unwrap()
 }
 
 /// The families `/metrics` declares (`# TYPE name …`).
@@ -453,10 +343,10 @@ fn exported_families(body: &str) -> BTreeSet<String> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_metric_used_is_exported() {
-    let mut s = Stack::start().await;
+    let mut s = Harness::start(None).await;
     s.start_daemon();
     s.wait_for_rounds(1).await;
-    let body = s.metrics().await;
+    let body = metrics(&s).await;
     s.stop().await;
     let exported = exported_families(&body);
     assert!(exported.contains("keycanary_view_up"), "{body}");
@@ -590,7 +480,7 @@ fn rules_without_for() -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn prometheus_raises_kid_missing_during_the_seed_incident() {
-    let mut s = Stack::start().await;
+    let mut s = Harness::start(None).await;
     let target = s.base.trim_start_matches("http://").to_owned();
     let prom = Prometheus::start(&target, &rules_without_for(), &s.http).await;
     let http = s.http.clone();
