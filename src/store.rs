@@ -281,6 +281,20 @@ fn from_json<T: serde::de::DeserializeOwned>(
 }
 
 impl Store {
+    /// A single-row JSON column (`query` selects it), decoded; the default when absent.
+    fn json_row<T: serde::de::DeserializeOwned + Default>(
+        &self,
+        query: &str,
+        what: &'static str,
+    ) -> Result<T, StoreError> {
+        self.conn
+            .query_row(query, [], |r| r.get::<_, String>(0))
+            .optional()?
+            .map(|s| from_json(what, &s))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    }
+
     /// Opens (creating if needed) `dir/state.db` for the daemon: WAL, `synchronous=FULL`,
     /// migrations applied. Take the [`StateLock`] first.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -363,24 +377,9 @@ impl Store {
 
     /// What the previous run left: alert state, history, latest round. Defaults when new.
     pub fn load(&self) -> Result<Persisted, StoreError> {
-        let alert_state = self
-            .conn
-            .query_row("SELECT state FROM alert_state WHERE id = 1", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()?
-            .map(|s| from_json("alert state", &s))
-            .transpose()?
-            .unwrap_or_default();
-        let history = self
-            .conn
-            .query_row("SELECT history FROM history WHERE id = 1", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()?
-            .map(|s| from_json("history", &s))
-            .transpose()?
-            .unwrap_or_default();
+        let alert_state =
+            self.json_row("SELECT state FROM alert_state WHERE id = 1", "alert state")?;
+        let history = self.json_row("SELECT history FROM history WHERE id = 1", "history")?;
         Ok(Persisted {
             alert_state,
             history,
@@ -595,15 +594,8 @@ impl Store {
 
     /// Everything `keycanary status` reports.
     pub fn status(&self) -> Result<StatusReport, StoreError> {
-        let alert_state = self
-            .conn
-            .query_row("SELECT state FROM alert_state WHERE id = 1", [], |r| {
-                r.get::<_, String>(0)
-            })
-            .optional()?
-            .map(|s| from_json("alert state", &s))
-            .transpose()?
-            .unwrap_or_default();
+        let alert_state =
+            self.json_row("SELECT state FROM alert_state WHERE id = 1", "alert state")?;
         let (pending, retrying, oldest): (i64, i64, Option<i64>) = self.conn.query_row(
             "SELECT COUNT(*), COALESCE(SUM(attempts > 0), 0), MIN(created_at)
              FROM outbox WHERE dead_at IS NULL",
