@@ -1,4 +1,5 @@
-// A real OpenID Provider (npm oidc-provider@9) for keycanary's integration tests.
+// A real OpenID Provider (npm oidc-provider@9) for keycanary's integration tests and the
+// rotation rehearsal stage (scripts/rehearse).
 //
 //   node oidc-provider.mjs --issuer URL [--issuer URL ...] [--port N ...] [--keys jwks.json]
 //                          [--client-id ID] [--client-secret SECRET] [--ttl SECONDS]
@@ -13,9 +14,18 @@
 // proxy that forwards the client's Host gets URLs on its own origin.
 //
 // --keys is a JWKS file of *private* keys. All are published at /jwks; the first key of
-// each alg signs, and the first key in the file decides the access-token alg. A
-// rotation is a restart with the new key first and the old one still listed. Without
+// each alg signs, and the first key in the file decides the access-token alg. Without
 // --keys one RS256 key is generated.
+//
+// Key changes, the way a rolling restart of an IdP does them (no request is refused):
+// rewrite the --keys file, then send SIGHUP or `POST /__stage/reload` to any port. The
+// Providers are rebuilt from the file and take over the listening sockets. Publishing a
+// key that does not sign yet (staging) = adding it after the signer; a rotation = the new
+// key first, the old one still listed; a retirement = dropping the old key.
+//
+// Fault injection: `POST /__stage/fail?url=/jwks&status=503&count=1` to one port makes
+// that port's next `count` requests for exactly `url` (query included, so cache-busting
+// fetches do not match) answer `status`. Every /__stage/ answer is JSON.
 //
 // The client (default `keycanary` / `keycanary-secret`) may use client_credentials; with
 // `resource=<any absolute URL>` the access token is a JWT (`typ: at+jwt`, aud = resource).
@@ -24,11 +34,14 @@
 // their own to build key files.
 //
 // It exits when stdin closes, so it does not outlive a test process that dies without
-// running its destructors. It does not do interactive login: no password grant, and
-// refresh tokens only through the interactive flow (use mock-oauth2.mjs for those).
+// running its destructors (run it with `</dev/null` replaced by a held pipe, or with
+// --no-stdin when started in the background by a script). It does not do interactive
+// login: no password grant, and refresh tokens only through the interactive flow (use
+// mock-oauth2.mjs for those).
 
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
 function die(message) {
@@ -79,6 +92,7 @@ const { values } = parseArgs({
     'client-id': { type: 'string', default: 'keycanary' },
     'client-secret': { type: 'string', default: 'keycanary-secret' },
     ttl: { type: 'string', default: '3600' },
+    'no-stdin': { type: 'boolean', default: false },
   },
 });
 
@@ -86,14 +100,18 @@ const { values } = parseArgs({
 const { default: Provider } = await import('oidc-provider');
 const issuers = values.issuer ?? die('at least one --issuer URL is required');
 const ports = issuers.map((_, i) => Number(values.port[i] ?? 0));
-const keys = values.keys
-  ? JSON.parse(readFileSync(values.keys, 'utf8')).keys
-  : [generateJwk('RS256')];
-if (!Array.isArray(keys) || keys.length === 0) die(`${values.keys}: no "keys" array`);
-const signingAlg = algOf(keys[0]);
+// Without --keys, one key generated at start (and kept across reloads).
+const generated = values.keys ? null : [generateJwk('RS256')];
+function loadKeys() {
+  if (!values.keys) return generated;
+  const loaded = JSON.parse(readFileSync(values.keys, 'utf8')).keys;
+  if (!Array.isArray(loaded) || loaded.length === 0) throw new Error(`${values.keys}: no "keys" array`);
+  return loaded;
+}
 const ttl = Number(values.ttl);
 
-function configuration() {
+function configuration(keys) {
+  const signingAlg = algOf(keys[0]);
   return {
     clients: [
       {
@@ -126,11 +144,75 @@ function configuration() {
   };
 }
 
+// One request handler per issuer, swapped as a whole on reload.
+let handlers = [];
+function build() {
+  const keys = loadKeys();
+  handlers = issuers.map((issuer) => {
+    const provider = new Provider(issuer, configuration(keys));
+    provider.on('server_error', (_ctx, err) => process.stderr.write(`server_error: ${err.stack}\n`));
+    return provider.callback();
+  });
+  return keys.map((k) => k.kid);
+}
+let kids;
+try {
+  kids = build();
+} catch (err) {
+  die(err.message);
+}
+
+// Per port: [{ url, status, count }] of pending injected failures.
+const failures = issuers.map(() => []);
+
+function json(res, status, body) {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(`${JSON.stringify(body)}\n`);
+}
+
+function reload() {
+  kids = build();
+  process.stderr.write(`reloaded keys: ${kids.join(', ')}\n`);
+  return kids;
+}
+
+function control(i, req, res) {
+  const url = new URL(req.url, 'http://stage');
+  if (req.method !== 'POST') return json(res, 405, { error: 'POST only' });
+  if (url.pathname === '/__stage/reload') {
+    try {
+      return json(res, 200, { kids: reload() });
+    } catch (err) {
+      return json(res, 500, { error: err.message });
+    }
+  }
+  if (url.pathname === '/__stage/fail') {
+    const failure = {
+      url: url.searchParams.get('url') ?? '/jwks',
+      status: Number(url.searchParams.get('status') ?? 503),
+      count: Number(url.searchParams.get('count') ?? 1),
+    };
+    failures[i].push(failure);
+    return json(res, 200, failure);
+  }
+  return json(res, 404, { error: `unknown control ${url.pathname}` });
+}
+
+function handle(i, req, res) {
+  if (req.url.startsWith('/__stage/')) return control(i, req, res);
+  const failure = failures[i].find((f) => f.url === req.url && f.count > 0);
+  if (failure) {
+    failure.count -= 1;
+    res.writeHead(failure.status, { 'content-type': 'text/plain' });
+    return res.end(`injected failure ${failure.status}\n`);
+  }
+  return handlers[i](req, res);
+}
+
 const servers = [];
 for (const [i, issuer] of issuers.entries()) {
-  const provider = new Provider(issuer, configuration());
-  provider.on('server_error', (_ctx, err) => process.stderr.write(`server_error: ${err.stack}\n`));
-  const server = provider.listen(ports[i], '127.0.0.1');
+  const server = createServer((req, res) => handle(i, req, res));
+  server.listen(ports[i], '127.0.0.1');
   await new Promise((resolve, reject) => {
     server.once('listening', resolve);
     server.once('error', (err) => reject(new Error(`listen on 127.0.0.1:${ports[i]} for ${issuer}: ${err.message}`)));
@@ -143,6 +225,15 @@ process.stdout.write(`LISTENING ${servers.map((s) => s.address().port).join(' ')
 const stop = () => process.exit(0);
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
-process.stdin.on('end', stop);
-process.stdin.on('error', stop);
-process.stdin.resume();
+process.on('SIGHUP', () => {
+  try {
+    reload();
+  } catch (err) {
+    process.stderr.write(`reload failed, keeping the old keys: ${err.message}\n`);
+  }
+});
+if (!values['no-stdin']) {
+  process.stdin.on('end', stop);
+  process.stdin.on('error', stop);
+  process.stdin.resume();
+}

@@ -104,19 +104,19 @@ async fn discovery_on_each_domain_points_at_that_domain() {
 async fn rotation_behind_a_caching_cdn_leaves_the_new_kid_out_of_the_cached_jwks() {
     let mut stage = start_stage(StageOpts::default()).await;
     let (app, io) = (stage.app(), stage.io());
-    assert!(app.cached && !io.cached);
+    assert!(!app.cached && io.cached);
     let http = Client::new();
 
-    // Before the rotation both domains publish the signer, and app's CDN caches it.
-    let old = access_token(&http, &stage, &app).await;
-    let first = fetch_jwks(&http, &app, false).await;
+    // Before the rotation both domains publish the signer, and io's CDN caches it.
+    let old = access_token(&http, &stage, &io).await;
+    let first = fetch_jwks(&http, &io, false).await;
     assert_eq!(first.cache_status, "MISS");
-    let cached = fetch_jwks(&http, &app, false).await;
+    let cached = fetch_jwks(&http, &io, false).await;
     assert_eq!(cached.cache_status, "HIT");
-    verify(&old, &cached.jwks, &app.issuer).expect("old token against app's JWKS");
-    let direct = fetch_jwks(&http, &io, false).await;
+    verify(&old, &cached.jwks, &io.issuer).expect("old token against io's JWKS");
+    let direct = fetch_jwks(&http, &app, false).await;
     assert_eq!(direct.cache_status, "");
-    verify(&old, &direct.jwks, &app.issuer).expect("old token against io's JWKS");
+    verify(&old, &direct.jwks, &io.issuer).expect("old token against app's JWKS");
 
     // Rotate: a new signer first, the old key still published.
     let old_kid = kid(&old);
@@ -125,51 +125,51 @@ async fn rotation_behind_a_caching_cdn_leaves_the_new_kid_out_of_the_cached_jwks
         .rotate_to(generate_key("RS256", "key-2").await)
         .await;
 
-    // New tokens on app are signed by the new key, which app's CDN does not know yet.
-    let new = access_token(&http, &stage, &app).await;
+    // New tokens on io are signed by the new key, which io's CDN does not know yet.
+    let new = access_token(&http, &stage, &io).await;
     assert_eq!(kid(&new), "key-2");
-    let stale = fetch_jwks(&http, &app, false).await;
+    let stale = fetch_jwks(&http, &io, false).await;
     assert_eq!(stale.cache_status, "HIT");
     assert!(stale.jwks.find(&old_kid).is_some());
-    let err = verify(&new, &stale.jwks, &app.issuer).expect_err("stale JWKS verifies new token");
+    let err = verify(&new, &stale.jwks, &io.issuer).expect_err("stale JWKS verifies new token");
     assert_eq!(err, "kid key-2 not in JWKS");
 
     // The uncached domain is fine: both keys, and its own tokens verify.
-    let fresh = fetch_jwks(&http, &io, false).await;
+    let fresh = fetch_jwks(&http, &app, false).await;
     assert!(fresh.jwks.find(&old_kid).is_some() && fresh.jwks.find("key-2").is_some());
-    let new_io = access_token(&http, &stage, &io).await;
-    verify(&new_io, &fresh.jwks, &io.issuer).expect("io token against io's JWKS");
+    let new_app = access_token(&http, &stage, &app).await;
+    verify(&new_app, &fresh.jwks, &app.issuer).expect("app token against app's JWKS");
 
     // Purging the CDN ends the incident.
     stage.cdn.purge();
-    let purged = fetch_jwks(&http, &app, false).await;
+    let purged = fetch_jwks(&http, &io, false).await;
     assert_eq!(purged.cache_status, "MISS");
-    verify(&new, &purged.jwks, &app.issuer).expect("new token after purge");
-    assert_eq!(fetch_jwks(&http, &app, false).await.cache_status, "HIT");
+    verify(&new, &purged.jwks, &io.issuer).expect("new token after purge");
+    assert_eq!(fetch_jwks(&http, &io, false).await.cache_status, "HIT");
 }
 
 #[tokio::test]
 async fn refresh_header_refetches_and_overwrites_the_cached_jwks() {
     let mut stage = start_stage(StageOpts::default()).await;
-    let app = stage.app();
+    let io = stage.io();
     let http = Client::new();
-    assert_eq!(fetch_jwks(&http, &app, false).await.cache_status, "MISS");
+    assert_eq!(fetch_jwks(&http, &io, false).await.cache_status, "MISS");
     stage
         .idp
         .rotate_to(generate_key("ES256", "key-ec").await)
         .await;
     assert!(
-        fetch_jwks(&http, &app, false)
+        fetch_jwks(&http, &io, false)
             .await
             .jwks
             .find("key-ec")
             .is_none()
     );
 
-    let refreshed = fetch_jwks(&http, &app, true).await;
+    let refreshed = fetch_jwks(&http, &io, true).await;
     assert_eq!(refreshed.cache_status, "BYPASS");
     assert!(refreshed.jwks.find("key-ec").is_some());
-    let after = fetch_jwks(&http, &app, false).await;
+    let after = fetch_jwks(&http, &io, false).await;
     assert_eq!(after.cache_status, "HIT");
     assert!(after.jwks.find("key-ec").is_some());
 }
@@ -250,7 +250,7 @@ async fn keycanary_check_sees_the_incident_on_nginx_and_oidc_provider() {
         "the app/io caching drift should show: {found:?}"
     );
     let old_kid = kid(&access_token(&Client::new(), &stage, &stage.app()).await);
-    // Second round: app's JWKS is now a HIT.
+    // Second round: io's JWKS is now a HIT.
     let warm = check("critical").await;
     assert_eq!(warm.code, 0, "{}", warm.stdout);
 
@@ -269,27 +269,22 @@ async fn keycanary_check_sees_the_incident_on_nginx_and_oidc_provider() {
             .map(|f| (f.1.as_str(), f.2.as_str(), f.3.as_str()))
             .collect::<Vec<_>>()
     };
-    assert_eq!(
-        about("kid_missing"),
-        [("app", "cdn", "key-2")],
-        "{report:#}"
-    );
-    assert_eq!(about("stale_edge"), [("app", "cdn", "")], "{report:#}");
-    let app_cdn = report["views"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["domain"] == "app" && v["path"] == "cdn")
-        .unwrap();
-    assert_eq!(app_cdn["cache_status"], "HIT");
-    assert_eq!(app_cdn["kids"], serde_json::json!([old_kid]));
-    let io_cdn = report["views"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|v| v["domain"] == "io" && v["path"] == "cdn")
-        .unwrap();
-    assert_eq!(io_cdn["verdict"], "ok", "{io_cdn:#}");
+    assert_eq!(about("kid_missing"), [("io", "cdn", "key-2")], "{report:#}");
+    assert_eq!(about("stale_edge"), [("io", "cdn", "")], "{report:#}");
+    let view = |domain: &str| {
+        report["views"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["domain"] == domain && v["path"] == "cdn")
+            .unwrap()
+            .clone()
+    };
+    let io_cdn = view("io");
+    assert_eq!(io_cdn["cache_status"], "HIT");
+    assert_eq!(io_cdn["kids"], serde_json::json!([old_kid]));
+    let app_cdn = view("app");
+    assert_eq!(app_cdn["verdict"], "ok", "{app_cdn:#}");
 
     stage.cdn.purge();
     let purged = check("critical").await;

@@ -191,6 +191,8 @@ pub struct OidcProviderOpts {
     pub keys: Vec<Value>,
     pub client_id: String,
     pub client_secret: String,
+    /// Access token lifetime (`--ttl`); `None`: the script's default, one hour.
+    pub token_ttl: Option<Duration>,
 }
 
 impl Default for OidcProviderOpts {
@@ -200,6 +202,7 @@ impl Default for OidcProviderOpts {
             keys: Vec::new(),
             client_id: "keycanary".to_owned(),
             client_secret: "keycanary-secret".to_owned(),
+            token_ttl: None,
         }
     }
 }
@@ -215,6 +218,7 @@ pub struct OidcProvider {
     pub client_id: String,
     pub client_secret: String,
     keys: Vec<Value>,
+    token_ttl: Option<Duration>,
 }
 
 impl OidcProvider {
@@ -242,6 +246,40 @@ impl OidcProvider {
         assert_eq!(ports, self.ports, "oidc-provider came back on other ports");
     }
 
+    /// Changes the key set without a restart, as a rolling restart does (no request is
+    /// refused): rewrites the key file and has the process rebuild its Providers.
+    pub async fn set_keys(&mut self, keys: Vec<Value>) {
+        self.keys = keys;
+        write_keys(self.peer.dir(), &self.keys);
+        let response = reqwest::Client::new()
+            .post(format!("{}/__stage/reload", self.base_url()))
+            .send()
+            .await
+            .expect("reload request");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "reload: {status} {body}");
+    }
+
+    /// Makes the next `count` requests for exactly `url` (query included) to the origin
+    /// behind issuer number `index` answer `status`.
+    pub async fn fail_next(&self, index: usize, url: &str, status: u16, count: u32) {
+        let response = reqwest::Client::new()
+            .post(format!(
+                "http://127.0.0.1:{}/__stage/fail",
+                self.ports[index]
+            ))
+            .query(&[
+                ("url", url.to_owned()),
+                ("status", status.to_string()),
+                ("count", count.to_string()),
+            ])
+            .send()
+            .await
+            .expect("fail request");
+        assert!(response.status().is_success(), "{}", response.status());
+    }
+
     /// The rotation: restart with `new_key` signing and the current keys still published.
     pub async fn rotate_to(&mut self, new_key: Value) {
         let keys = std::iter::once(new_key).chain(self.keys.clone()).collect();
@@ -253,9 +291,16 @@ impl OidcProvider {
             self.peer.dir(),
             &self.keys,
             (&self.client_id, &self.client_secret),
+            self.token_ttl,
             self.issuers.iter().zip(&self.ports),
         )
     }
+}
+
+fn write_keys(dir: &Path, keys: &[Value]) -> PathBuf {
+    let keys_file = dir.join("keys.json");
+    std::fs::write(&keys_file, json!({ "keys": keys }).to_string()).expect("write keys");
+    keys_file
 }
 
 /// Writes `keys` to `dir`/keys.json and builds the oidc-provider.mjs command line.
@@ -263,13 +308,16 @@ fn provider_command<'a>(
     dir: &Path,
     keys: &[Value],
     (client_id, client_secret): (&str, &str),
+    token_ttl: Option<Duration>,
     issuers_and_ports: impl Iterator<Item = (&'a String, &'a u16)>,
 ) -> Command {
-    let keys_file = dir.join("keys.json");
-    std::fs::write(&keys_file, json!({ "keys": keys }).to_string()).expect("write keys");
+    let keys_file = write_keys(dir, keys);
     let mut cmd = node_script("oidc-provider.mjs");
     cmd.arg("--keys").arg(&keys_file);
     cmd.args(["--client-id", client_id, "--client-secret", client_secret]);
+    if let Some(ttl) = token_ttl {
+        cmd.args(["--ttl", &ttl.as_secs().max(1).to_string()]);
+    }
     for (issuer, port) in issuers_and_ports {
         cmd.args(["--issuer", issuer, "--port", &port.to_string()]);
     }
@@ -298,6 +346,7 @@ pub async fn start_oidc_provider(opts: OidcProviderOpts) -> OidcProvider {
         dir.path(),
         &keys,
         (&opts.client_id, &opts.client_secret),
+        opts.token_ttl,
         issuers.iter().zip(&ports),
     );
     let mut peer = Peer::spawn("oidc-provider", dir, &[], cmd);
@@ -309,6 +358,7 @@ pub async fn start_oidc_provider(opts: OidcProviderOpts) -> OidcProvider {
         client_id: opts.client_id,
         client_secret: opts.client_secret,
         keys,
+        token_ttl: opts.token_ttl,
     }
 }
 
@@ -345,17 +395,63 @@ pub async fn start_mock_oauth2() -> MockOAuth2 {
     }
 }
 
-/// What peers/nginx/cdn.conf.template needs: the two domains' listen ports and the
-/// origin port behind each.
+/// How nginx caches one domain's /jwks and discovery (see peers/nginx/cdn.conf.template).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Caching {
+    /// How long a 200 is kept; `None`: not cached at all.
+    pub ttl: Option<Duration>,
+    /// How long a 5xx from the origin is kept; `None`: never.
+    pub error_ttl: Option<Duration>,
+}
+
+impl Caching {
+    /// No cache in front of the origin.
+    pub const OFF: Caching = Caching {
+        ttl: None,
+        error_ttl: None,
+    };
+
+    /// 200s kept for `ttl`, errors not kept.
+    pub fn for_(ttl: Duration) -> Caching {
+        Caching {
+            ttl: Some(ttl),
+            error_ttl: None,
+        }
+    }
+
+    fn placeholders(&self, prefix: &str) -> [(String, String); 4] {
+        let secs = |d: Option<Duration>| format!("{}s", d.map_or(0, |d| d.as_secs()));
+        [
+            (
+                format!("{prefix}_ZONE"),
+                if self.ttl.is_some() { "idp" } else { "off" }.to_owned(),
+            ),
+            (
+                format!("{prefix}_TTL"),
+                secs(self.ttl.or(Some(Duration::ZERO))),
+            ),
+            (format!("{prefix}_ERROR_TTL"), secs(self.error_ttl)),
+            (
+                format!("{prefix}_CACHE_CONTROL"),
+                self.ttl
+                    .map(|t| format!("public, max-age={}", t.as_secs()))
+                    .unwrap_or_default(),
+            ),
+        ]
+    }
+}
+
+/// What peers/nginx/cdn.conf.template needs: the two domains' listen ports, the origin
+/// port behind each, and how each caches.
 pub struct CdnConf {
-    /// idp.example.app, cached.
+    /// idp.example.app.
     pub app_port: u16,
     pub app_upstream: u16,
-    /// idp.example.io, not cached.
+    pub app: Caching,
+    /// idp.example.io.
     pub io_port: u16,
     pub io_upstream: u16,
-    /// How long idp.example.app keeps a 200 for /jwks and discovery.
-    pub cache_ttl: Duration,
+    pub io: Caching,
 }
 
 /// nginx as the CDN (`daemon off`, one process, everything in its temp dir).
@@ -400,14 +496,17 @@ async fn try_start_nginx(conf: &CdnConf) -> Result<Nginx, String> {
     std::fs::create_dir_all(&cache_dir).expect("create nginx cache dir");
     let template = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/nginx/cdn.conf.template");
     let mut text = std::fs::read_to_string(&template).expect("read nginx template");
-    for (name, value) in [
-        ("PREFIX", prefix.clone()),
-        ("APP_PORT", conf.app_port.to_string()),
-        ("APP_UPSTREAM", conf.app_upstream.to_string()),
-        ("IO_PORT", conf.io_port.to_string()),
-        ("IO_UPSTREAM", conf.io_upstream.to_string()),
-        ("CACHE_TTL", format!("{}s", conf.cache_ttl.as_secs().max(1))),
-    ] {
+    let values = [
+        ("PREFIX".to_owned(), prefix.clone()),
+        ("APP_PORT".to_owned(), conf.app_port.to_string()),
+        ("APP_UPSTREAM".to_owned(), conf.app_upstream.to_string()),
+        ("IO_PORT".to_owned(), conf.io_port.to_string()),
+        ("IO_UPSTREAM".to_owned(), conf.io_upstream.to_string()),
+    ]
+    .into_iter()
+    .chain(conf.app.placeholders("APP"))
+    .chain(conf.io.placeholders("IO"));
+    for (name, value) in values {
         text = text.replace(&format!("{{{{{name}}}}}"), &value);
     }
     assert!(!text.contains("{{"), "unrendered placeholder in {text}");
@@ -451,17 +550,23 @@ async fn try_start_nginx(conf: &CdnConf) -> Result<Nginx, String> {
 }
 
 pub struct StageOpts {
-    /// How long the cached domain keeps /jwks and discovery.
-    pub cache_ttl: Duration,
+    /// How nginx caches each domain's /jwks and discovery.
+    pub app: Caching,
+    pub io: Caching,
     /// As `OidcProviderOpts::keys`.
     pub keys: Vec<Value>,
+    /// Access token lifetime (oidc-provider `--ttl`); default one hour.
+    pub token_ttl: Option<Duration>,
 }
 
 impl Default for StageOpts {
+    /// The seed's configuration drift: io cached for 10 minutes, app not at all.
     fn default() -> Self {
         StageOpts {
-            cache_ttl: Duration::from_secs(600),
+            app: Caching::OFF,
+            io: Caching::for_(Duration::from_secs(600)),
             keys: Vec::new(),
+            token_ttl: None,
         }
     }
 }
@@ -498,17 +603,19 @@ impl Domain {
 pub struct Stage {
     pub idp: OidcProvider,
     pub cdn: Nginx,
+    app_cached: bool,
+    io_cached: bool,
 }
 
 impl Stage {
-    /// idp.example.app: JWKS and discovery cached by nginx.
+    /// idp.example.app (not cached by default).
     pub fn app(&self) -> Domain {
-        Domain::new("idp.example.app", true, self.cdn.app_port)
+        Domain::new("idp.example.app", self.app_cached, self.cdn.app_port)
     }
 
-    /// idp.example.io: straight through to the origin.
+    /// idp.example.io (cached for 10 minutes by default).
     pub fn io(&self) -> Domain {
-        Domain::new("idp.example.io", false, self.cdn.io_port)
+        Domain::new("idp.example.io", self.io_cached, self.cdn.io_port)
     }
 
     pub fn domains(&self) -> [Domain; 2] {
@@ -533,18 +640,27 @@ pub async fn start_stage(opts: StageOpts) -> Stage {
                 format!("http://127.0.0.1:{io_port}"),
             ],
             keys: keys.clone(),
+            token_ttl: opts.token_ttl,
             ..OidcProviderOpts::default()
         })
         .await;
         let conf = CdnConf {
             app_port,
             app_upstream: idp.ports[0],
+            app: opts.app.clone(),
             io_port,
             io_upstream: idp.ports[1],
-            cache_ttl: opts.cache_ttl,
+            io: opts.io.clone(),
         };
         match try_start_nginx(&conf).await {
-            Ok(cdn) => return Stage { idp, cdn },
+            Ok(cdn) => {
+                return Stage {
+                    idp,
+                    cdn,
+                    app_cached: opts.app.ttl.is_some(),
+                    io_cached: opts.io.ttl.is_some(),
+                };
+            }
             Err(logs) if logs.contains("Address already in use") => failures.push(logs),
             Err(logs) => panic!("nginx did not start\n{logs}"),
         }
@@ -556,15 +672,16 @@ pub async fn start_stage(opts: StageOpts) -> Stage {
 }
 
 #[tokio::test]
-async fn nginx_caches_jwks_on_the_app_port_only() {
+async fn nginx_caches_jwks_on_the_io_port_only() {
     // Any origin does for the template; the mock is the quickest to start.
     let origin = start_mock_oauth2().await;
     let cdn = start_nginx(&CdnConf {
         app_port: free_port(),
         app_upstream: origin.port,
+        app: Caching::OFF,
         io_port: free_port(),
         io_upstream: origin.port,
-        cache_ttl: Duration::from_secs(600),
+        io: Caching::for_(Duration::from_secs(600)),
     })
     .await;
     let http = reqwest::Client::new();
@@ -582,25 +699,94 @@ async fn nginx_caches_jwks_on_the_app_port_only() {
         let status = response.headers().get("x-cache-status");
         status.map(|v| v.to_str().expect("ascii").to_owned())
     };
-    let app = cdn.app_port;
-    assert_eq!(cache_status(app, "/jwks").await.as_deref(), Some("MISS"));
-    assert_eq!(cache_status(app, "/jwks").await.as_deref(), Some("HIT"));
+    let io = cdn.io_port;
+    assert_eq!(cache_status(io, "/jwks").await.as_deref(), Some("MISS"));
+    assert_eq!(cache_status(io, "/jwks").await.as_deref(), Some("HIT"));
     assert_eq!(
-        cache_status(app, "/.well-known/openid-configuration")
+        cache_status(io, "/.well-known/openid-configuration")
             .await
             .as_deref(),
         Some("MISS")
     );
     assert_eq!(
-        cache_status(app, "/.well-known/openid-configuration")
+        cache_status(io, "/.well-known/openid-configuration")
             .await
             .as_deref(),
         Some("HIT")
     );
-    assert_eq!(cache_status(app, "/userinfo").await, None);
-    assert_eq!(cache_status(cdn.io_port, "/jwks").await, None);
+    assert_eq!(cache_status(io, "/userinfo").await, None);
+    assert_eq!(cache_status(cdn.app_port, "/jwks").await, None);
     cdn.purge();
-    assert_eq!(cache_status(app, "/jwks").await.as_deref(), Some("MISS"));
+    assert_eq!(cache_status(io, "/jwks").await.as_deref(), Some("MISS"));
+}
+
+/// The stage's two knobs beyond nginx: a key change without a restart (no request
+/// refused meanwhile), and an injected origin error that only a domain caching errors
+/// keeps.
+#[tokio::test]
+async fn stage_reloads_keys_in_place_and_io_keeps_an_injected_503() {
+    let mut stage = start_stage(StageOpts {
+        io: Caching {
+            ttl: Some(Duration::from_secs(600)),
+            error_ttl: Some(Duration::from_secs(600)),
+        },
+        ..StageOpts::default()
+    })
+    .await;
+    let http = reqwest::Client::new();
+    let get = async |url: &str| {
+        let r = http.get(url).send().await.expect("request through nginx");
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .map(|v| v.to_str().expect("ascii").to_owned())
+        };
+        let (cache, cc) = (header("x-cache-status"), header("cache-control"));
+        (
+            r.status().as_u16(),
+            cache,
+            cc,
+            r.text().await.unwrap_or_default(),
+        )
+    };
+    let (app, io) = (stage.app(), stage.io());
+    assert!(!app.cached && io.cached);
+    let (status, cache, cc, _) = get(&io.jwks_url).await;
+    assert_eq!((status, cache.as_deref()), (200, Some("MISS")));
+    assert_eq!(cc.as_deref(), Some("public, max-age=600"));
+    assert_eq!(
+        get(&app.jwks_url).await.2,
+        None,
+        "app says nothing about caching"
+    );
+
+    let staged = generate_key("RS256", "key-2").await;
+    let keys = vec![stage.idp.keys()[0].clone(), staged];
+    stage.idp.set_keys(keys).await;
+    let (_, _, _, body) = get(&app.jwks_url).await;
+    assert!(
+        body.contains("\"key-2\""),
+        "app serves the new set at once: {body}"
+    );
+    let (_, cache, _, body) = get(&io.jwks_url).await;
+    assert_eq!(cache.as_deref(), Some("HIT"));
+    assert!(
+        !body.contains("\"key-2\""),
+        "io still serves its copy: {body}"
+    );
+
+    stage.idp.fail_next(1, "/jwks", 503, 1).await;
+    stage.cdn.purge();
+    let (status, cache, _, _) = get(&io.jwks_url).await;
+    assert_eq!((status, cache.as_deref()), (503, Some("MISS")));
+    let (status, cache, _, _) = get(&io.jwks_url).await;
+    assert_eq!(
+        (status, cache.as_deref()),
+        (503, Some("HIT")),
+        "the 503 is kept"
+    );
+    // The failure was io's, and once: app's origin answers.
+    assert_eq!(get(&app.jwks_url).await.0, 200);
 }
 
 #[tokio::test]
