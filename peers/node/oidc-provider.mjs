@@ -120,6 +120,8 @@ function configuration(keys) {
         grant_types: ['client_credentials'],
         redirect_uris: [],
         response_types: [],
+        // Its default, RS256, is refused when the key set has no RSA key.
+        id_token_signed_response_alg: signingAlg,
       },
     ],
     jwks: { keys },

@@ -9,7 +9,7 @@
 
 use crate::check::{repo, shipped_config_for, start_lab};
 use crate::peers::{free_port, wait_until};
-use axum::body::Bytes;
+use crate::receivers::{Alertmanager, Hook, Proc, mail_sink, mails, subjects};
 use keycanary::api::{self, ApiState};
 use keycanary::clock;
 use keycanary::config;
@@ -19,11 +19,9 @@ use keycanary::notify::Backoff;
 use keycanary::store::{StatusReport, Store};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::Command;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
@@ -31,159 +29,6 @@ use tokio::task::JoinHandle;
 const BOUND: Duration = Duration::from_secs(120);
 /// `[alerting] failure_threshold` and `success_threshold` of these tests (the defaults).
 const THRESHOLD: u64 = 2;
-const INSTALL_HINT: &str = "run scripts/install-peers.sh to install the test peers";
-
-// ---------------------------------------------------------------------------------------
-// Processes
-// ---------------------------------------------------------------------------------------
-
-/// A child process, killed on drop; its log is printed when the test fails.
-struct Proc {
-    name: String,
-    child: Child,
-    _stdin: Option<ChildStdin>,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> Proc {
-        let log = log_dir.join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(file)
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}: {INSTALL_HINT}"));
-        let stdin = child.stdin.take();
-        Proc {
-            name: name.to_owned(),
-            child,
-            _stdin: stdin,
-            log,
-        }
-    }
-
-    fn logs(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("({e})"));
-        format!("--- {} ({}) ---\n{text}", self.name, self.log.display())
-    }
-
-    /// The port of the `LISTENING <port>` line the process prints once it accepts.
-    async fn listening_port(&mut self) -> u16 {
-        let stdout = self.child.stdout.take().expect("stdout is piped");
-        let line = tokio::time::timeout(BOUND, BufReader::new(stdout).lines().next_line()).await;
-        match line {
-            Ok(Ok(Some(l))) if l.starts_with("LISTENING ") => l[10..].trim().parse().unwrap(),
-            other => panic!("{} did not start: {other:?}\n{}", self.name, self.logs()),
-        }
-    }
-
-    /// SIGKILL, and wait until it is gone.
-    async fn kill(&mut self) {
-        self.child.kill().await.expect("kill");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.logs());
-        }
-        let _ = self.child.start_kill();
-    }
-}
-
-/// aiosmtpd writing every message it receives into `dir` (see peers/smtp/mailsink.py).
-struct MailSink {
-    _proc: Proc,
-    port: u16,
-}
-
-async fn mail_sink(dir: &Path, port: u16) -> MailSink {
-    let mut cmd = Command::new("python3");
-    cmd.arg(repo().join("peers/smtp/mailsink.py"))
-        .args(["--port", &port.to_string(), "--dir"])
-        .arg(dir.join("mail"));
-    let mut proc = Proc::spawn("mailsink", cmd, dir);
-    let port = proc.listening_port().await;
-    MailSink { _proc: proc, port }
-}
-
-/// The decoded mails received so far (`subject`, `text`, …), in order.
-fn mails(dir: &Path) -> Vec<Value> {
-    let Ok(entries) = std::fs::read_dir(dir.join("mail")) else {
-        return Vec::new();
-    };
-    let mut paths: Vec<PathBuf> = entries
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    paths.sort();
-    paths
-        .iter()
-        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
-        .collect()
-}
-
-fn subjects(dir: &Path) -> Vec<String> {
-    mails(dir)
-        .iter()
-        .map(|m| m["subject"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
-/// An HTTP receiver on 127.0.0.1 that accepts every `POST /hook` and keeps the bodies.
-struct Hook {
-    bodies: Arc<Mutex<Vec<Value>>>,
-    port: u16,
-    task: JoinHandle<()>,
-}
-
-impl Hook {
-    async fn start(port: u16) -> Hook {
-        let bodies: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let kept = bodies.clone();
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |body: Bytes| {
-                let kept = kept.clone();
-                async move {
-                    let v = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                    kept.lock().unwrap().push(v);
-                    "ok"
-                }
-            }),
-        );
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        });
-        Hook { bodies, port, task }
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}/hook", self.port)
-    }
-
-    fn bodies(&self) -> Vec<Value> {
-        self.bodies.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Hook {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
 
 // ---------------------------------------------------------------------------------------
 // The lab, the config, the daemon
@@ -623,41 +468,16 @@ async fn sigkill_between_queued_and_sent_delivers_once_after_restart() {
 async fn alertmanager_receives_the_alert_and_its_receiver_gets_it() {
     let lab = start_lab().await;
     let dir = tempfile::tempdir().unwrap();
-    let hook = Hook::start(0).await;
-    let am_port = free_port();
-    let am_config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &am_config,
-        format!(
-            "route:\n  receiver: hook\n  group_by: [alertname, tenant]\n  group_wait: 1s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: {}\n        send_resolved: true\n",
-            hook.url()
-        ),
-    )
-    .unwrap();
-    let mut cmd = Command::new("prometheus-alertmanager");
-    cmd.arg(format!("--config.file={}", am_config.display()))
-        .arg(format!(
-            "--storage.path={}",
-            dir.path().join("am").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-        .arg("--cluster.listen-address=");
-    let _am = Proc::spawn("alertmanager", cmd, dir.path());
-    let am = format!("http://127.0.0.1:{am_port}");
+    let am = Alertmanager::start(dir.path()).await;
+    let hook = &am.hook;
     let http = reqwest::Client::new();
-    wait_until("alertmanager ready", BOUND, || async {
-        http.get(format!("{am}/-/ready"))
-            .send()
-            .await
-            .is_ok_and(|r| r.status() == 200)
-    })
-    .await;
 
     let config = write_config(
         &lab,
         dir.path(),
         &alerting(&[format!(
-            "[[alerting.channel]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"{am}/\"\n"
+            "[[alerting.channel]]\nname = \"am\"\ntype = \"alertmanager\"\nurl = \"{}/\"\n",
+            am.base
         )]),
     );
     stage_incident(&lab).await;
@@ -665,7 +485,7 @@ async fn alertmanager_receives_the_alert_and_its_receiver_gets_it() {
 
     // Alertmanager holds the alert, with keycanary's labels.
     let alerts = || async {
-        http.get(format!("{am}/api/v2/alerts"))
+        http.get(format!("{}/api/v2/alerts", am.base))
             .send()
             .await
             .unwrap()

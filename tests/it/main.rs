@@ -7,6 +7,13 @@ mod dashboards;
 mod lab;
 mod oidc_nginx;
 mod otlp;
+// Shared with the `rehearsal` binary, which uses other parts of them.
+#[allow(dead_code)]
+#[path = "../support/peers.rs"]
 mod peers;
+#[allow(dead_code)]
+#[path = "../support/receivers.rs"]
+mod receivers;
 mod rotation;
 mod rotation_unsafe;
+mod stage;
