@@ -4,7 +4,11 @@
 //! remembered history, then the alert state machine — and committed to the store
 //! together with its notifications in one transaction. The notifier (`crate::notify`, its
 //! own task) delivers them. The latest state is published in a shared [`Snapshot`] for
-//! the HTTP API, and each finding is logged when it opens and when it resolves.
+//! the HTTP API (with the config it runs with, so the API follows a reload), and each
+//! finding is logged when it opens and when it resolves. Each tenant round's fetch and
+//! login durations are added to the snapshot's histograms (and, with OTLP, recorded
+//! through [`Options::durations`]); its judgement is traced as `detect.assess` in the
+//! round's trace, with the finding codes.
 //!
 //! A **full round** is complete when every tenant has been probed once since the last
 //! one; `Snapshot::rounds`, `last_round_*` and the store's `last_round` count full
@@ -30,6 +34,9 @@ use crate::model::{Code, Finding, Observation, Severity, Subject, Timestamp};
 use crate::notify::{Backoff, Deliveries, Notifier};
 use crate::probe::Prober;
 use crate::store::{self, RoundRecord, SharedStore, StateLock, Store};
+use crate::telemetry::metrics::Durations;
+use crate::telemetry::otlp_metrics::DurationRecorder;
+use crate::telemetry::traces::{self, RoundTrace};
 use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -61,6 +68,11 @@ pub struct Snapshot {
     pub store: StoreHealth,
     /// Notification sends by channel and result; the notifier counts into it.
     pub deliveries: Arc<Deliveries>,
+    /// Fetch and login durations of every tenant round since the process started.
+    pub durations: Durations,
+    /// The config the daemon runs with, published at start and replaced by each SIGHUP
+    /// reload; `None` until the daemon starts. The API reads tenants from it.
+    pub config: Option<Arc<Config>>,
 }
 
 /// The state store as the daemon's latest commit found it.
@@ -88,6 +100,8 @@ pub struct Options {
     pub backoff: Backoff,
     /// Re-read the config from this file on SIGHUP (the binary sets it).
     pub config_path: Option<PathBuf>,
+    /// Also record each tenant round's durations here (OTLP metrics, when configured).
+    pub durations: Option<DurationRecorder>,
 }
 
 /// A tenant round's start is delayed by up to this fraction of the interval, so tenants
@@ -132,6 +146,8 @@ pub struct Memory {
 struct TenantRound {
     observation: Observation,
     started: Timestamp,
+    /// The round's trace, which its judgement joins.
+    trace: RoundTrace,
 }
 
 /// The judge's view of each tenant (not persisted).
@@ -285,10 +301,11 @@ async fn tenant_loop(
                 .await
                 .expect("the semaphore is never closed");
             let started = clock.now();
-            let observation = prober.tenant(&tenant).await;
+            let (observation, trace) = prober.tenant_traced(&tenant).await;
             TenantRound {
                 observation,
                 started,
+                trace,
             }
         };
         let round = tokio::select! {
@@ -368,6 +385,12 @@ pub async fn run_with_options(
         .clone();
     let (round_tx, mut round_rx) = mpsc::channel::<TenantRound>(64);
     let config = Arc::new(config);
+    publish_config(&snapshot, &config);
+    let record_durations = |r: &TenantRound| {
+        if let Some(recorder) = &options.durations {
+            recorder.record(&r.observation);
+        }
+    };
     let mut live = Live::new(&config, clock.now());
     let mut workers = Workers::start(
         config.clone(),
@@ -392,6 +415,7 @@ pub async fn run_with_options(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(r) = round_rx.recv() => {
+                record_durations(&r);
                 memory = on_round(&workers.config, &store, &snapshot, &mut live, memory, r, clock.now(), &wake).await;
             }
             _ = tick.tick() => {
@@ -410,6 +434,7 @@ pub async fn run_with_options(
                         &deliveries,
                     );
                     live.reset(&workers.config, clock.now());
+                    publish_config(&snapshot, &workers.config);
                     tick = tokio::time::interval(workers.config.settings.interval);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     tick.tick().await;
@@ -421,6 +446,7 @@ pub async fn run_with_options(
     info!("shutting down: cancelling rounds in flight");
     workers.stop_tenants().await;
     while let Ok(r) = round_rx.try_recv() {
+        record_durations(&r);
         memory = on_round(
             &workers.config,
             &store,
@@ -485,16 +511,21 @@ async fn on_round(
 ) -> Memory {
     let tenant = round.observation.tenant.clone();
     let silences = api_silences(store, now).await;
-    let verdict = judge(
-        config,
-        &mut memory.history,
-        &memory.alerts,
-        &silences,
-        &tenant,
-        Some(&round.observation),
-        &[],
-        now,
-    );
+    let span = round.trace.assess_span(&tenant);
+    let verdict = span.in_scope(|| {
+        judge(
+            config,
+            &mut memory.history,
+            &memory.alerts,
+            &silences,
+            &tenant,
+            Some(&round.observation),
+            &[],
+            now,
+        )
+    });
+    traces::record_findings(&span, &verdict.findings);
+    drop(span);
     let full = live.finished(&tenant, round.started, now);
     let record = full.map(|(started, finished)| {
         memory.rounds += 1;
@@ -521,6 +552,7 @@ async fn on_round(
         round.started,
         now,
         &tenant,
+        true,
         queued,
     );
     memory
@@ -599,7 +631,9 @@ async fn on_tick(
             *f = findings;
         }
         let history = Arc::new(memory.history.clone());
-        publish(config, snapshot, live, history, now, now, tenant, queued);
+        publish(
+            config, snapshot, live, history, now, now, tenant, false, queued,
+        );
     }
     memory
 }
@@ -847,7 +881,15 @@ async fn save_history(store: &SharedStore, memory: &Memory, now: Timestamp) -> b
     }
 }
 
-/// Replaces the shared snapshot after `tenant`'s round and logs what opened and resolved.
+/// Publishes the config the daemon runs with (at start and after a reload), so the API
+/// reads the current tenants without waiting for a round.
+fn publish_config(snapshot: &SharedSnapshot, config: &Arc<Config>) {
+    snapshot.write().unwrap_or_else(|e| e.into_inner()).config = Some(config.clone());
+}
+
+/// Replaces the shared snapshot after `tenant`'s judgement and logs what opened and
+/// resolved. With `observed`, the judgement was of a new round (its latest observation in
+/// `live`), whose durations are added to the histograms.
 #[allow(clippy::too_many_arguments)]
 fn publish(
     config: &Config,
@@ -857,6 +899,7 @@ fn publish(
     started: Timestamp,
     now: Timestamp,
     tenant: &str,
+    observed: bool,
     queued: usize,
 ) {
     let observations: Vec<Observation> = config
@@ -878,6 +921,9 @@ fn publish(
     next.last_round_started = live.last_round.map(|r| r.0);
     next.last_round_finished = live.last_round.map(|r| r.1);
     next.store = live.store.clone();
+    if observed && let Some((o, _)) = live.latest.get(tenant) {
+        next.durations.observe(o);
+    }
     log_changes(&previous, &next);
     let views: usize = live
         .latest
@@ -921,6 +967,8 @@ pub fn advance(
         history: previous.history.clone(),
         store: previous.store.clone(),
         deliveries: previous.deliveries.clone(),
+        durations: previous.durations.clone(),
+        config: previous.config.clone(),
     }
 }
 

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use keycanary::clock::{self, SharedClock};
 use keycanary::config::{self, Config, ConfigError};
-use keycanary::model::Severity;
+use keycanary::model::{Finding, Observation, Severity, Timestamp};
 use keycanary::telemetry::metrics;
 use keycanary::telemetry::otlp_metrics::OtlpMetrics;
 use keycanary::telemetry::traces::Traces;
@@ -198,9 +198,45 @@ fn start_otlp_metrics(
     let source: keycanary::telemetry::otlp_metrics::Source = std::sync::Arc::new(move || {
         let now = clock.now();
         let s = snapshot.read().unwrap_or_else(|e| e.into_inner());
-        metrics::families(&s, &config, metrics::BuildInfo::current(), now)
+        // The daemon's running config (it follows reloads) once published.
+        let config = s.config.as_deref().unwrap_or(&config);
+        metrics::families(&s, config, metrics::BuildInfo::current(), now)
     });
     OtlpMetrics::start(&otlp, &cfg.settings.location, cfg.settings.interval, source).map(Some)
+}
+
+/// One round of every tenant, assessed on a fresh history; each tenant's findings are
+/// traced as `detect.assess` in its round's trace. Returns the observations, the
+/// findings, the history and the time of the assessment.
+async fn probe_and_assess(
+    cfg: &Config,
+    prober: &probe::Prober,
+    clock: &SharedClock,
+) -> (
+    Vec<Observation>,
+    Vec<Finding>,
+    detect::history::History,
+    Timestamp,
+) {
+    let (observations, traces): (Vec<_>, Vec<_>) =
+        prober.round_traced(cfg).await.into_iter().unzip();
+    let spans: Vec<tracing::Span> = observations
+        .iter()
+        .zip(&traces)
+        .map(|(o, t)| t.assess_span(&o.tenant))
+        .collect();
+    let now = clock.now();
+    let mut history = detect::history::History::default();
+    let findings = detect::assess(cfg, &mut history, &observations, now);
+    for (o, span) in observations.iter().zip(&spans) {
+        let mine: Vec<_> = findings
+            .iter()
+            .filter(|f| f.subject.tenant == o.tenant)
+            .cloned()
+            .collect();
+        keycanary::telemetry::traces::record_findings(span, &mine);
+    }
+    (observations, findings, history, now)
 }
 
 fn init_logs(format: LogFormat, default_level: &str, traces: Option<&Traces>) {
@@ -254,10 +290,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             let clock = clock::system();
             let _lab = start_lab_if_configured(&cfg, &clock).await?;
             let prober = probe::Prober::new(&cfg, clock.clone())?;
-            let observations = prober.round(&cfg).await;
-            let now = clock.now();
-            let mut history = detect::history::History::default();
-            let findings = detect::assess(&cfg, &mut history, &observations, now);
+            let (observations, findings, _, _) = probe_and_assess(&cfg, &prober, &clock).await;
             let report = report::Report::new(&observations, findings);
             match format {
                 Format::Text => print!("{}", report.to_text()),
@@ -299,6 +332,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
             }));
             let options = keycanary::daemon::Options {
                 config_path: Some(config.clone()),
+                durations: otlp_metrics.as_ref().map(|m| m.durations()),
                 ..Default::default()
             };
             let result = keycanary::daemon::run_with_options(
@@ -379,10 +413,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     let clock = clock::system();
                     let _lab = start_lab_if_configured(&cfg, &clock).await?;
                     let prober = probe::Prober::new(&cfg, clock.clone())?;
-                    let observations = prober.round(&cfg).await;
-                    let now = clock.now();
-                    let mut history = detect::history::History::default();
-                    let findings = detect::assess(&cfg, &mut history, &observations, now);
+                    let (observations, findings, history, now) =
+                        probe_and_assess(&cfg, &prober, &clock).await;
                     let latest = observations.iter().find(|o| o.tenant == tenant);
                     let answer = if retire {
                         detect::gate::retirement_gate(

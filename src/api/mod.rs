@@ -3,8 +3,10 @@
 //! the OpenAPI document, the server-rendered status page at `/`, and the silences
 //! (`/v1/silences`, see [`silences`]).
 //!
-//! Everything here reads the daemon's [`SharedSnapshot`]; nothing probes or decides, and
-//! the only state written is silences, into the state directory the daemon reads. The
+//! Everything here reads the daemon's [`SharedSnapshot`], tenants included: the config the
+//! daemon publishes there (at start and after each SIGHUP reload) is the one every handler
+//! uses, so a reload shows without a restart. Nothing probes or decides, and the only
+//! state written is silences, into the state directory the daemon reads. The
 //! routes live in one table ([`routes`]) that both the router and the OpenAPI check use.
 //! With a bearer token configured, every route but `/healthz` and `/readyz` needs
 //! `Authorization: Bearer <token>`, compared in constant time.
@@ -20,6 +22,7 @@ use crate::model::{Code, Finding, Severity};
 use crate::report::{Report, ViewRow};
 use crate::telemetry::metrics::{self, BuildInfo};
 use axum::Router;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -38,6 +41,8 @@ use tracing::{info, warn};
 #[derive(Clone)]
 pub struct ApiState {
     pub snapshot: SharedSnapshot,
+    /// The config the API starts with; once the daemon has published the config it runs
+    /// with in the snapshot (`Snapshot::config`), that one is used instead.
     pub config: Arc<Config>,
     pub clock: SharedClock,
     /// When set, required on every route that is not [`Access::Public`].
@@ -127,9 +132,12 @@ pub async fn serve(
         .await
 }
 
-fn read<T>(state: &ApiState, f: impl FnOnce(&Snapshot) -> T) -> T {
+/// Calls `f` with the snapshot and the config the daemon runs with now (see
+/// [`ApiState::config`]), read under one lock so the two agree.
+fn read<T>(state: &ApiState, f: impl FnOnce(&Snapshot, &Config) -> T) -> T {
     let guard = state.snapshot.read().unwrap_or_else(|e| e.into_inner());
-    f(&guard)
+    let config = guard.config.as_deref().unwrap_or(&state.config);
+    f(&guard, config)
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
@@ -203,14 +211,26 @@ fn readiness(s: &Snapshot) -> Result<(), String> {
     Ok(())
 }
 
+/// `GET /readyz` when ready.
+#[derive(Debug, Serialize)]
+struct Ready {
+    ready: bool,
+    rounds: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_round_finished: Option<String>,
+    /// The latest successful commit to the state store.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_commit: Option<String>,
+}
+
 async fn readyz(State(state): State<ApiState>) -> Response {
-    read(&state, |s| match readiness(s) {
-        Ok(()) => Json(json!({
-            "ready": true,
-            "rounds": s.rounds,
-            "last_round_finished": s.last_round_finished.map(|t| t.to_rfc3339()),
-            "last_commit": s.store.last_commit.map(|t| t.to_rfc3339()),
-        }))
+    read(&state, |s, _| match readiness(s) {
+        Ok(()) => Json(Ready {
+            ready: true,
+            rounds: s.rounds,
+            last_round_finished: s.last_round_finished.map(|t| t.to_rfc3339()),
+            last_commit: s.store.last_commit.map(|t| t.to_rfc3339()),
+        })
         .into_response(),
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -222,8 +242,8 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 
 async fn metrics_text(State(state): State<ApiState>) -> Response {
     let now = state.clock.now();
-    let body = read(&state, |s| {
-        metrics::render_at(s, &state.config, BuildInfo::current(), now)
+    let body = read(&state, |s, config| {
+        metrics::render_at(s, config, BuildInfo::current(), now)
     });
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }
@@ -261,7 +281,7 @@ pub fn status_of(s: &Snapshot) -> Status {
 }
 
 async fn status(State(state): State<ApiState>) -> Json<Status> {
-    Json(read(&state, status_of))
+    Json(read(&state, |s, _| status_of(s)))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -287,23 +307,27 @@ struct FindingsOut<'a> {
     findings: Vec<FindingOut<'a>>,
 }
 
-async fn findings(State(state): State<ApiState>, Query(q): Query<FindingsQuery>) -> Response {
-    if let Some(t) = &q.tenant
-        && state.config.tenant(t).is_none()
-    {
-        let known: Vec<&str> = state
-            .config
-            .tenants
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect();
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "unknown tenant `{t}`: configured tenants are {}",
-                known.join(", ")
-            ),
-        );
+async fn findings(
+    State(state): State<ApiState>,
+    q: Result<Query<FindingsQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
+    let unknown = read(&state, |_, config| {
+        let t = q.tenant.as_deref()?;
+        if config.tenant(t).is_some() {
+            return None;
+        }
+        let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        Some(format!(
+            "unknown tenant `{t}`: configured tenants are {}",
+            known.join(", ")
+        ))
+    });
+    if let Some(message) = unknown {
+        return error(StatusCode::BAD_REQUEST, message);
     }
     let code = match q.code.as_deref() {
         None => None,
@@ -331,7 +355,7 @@ async fn findings(State(state): State<ApiState>, Query(q): Query<FindingsQuery>)
             }
         },
     };
-    let body = read(&state, |s| {
+    let body = read(&state, |s, _| {
         let findings: Vec<FindingOut<'_>> = s
             .findings
             .iter()
@@ -361,19 +385,40 @@ pub struct GateQuery {
     pub kid: Option<String>,
 }
 
-async fn gate_rotation(State(state): State<ApiState>, Query(q): Query<GateQuery>) -> Response {
-    gate(&state, q, false)
+async fn gate_rotation(
+    State(state): State<ApiState>,
+    q: Result<Query<GateQuery>, QueryRejection>,
+) -> Response {
+    match q {
+        Ok(Query(q)) => gate(&state, q, false),
+        Err(e) => bad_query(e),
+    }
 }
 
-async fn gate_retirement(State(state): State<ApiState>, Query(q): Query<GateQuery>) -> Response {
-    gate(&state, q, true)
+async fn gate_retirement(
+    State(state): State<ApiState>,
+    q: Result<Query<GateQuery>, QueryRejection>,
+) -> Response {
+    match q {
+        Ok(Query(q)) => gate(&state, q, true),
+        Err(e) => bad_query(e),
+    }
+}
+
+/// A query string that does not parse (a missing `tenant`, a repeated parameter): 400
+/// with the JSON error every other 400 has.
+fn bad_query(e: QueryRejection) -> Response {
+    error(
+        StatusCode::BAD_REQUEST,
+        format!("{}: see /openapi.json for the parameters", e.body_text()),
+    )
 }
 
 /// Answers a gate from the daemon's history and open findings: 200 safe, 409 unsafe (both
 /// with the answer), 400 for an unknown tenant or a retirement without a kid, 503 before
 /// the first round.
 fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
-    if state.config.tenant(&q.tenant).is_none() {
+    if read(state, |_, config| config.tenant(&q.tenant).is_none()) {
         return error(
             StatusCode::BAD_REQUEST,
             format!("unknown tenant `{}`", q.tenant),
@@ -386,14 +431,14 @@ fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
         );
     }
     let now = state.clock.now();
-    let answer = read(state, |s| {
+    let answer = read(state, |s, config| {
         if s.rounds == 0 {
             return None;
         }
         let latest = s.observations.iter().find(|o| o.tenant == q.tenant);
         Some(if retire {
             detect::gate::retirement_gate(
-                &state.config,
+                config,
                 &s.history,
                 &s.findings,
                 &q.tenant,
@@ -402,7 +447,7 @@ fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
             )
         } else {
             detect::gate::rotation_gate(
-                &state.config,
+                config,
                 &s.history,
                 latest,
                 &s.findings,
@@ -434,7 +479,7 @@ async fn openapi() -> Response {
 
 async fn status_page(State(state): State<ApiState>) -> Html<String> {
     let now = state.clock.now();
-    Html(read(&state, |s| page::render(s, &state.config, now)))
+    Html(read(&state, |s, config| page::render(s, config, now)))
 }
 
 #[cfg(test)]

@@ -251,12 +251,10 @@ pub async fn create(State(state): State<ApiState>, body: Bytes) -> Response {
     let now = state.clock.now();
     let parsed = serde_json::from_slice::<NewSilence>(&body)
         .map_err(|e| vec![format!("body: not a silence object: {e}")]);
-    let tenants: Vec<&str> = state
-        .config
-        .tenants
-        .iter()
-        .map(|t| t.name.as_str())
-        .collect();
+    let tenants: Vec<String> = super::read(&state, |_, config| {
+        config.tenants.iter().map(|t| t.name.clone()).collect()
+    });
+    let tenants: Vec<&str> = tenants.iter().map(String::as_str).collect();
     let silence = parsed.and_then(|b| validate(&b, &tenants, now));
     let mut silence = match silence {
         Ok(s) => s,

@@ -16,6 +16,7 @@ use crate::model::{
     FetchOutcome, KeySetParse, LoginObservation, LoginResult, Observation, TokenKind, ViewId,
     ViewKind, ViewObservation,
 };
+use crate::telemetry::traces::RoundTrace;
 use futures_util::future::join_all;
 use http::{Clients, Request, fetch};
 use secrecy::ExposeSecret;
@@ -47,18 +48,30 @@ impl Prober {
         join_all(config.tenants.iter().map(|t| self.tenant(t))).await
     }
 
+    /// [`Prober::round`], each tenant's observation with its round's trace.
+    pub async fn round_traced(&self, config: &Config) -> Vec<(Observation, RoundTrace)> {
+        join_all(config.tenants.iter().map(|t| self.tenant_traced(t))).await
+    }
+
     /// One round of one tenant; its span `probe.round` is the root of that round's trace.
-    #[instrument(name = "probe.round", parent = None, skip_all, fields(tenant = %tenant.name, location = %self.location))]
     pub async fn tenant(&self, tenant: &Tenant) -> Observation {
+        self.tenant_traced(tenant).await.0
+    }
+
+    /// [`Prober::tenant`], with the round's trace, so that the round's judgement can be
+    /// traced in it (`detect.assess`).
+    #[instrument(name = "probe.round", parent = None, skip_all, fields(tenant = %tenant.name, location = %self.location))]
+    pub async fn tenant_traced(&self, tenant: &Tenant) -> (Observation, RoundTrace) {
         let started_at = self.clock.now();
         let domains = join_all(tenant.domains.iter().map(|d| self.domain(d))).await;
-        Observation {
+        let observation = Observation {
             tenant: tenant.name.clone(),
             location: self.location.clone(),
             started_at,
             finished_at: self.clock.now(),
             domains,
-        }
+        };
+        (observation, RoundTrace::current())
     }
 
     #[instrument(name = "probe.domain", skip_all, fields(domain = %domain.name))]

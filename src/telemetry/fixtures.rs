@@ -77,7 +77,8 @@ pub fn view(path: &str, kind: ViewKind, age: Option<u64>, kids: &[&str]) -> View
     }
 }
 
-/// The seed incident: the io edge serves k1 from cache, the origin k1+k2, k2 signs.
+/// The seed incident: the io edge serves k1 from cache, the origin k1+k2, k2 signs. The
+/// round's durations (250 ms per fetch, 120 ms for the login) are in the histograms.
 pub fn incident() -> Snapshot {
     let checks = vec![
         TokenCheck {
@@ -106,7 +107,10 @@ pub fn incident() -> Snapshot {
             discovery: None,
             login: Some(LoginObservation {
                 grant: "client_credentials".into(),
-                fetch: None,
+                fetch: Some(Fetch {
+                    duration_ms: 120,
+                    ..view("token", ViewKind::Origin, None, &[]).fetch
+                }),
                 result: LoginResult::Tokens {
                     tokens: vec![TokenInfo {
                         kind: TokenKind::AccessToken,
@@ -139,11 +143,13 @@ pub fn incident() -> Snapshot {
         .with_kid(Some("k2")),
         "k2 missing",
     );
-    advance(
+    let mut s = advance(
         &Snapshot::default(),
         vec![obs],
         vec![finding],
         Timestamp(1_000),
         Timestamp(2_500),
-    )
+    );
+    s.durations.observe(&s.observations[0]);
+    s
 }

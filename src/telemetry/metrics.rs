@@ -2,18 +2,19 @@
 //!
 //! [`render`] is pure: snapshot, config and build facts in, exposition text out. Nothing
 //! here counts events as they happen; every value is read from the latest round (gauges)
-//! or from counters the snapshot carries (`rounds`). A histogram needs durations
-//! accumulated across rounds, which the snapshot does not keep yet, so fetch and login
-//! durations are last-value gauges.
+//! or from what the snapshot accumulates across rounds: counters (`rounds`) and the fetch
+//! and login duration histograms ([`Durations`], observed by the daemon once per tenant
+//! round).
 //!
 //! The output is the Prometheus text format 0.0.4 from a small encoder here, not
 //! OpenMetrics: `promtool check metrics` (Prometheus 2.42) parses only the former and
 //! refuses OpenMetrics `info` families and `_total` counter samples.
 //!
 //! Label sets are bounded by the configuration: tenants, domains, paths, edges, location,
-//! finding codes, client profile names, and at most [`MAX_KIDS_PER_DOMAIN`] kids per domain (the signer's plus
-//! the origin view's, each cut to [`MAX_LABEL_LEN`] bytes). No URL or token ever becomes
-//! a label. The families and labels are documented in README.md ("Metrics").
+//! finding codes, client profile names, and at most [`MAX_KIDS_PER_DOMAIN`] kids per domain
+//! (the signer's plus the origin view's, each cut to [`MAX_LABEL_LEN`] bytes). No URL or
+//! token ever becomes a label. The families and labels are documented in README.md
+//! ("Metrics").
 
 use crate::config::Config;
 use crate::daemon::Snapshot;
@@ -50,10 +51,22 @@ impl BuildInfo {
     }
 }
 
+/// Name of the fetch duration histogram (every JWKS view's fetch, by view).
+pub const FETCH_DURATION: &str = "keycanary_fetch_duration_seconds";
+/// Name of the login duration histogram (every token request, by domain).
+pub const LOGIN_DURATION: &str = "keycanary_login_duration_seconds";
+
+/// Upper bounds, in seconds, of the duration histograms' buckets (`+Inf` is implied):
+/// from a fast local answer to the longest `timeout` worth waiting for.
+pub const DURATION_BUCKETS: [f64; 11] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricType {
     Counter,
     Gauge,
+    Histogram,
 }
 
 impl MetricType {
@@ -61,23 +74,155 @@ impl MetricType {
         match self {
             MetricType::Counter => "counter",
             MetricType::Gauge => "gauge",
+            MetricType::Histogram => "histogram",
         }
     }
 }
 
-/// One metric family: name, type, help, and its samples in output order.
+/// One metric family: name, type, help, and its samples in output order. Gauges and
+/// counters have `samples`; histograms have `histograms` (one per label set), which the
+/// encoder writes as `_bucket`, `_sum` and `_count` series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Family {
     pub name: &'static str,
     pub kind: MetricType,
     pub help: &'static str,
     pub samples: Vec<Sample>,
+    pub histograms: Vec<HistogramSample>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     pub labels: Vec<(&'static str, String)>,
     pub value: f64,
+}
+
+/// Labels of one series, in output order.
+pub type Labels = Vec<(&'static str, String)>;
+
+/// One label set of a histogram family.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSample {
+    pub labels: Labels,
+    pub histogram: Histogram,
+}
+
+/// A cumulative histogram over [`DURATION_BUCKETS`]: observations per bucket, their sum
+/// and count, since it was created. Only ever grows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Histogram {
+    /// `counts[i]`: observations in `(bounds[i-1], bounds[i]]`; the last entry is
+    /// `(bounds[last], +Inf)`. Not cumulative (see [`Histogram::buckets`]).
+    counts: [u64; DURATION_BUCKETS.len() + 1],
+    sum: f64,
+    count: u64,
+}
+
+impl Default for Histogram {
+    fn default() -> Histogram {
+        Histogram {
+            counts: [0; DURATION_BUCKETS.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+}
+
+impl Histogram {
+    /// Counts `value` (seconds) in the first bucket whose upper bound is at least `value`.
+    pub fn observe(&mut self, value: f64) {
+        let i = DURATION_BUCKETS
+            .iter()
+            .position(|&le| value <= le)
+            .unwrap_or(DURATION_BUCKETS.len());
+        self.counts[i] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+
+    /// `(le, observations <= le)` for every bound and `+Inf` last, as Prometheus's
+    /// `_bucket` series: cumulative, so the `+Inf` bucket equals [`Histogram::count`].
+    pub fn buckets(&self) -> Vec<(f64, u64)> {
+        let bounds = DURATION_BUCKETS.iter().copied().chain([f64::INFINITY]);
+        let mut total = 0;
+        bounds
+            .zip(self.counts)
+            .map(|(le, n)| {
+                total += n;
+                (le, total)
+            })
+            .collect()
+    }
+
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+}
+
+/// Which duration histogram an observation belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurationKind {
+    /// A JWKS view's fetch: [`FETCH_DURATION`], *view* labels.
+    Fetch,
+    /// A token request: [`LOGIN_DURATION`], `tenant, domain, location`.
+    Login,
+}
+
+/// Every duration a tenant round measured, with the labels of its histogram series:
+/// each view's fetch (failed ones too: a timeout is a duration worth seeing) and each
+/// domain's token request, when one was sent. `/metrics` ([`Durations`]) and OTLP
+/// (`otlp_metrics`) both label from here.
+pub fn round_durations(obs: &Observation) -> Vec<(DurationKind, Labels, f64)> {
+    let owned = |labels: &[(&'static str, &str)]| -> Labels {
+        labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
+    };
+    let mut out = Vec::new();
+    for d in &obs.domains {
+        if let Some(f) = d.login.as_ref().and_then(|l| l.fetch.as_ref()) {
+            let labels = [
+                ("tenant", obs.tenant.as_str()),
+                ("domain", d.domain.as_str()),
+                ("location", obs.location.as_str()),
+            ];
+            out.push((DurationKind::Login, owned(&labels), millis(f.duration_ms)));
+        }
+        for v in &d.views {
+            let labels = view_labels(obs, d, v);
+            out.push((
+                DurationKind::Fetch,
+                owned(&labels),
+                millis(v.fetch.duration_ms),
+            ));
+        }
+    }
+    out
+}
+
+/// Fetch and login durations accumulated over every tenant round since the process
+/// started, one [`Histogram`] per label set. The daemon keeps it in its snapshot and
+/// [`Durations::observe`]s each round once. Series of a tenant removed by a reload keep
+/// their counts (counters never go back) until the process restarts.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Durations {
+    pub fetch: BTreeMap<Labels, Histogram>,
+    pub login: BTreeMap<Labels, Histogram>,
+}
+
+impl Durations {
+    /// Adds one tenant round's durations.
+    pub fn observe(&mut self, obs: &Observation) {
+        for (kind, labels, value) in round_durations(obs) {
+            let map = match kind {
+                DurationKind::Fetch => &mut self.fetch,
+                DurationKind::Login => &mut self.login,
+            };
+            map.entry(labels).or_default().observe(value);
+        }
+    }
 }
 
 impl Family {
@@ -87,11 +232,18 @@ impl Family {
             kind: MetricType::Gauge,
             help,
             samples: Vec::new(),
+            histograms: Vec::new(),
         }
     }
     pub fn counter(name: &'static str, help: &'static str) -> Family {
         Family {
             kind: MetricType::Counter,
+            ..Family::gauge(name, help)
+        }
+    }
+    pub fn histogram(name: &'static str, help: &'static str) -> Family {
+        Family {
+            kind: MetricType::Histogram,
             ..Family::gauge(name, help)
         }
     }
@@ -138,6 +290,7 @@ pub fn families(
     out.extend(round_families(snapshot));
     out.extend(view_families(&snapshot.observations));
     out.extend(login_families(&snapshot.observations));
+    out.extend(duration_families(&snapshot.durations));
     out.push(findings_open(snapshot, config));
     out.extend(freshness_families(snapshot, config));
     out.extend(gate_families(snapshot, config, now));
@@ -185,6 +338,33 @@ fn notification_families(s: &Snapshot, config: &Config) -> Vec<Family> {
         total.push(&[("channel", channel), ("result", result)], *n as f64);
     }
     vec![depth, dead, total]
+}
+
+/// The fetch and login duration histograms, as accumulated in the snapshot.
+fn duration_families(d: &Durations) -> Vec<Family> {
+    let family = |name, help, map: &BTreeMap<Labels, Histogram>| {
+        let mut f = Family::histogram(name, help);
+        f.histograms = map
+            .iter()
+            .map(|(labels, h)| HistogramSample {
+                labels: labels.clone(),
+                histogram: h.clone(),
+            })
+            .collect();
+        f
+    };
+    vec![
+        family(
+            FETCH_DURATION,
+            "Duration of the view's JWKS fetches since this process started (failed ones included).",
+            &d.fetch,
+        ),
+        family(
+            LOGIN_DURATION,
+            "Duration of the domain's token requests since this process started (failed ones included).",
+            &d.login,
+        ),
+    ]
 }
 
 /// The *view* labels of `v`.
@@ -271,6 +451,11 @@ fn gate_families(s: &Snapshot, config: &Config, now: Timestamp) -> Vec<Family> {
     vec![safe, blockers]
 }
 
+/// A measured duration in seconds.
+fn millis(ms: u64) -> f64 {
+    ms as f64 / 1000.0
+}
+
 fn secs(ms: i64) -> f64 {
     ms as f64 / 1000.0
 }
@@ -354,17 +539,12 @@ fn view_families(observations: &[Observation]) -> Vec<Family> {
         "keycanary_view_age_seconds",
         "Age response header of the view in the latest round (absent when not sent).",
     );
-    let mut duration = Family::gauge(
-        "keycanary_fetch_duration_seconds",
-        "Duration of the latest fetch of the view (last value, not a histogram).",
-    );
     for obs in observations {
         for d in &obs.domains {
             let kids = watched_kids(d);
             for v in &d.views {
                 let labels = view_labels(obs, d, v);
                 up.push(&labels, if view_up(v) { 1.0 } else { 0.0 });
-                duration.push(&labels, v.fetch.duration_ms as f64 / 1000.0);
                 if let FetchOutcome::Response(r) = &v.fetch.outcome
                     && let Some(a) = r.headers.age
                 {
@@ -385,7 +565,7 @@ fn view_families(observations: &[Observation]) -> Vec<Family> {
             }
         }
     }
-    vec![up, kid_present, age, duration]
+    vec![up, kid_present, age]
 }
 
 const RESULTS: [&str; 5] = [
@@ -411,10 +591,6 @@ fn login_families(observations: &[Observation]) -> Vec<Family> {
         "keycanary_login_up",
         "1 when the latest login on the domain returned tokens, else 0 (absent without a login).",
     );
-    let mut duration = Family::gauge(
-        "keycanary_login_duration_seconds",
-        "Duration of the latest token request on the domain (last value, not a histogram).",
-    );
     let mut verifications = Family::gauge(
         "keycanary_token_verifications",
         "Fresh tokens verified against the view in the latest round, by result.",
@@ -432,9 +608,6 @@ fn login_families(observations: &[Observation]) -> Vec<Family> {
             let Some(login) = &d.login else { continue };
             let ok = matches!(login.result, LoginResult::Tokens { .. });
             up.push(&td, if ok { 1.0 } else { 0.0 });
-            if let Some(f) = &login.fetch {
-                duration.push(&td, f.duration_ms as f64 / 1000.0);
-            }
             // Every edge view gets all results, zeros included, once a token was issued.
             let mut counts: BTreeMap<(String, String, &str), u32> = BTreeMap::new();
             if !d.tokens().is_empty() {
@@ -472,7 +645,7 @@ fn login_families(observations: &[Observation]) -> Vec<Family> {
             }
         }
     }
-    vec![up, duration, verifications, signing]
+    vec![up, verifications, signing]
 }
 
 /// Open findings per tenant and code; every code of every configured tenant is present
@@ -511,21 +684,42 @@ pub fn encode(families: &[Family]) -> String {
         let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
         let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
         for s in &f.samples {
-            out.push_str(f.name);
-            if !s.labels.is_empty() {
-                out.push('{');
-                for (i, (k, v)) in s.labels.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    let _ = write!(out, "{k}=\"{}\"", escape_label(v));
-                }
-                out.push('}');
+            series(&mut out, f.name, "", &s.labels, None, s.value);
+        }
+        for h in &f.histograms {
+            for (le, n) in h.histogram.buckets() {
+                let le = number(le);
+                series(&mut out, f.name, "_bucket", &h.labels, Some(&le), n as f64);
             }
-            let _ = writeln!(out, " {}", number(s.value));
+            series(&mut out, f.name, "_sum", &h.labels, None, h.histogram.sum());
+            let count = h.histogram.count() as f64;
+            series(&mut out, f.name, "_count", &h.labels, None, count);
         }
     }
     out
+}
+
+/// One sample line: `name+suffix{labels[,le]} value`.
+fn series(
+    out: &mut String,
+    name: &str,
+    suffix: &str,
+    labels: &[(&'static str, String)],
+    le: Option<&str>,
+    value: f64,
+) {
+    out.push_str(name);
+    out.push_str(suffix);
+    let le = le.map(|le| ("le", le));
+    let all = labels.iter().map(|(k, v)| (*k, v.as_str())).chain(le);
+    for (i, (k, v)) in all.enumerate() {
+        out.push(if i == 0 { '{' } else { ',' });
+        let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+    }
+    if !labels.is_empty() || le.is_some() {
+        out.push('}');
+    }
+    let _ = writeln!(out, " {}", number(value));
 }
 
 fn escape_help(s: &str) -> String {
@@ -573,7 +767,17 @@ mod tests {
             format!(r#"keycanary_view_kid_present{{{v},kid="k2"}} 0"#),
             format!(r#"keycanary_view_kid_present{{{v},kid="k1"}} 1"#),
             format!("keycanary_view_age_seconds{{{v}}} 42"),
-            format!("keycanary_fetch_duration_seconds{{{v}}} 0.25"),
+            format!(r#"keycanary_fetch_duration_seconds_bucket{{{v},le="0.1"}} 0"#),
+            format!(r#"keycanary_fetch_duration_seconds_bucket{{{v},le="0.25"}} 1"#),
+            format!(r#"keycanary_fetch_duration_seconds_bucket{{{v},le="+Inf"}} 1"#),
+            format!("keycanary_fetch_duration_seconds_sum{{{v}}} 0.25"),
+            format!("keycanary_fetch_duration_seconds_count{{{v}}} 1"),
+            r#"keycanary_login_duration_seconds_bucket{tenant="acme",domain="io",location="lab",le="0.1"} 0"#.into(),
+            r#"keycanary_login_duration_seconds_bucket{tenant="acme",domain="io",location="lab",le="0.25"} 1"#.into(),
+            r#"keycanary_login_duration_seconds_sum{tenant="acme",domain="io",location="lab"} 0.12"#.into(),
+            r#"keycanary_login_duration_seconds_count{tenant="acme",domain="io",location="lab"} 1"#.into(),
+            "# TYPE keycanary_fetch_duration_seconds histogram".into(),
+            "# TYPE keycanary_login_duration_seconds histogram".into(),
             r#"keycanary_login_up{tenant="acme",domain="io"} 1"#.into(),
             r#"keycanary_token_verifications{tenant="acme",domain="io",path="cdn",edge="",result="kid_missing"} 1"#.into(),
             r#"keycanary_token_verifications{tenant="acme",domain="io",path="cdn",edge="",result="verified"} 0"#.into(),
@@ -594,16 +798,26 @@ mod tests {
     fn every_family_has_help_and_type_and_no_duplicate_series() {
         let body = render(&incident(), &config(), BuildInfo::current());
         let mut helped = BTreeSet::new();
+        let mut histograms = BTreeSet::new();
         let mut series = BTreeSet::new();
         for line in body.lines() {
             if let Some(rest) = line.strip_prefix("# HELP ") {
                 helped.insert(rest.split(' ').next().unwrap().to_owned());
             } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-                let name = rest.split(' ').next().unwrap();
+                let (name, kind) = rest.split_once(' ').unwrap();
                 assert!(helped.contains(name), "TYPE before HELP for {name}");
+                if kind == "histogram" {
+                    histograms.insert(name.to_owned());
+                }
             } else {
                 let (id, _) = line.rsplit_once(' ').unwrap();
-                let name = id.split('{').next().unwrap();
+                let series_name = id.split('{').next().unwrap();
+                // A histogram's series are its family's name plus a suffix.
+                let name = ["_bucket", "_sum", "_count"]
+                    .iter()
+                    .filter_map(|s| series_name.strip_suffix(s))
+                    .find(|base| histograms.contains(*base))
+                    .unwrap_or(series_name);
                 assert!(helped.contains(name), "no HELP for {name}");
                 assert!(name.starts_with("keycanary_"), "{name}");
                 assert!(series.insert(id.to_owned()), "duplicate series {id}");
@@ -903,6 +1117,150 @@ channels = ["hook"]
             &body,
             r#"keycanary_notifications_total{channel="old",result="sent"} 0"#,
         );
+    }
+
+    #[test]
+    fn histogram_buckets_are_cumulative_and_inf_is_the_count() {
+        /// Observations, `(le, cumulative count)` of some buckets, and the sum.
+        type Row = (&'static [f64], &'static [(f64, u64)], f64);
+        let table: &[Row] = &[
+            (&[], &[(0.005, 0), (1.0, 0), (f64::INFINITY, 0)], 0.0),
+            // A value on a bound counts in that bucket (le is "less or equal").
+            (
+                &[0.005],
+                &[(0.005, 1), (0.01, 1), (f64::INFINITY, 1)],
+                0.005,
+            ),
+            (
+                &[0.003, 0.2, 0.2, 0.7, 3.0],
+                &[
+                    (0.005, 1),
+                    (0.1, 1),
+                    (0.25, 3),
+                    (0.5, 3),
+                    (1.0, 4),
+                    (2.5, 4),
+                    (5.0, 5),
+                    (10.0, 5),
+                    (f64::INFINITY, 5),
+                ],
+                4.103,
+            ),
+            // Beyond the last bound: only +Inf has it.
+            (
+                &[0.01, 42.0],
+                &[(0.01, 1), (10.0, 1), (f64::INFINITY, 2)],
+                42.01,
+            ),
+        ];
+        for (values, want, sum) in table {
+            let mut h = Histogram::default();
+            for v in *values {
+                h.observe(*v);
+            }
+            let buckets = h.buckets();
+            assert_eq!(buckets.len(), DURATION_BUCKETS.len() + 1);
+            assert!(
+                buckets
+                    .windows(2)
+                    .all(|w| w[0].0 < w[1].0 && w[0].1 <= w[1].1),
+                "{values:?}: {buckets:?}"
+            );
+            assert_eq!(buckets.last(), Some(&(f64::INFINITY, h.count())));
+            assert_eq!(h.count(), values.len() as u64);
+            assert!((h.sum() - sum).abs() < 1e-9, "{values:?}: {}", h.sum());
+            for (le, n) in *want {
+                let got = buckets.iter().find(|b| b.0 == *le).unwrap().1;
+                assert_eq!(got, *n, "{values:?}: le={le}");
+            }
+        }
+    }
+
+    /// `(le, value)` of the `_bucket` lines of `name` for the series with `labels`, in
+    /// output order, plus its `_sum` and `_count`.
+    fn histogram_lines(body: &str, name: &str, labels: &str) -> (Vec<(String, f64)>, f64, f64) {
+        let bucket = format!("{name}_bucket{{{labels},le=\"");
+        let buckets = body
+            .lines()
+            .filter_map(|l| l.strip_prefix(&bucket))
+            .map(|rest| {
+                let (le, value) = rest.split_once("\"} ").unwrap();
+                (le.to_owned(), value.parse().unwrap())
+            })
+            .collect();
+        let single = |suffix: &str| -> f64 {
+            let prefix = format!("{name}{suffix}{{{labels}}} ");
+            body.lines()
+                .find_map(|l| l.strip_prefix(&prefix))
+                .unwrap_or_else(|| panic!("no {prefix} in:\n{body}"))
+                .parse()
+                .unwrap()
+        };
+        (buckets, single("_sum"), single("_count"))
+    }
+
+    #[test]
+    fn duration_histograms_accumulate_across_rounds() {
+        // Three rounds of the incident: the io edge fetch takes 250 ms, 30 ms, then 12 s
+        // (the origin and the login keep their durations).
+        let mut s = incident();
+        let obs = s.observations[0].clone();
+        for ms in [30, 12_000] {
+            let mut o = obs.clone();
+            o.domains[0].views[0].fetch.duration_ms = ms;
+            s.durations.observe(&o);
+        }
+        let body = render(&s, &config(), BuildInfo::current());
+        let (buckets, sum, count) = histogram_lines(&body, FETCH_DURATION, CDN);
+        let want: Vec<(String, f64)> = [
+            ("0.005", 0.0),
+            ("0.01", 0.0),
+            ("0.025", 0.0),
+            ("0.05", 1.0),
+            ("0.1", 1.0),
+            ("0.25", 2.0),
+            ("0.5", 2.0),
+            ("1", 2.0),
+            ("2.5", 2.0),
+            ("5", 2.0),
+            ("10", 2.0),
+            ("+Inf", 3.0),
+        ]
+        .iter()
+        .map(|(le, n)| (le.to_string(), *n))
+        .collect();
+        assert_eq!(buckets, want, "{body}");
+        assert_eq!(count, 3.0);
+        assert!((sum - 12.28).abs() < 1e-9, "{sum}");
+        let (buckets, sum, count) = histogram_lines(&body, FETCH_DURATION, ORIGIN);
+        assert_eq!(buckets.last().unwrap(), &("+Inf".to_owned(), 3.0));
+        assert_eq!((sum, count), (0.75, 3.0));
+        let login = r#"tenant="acme",domain="io",location="lab""#;
+        let (buckets, _, count) = histogram_lines(&body, LOGIN_DURATION, login);
+        assert_eq!(buckets.last().unwrap().1, count);
+        assert_eq!(count, 3.0);
+        // A fresh snapshot after the incident's round keeps the histograms.
+        let next = crate::daemon::advance(&s, vec![], vec![], Timestamp(3_000), Timestamp(3_100));
+        assert_eq!(next.durations, s.durations);
+    }
+
+    #[test]
+    fn histogram_families_are_there_before_the_first_round() {
+        let body = render(&Snapshot::default(), &config(), BuildInfo::current());
+        for name in [FETCH_DURATION, LOGIN_DURATION] {
+            check(&body, &format!("# TYPE {name} histogram"));
+            assert!(!body.lines().any(|l| l.starts_with(name)), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_login_without_a_request_has_no_duration() {
+        let mut obs = incident().observations[0].clone();
+        if let Some(login) = &mut obs.domains[0].login {
+            login.fetch = None;
+        }
+        let kinds: Vec<DurationKind> = round_durations(&obs).into_iter().map(|d| d.0).collect();
+        assert_eq!(kinds, [DurationKind::Fetch, DurationKind::Fetch]);
     }
 
     #[test]

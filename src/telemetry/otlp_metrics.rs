@@ -1,16 +1,22 @@
 //! Metrics over OTLP/gRPC: the same families `/metrics` serves (see [`super::metrics`]),
-//! exported as OTLP gauges and cumulative sums when `[telemetry.otlp]` is configured.
+//! exported as OTLP gauges, cumulative sums and cumulative histograms when
+//! `[telemetry.otlp]` is configured.
 //!
-//! Every family becomes one observable instrument whose callback reads the latest
-//! families from `source` (the daemon's snapshot), so both outputs share names, labels
-//! and values. The SDK's periodic reader collects and exports on its own thread every
-//! `interval`: an unreachable collector costs dropped exports, never a blocked round.
+//! Every gauge and counter family becomes one observable instrument whose callback reads
+//! the latest families from `source` (the daemon's snapshot), so both outputs share names,
+//! labels and values. OpenTelemetry has no observable histogram, so the duration
+//! histograms are synchronous instruments with the same name, help and buckets, fed by
+//! the daemon through a [`DurationRecorder`] with each tenant round it also adds to the
+//! snapshot's histograms (same labels, from [`metrics::round_durations`]). The SDK's
+//! periodic reader collects and exports on its own thread every `interval`: an
+//! unreachable collector costs dropped exports, never a blocked round.
 
-use super::metrics::{Family, MetricType};
+use super::metrics::{self, DurationKind, Family, MetricType};
 use crate::config::OtlpConfig;
+use crate::model::Observation;
 use anyhow::Context as _;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{AsyncInstrument, MeterProvider as _};
+use opentelemetry::metrics::{AsyncInstrument, Histogram, MeterProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use std::sync::Arc;
@@ -26,6 +32,28 @@ pub type Source = Arc<dyn Fn() -> Vec<Family> + Send + Sync>;
 /// worker threads (e.g. in `spawn_blocking`), before the runtime stops.
 pub struct OtlpMetrics {
     provider: SdkMeterProvider,
+    durations: DurationRecorder,
+}
+
+/// Records each tenant round's fetch and login durations into the OTLP histograms
+/// (cumulative, like `/metrics`). Cheap to clone; recording never blocks.
+#[derive(Debug, Clone)]
+pub struct DurationRecorder {
+    fetch: Histogram<f64>,
+    login: Histogram<f64>,
+}
+
+impl DurationRecorder {
+    /// Adds one tenant round, labelled as `/metrics` labels it.
+    pub fn record(&self, observation: &Observation) {
+        for (kind, labels, value) in metrics::round_durations(observation) {
+            let attrs = attributes(labels);
+            match kind {
+                DurationKind::Fetch => self.fetch.record(value, &attrs),
+                DurationKind::Login => self.login.record(value, &attrs),
+            }
+        }
+    }
 }
 
 impl OtlpMetrics {
@@ -53,8 +81,16 @@ impl OtlpMetrics {
             .with_reader(reader)
             .with_resource(resource)
             .build();
-        register(&provider, &source);
-        Ok(OtlpMetrics { provider })
+        let durations = register(&provider, &source);
+        Ok(OtlpMetrics {
+            provider,
+            durations,
+        })
+    }
+
+    /// What the daemon records each tenant round's durations with.
+    pub fn durations(&self) -> DurationRecorder {
+        self.durations.clone()
     }
 
     /// Exports once more (bounded by a timeout) and stops the reader thread.
@@ -65,9 +101,12 @@ impl OtlpMetrics {
     }
 }
 
-fn register(provider: &SdkMeterProvider, source: &Source) {
+/// Registers an observable instrument per gauge and counter family, and returns the
+/// duration histograms (synchronous: OpenTelemetry has no observable histogram).
+fn register(provider: &SdkMeterProvider, source: &Source) -> DurationRecorder {
     let meter = provider.meter("keycanary");
-    for family in source() {
+    let families = source();
+    for family in &families {
         let name = family.name;
         let src = source.clone();
         let observe = move |o: &dyn AsyncInstrument<f64>| observe(&src, name, o);
@@ -87,19 +126,37 @@ fn register(provider: &SdkMeterProvider, source: &Source) {
                     .with_callback(observe)
                     .build();
             }
+            MetricType::Histogram => {}
         }
     }
+    let histogram = |name: &'static str| {
+        let help = families
+            .iter()
+            .find(|f| f.name == name)
+            .map_or("", |f| f.help);
+        meter
+            .f64_histogram(name)
+            .with_description(help)
+            .with_boundaries(metrics::DURATION_BUCKETS.to_vec())
+            .build()
+    };
+    DurationRecorder {
+        fetch: histogram(metrics::FETCH_DURATION),
+        login: histogram(metrics::LOGIN_DURATION),
+    }
+}
+
+fn attributes(labels: metrics::Labels) -> Vec<KeyValue> {
+    labels
+        .into_iter()
+        .map(|(k, v)| KeyValue::new(k, v))
+        .collect()
 }
 
 fn observe(source: &Source, name: &str, o: &dyn AsyncInstrument<f64>) {
     for family in source().into_iter().filter(|f| f.name == name) {
         for s in family.samples {
-            let attrs: Vec<KeyValue> = s
-                .labels
-                .into_iter()
-                .map(|(k, v)| KeyValue::new(k, v))
-                .collect();
-            o.observe(s.value, &attrs);
+            o.observe(s.value, &attributes(s.labels));
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP API and status page as operators use them: the daemon loop and the API run
 //! in-process against the lab over real HTTP; `promtool` checks `/metrics`; headless
-//! Chromium renders the status page during the seed incident.
+//! Chromium renders the status page during the seed incident; the real binary reloads
+//! its config on SIGHUP and the API follows.
 
 use crate::check::{shipped_config_for, start_lab};
 use keycanary::api::{self, ApiState};
@@ -172,6 +173,18 @@ impl Harness {
     }
 }
 
+/// The `_count` of every series of histogram `family` in `body`, by its labels.
+fn histogram_counts(body: &str, family: &str) -> std::collections::BTreeMap<String, f64> {
+    let prefix = format!("{family}_count{{");
+    body.lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ").unwrap();
+            (labels.to_owned(), value.parse().unwrap())
+        })
+        .collect()
+}
+
 /// `promtool check metrics` on `body`; fails (never skips) when promtool is missing.
 fn promtool_check_metrics(body: &str) {
     use std::io::Write;
@@ -224,6 +237,10 @@ async fn api_on_a_healthy_lab() {
     h.wait_for_rounds(1).await;
     let ready = h.json("/readyz", None).await;
     assert_eq!(ready["ready"], true);
+    assert!(
+        ready["last_commit"].as_str().unwrap().ends_with('Z'),
+        "{ready:#}"
+    );
 
     let status = h.json("/v1/status", None).await;
     let views = status["views"].as_array().unwrap();
@@ -264,6 +281,10 @@ async fn api_on_a_healthy_lab() {
             "LastRound.{k} is not in openapi.json"
         );
     }
+    let ready_fields = documented("Ready");
+    for k in ready.as_object().unwrap().keys() {
+        assert!(ready_fields.contains(k), "Ready.{k} is not in openapi.json");
+    }
 
     let findings = h.json("/v1/findings", None).await;
     assert_eq!(findings["findings"], serde_json::json!([]), "{findings:#}");
@@ -286,6 +307,20 @@ async fn api_on_a_healthy_lab() {
         body.lines()
             .any(|l| l.starts_with("keycanary_signing_kid_info{tenant=\"acme\",domain=\"io\""))
     );
+    // The duration histograms: every view's fetch and every domain's login so far.
+    for (family, series) in [
+        ("keycanary_fetch_duration_seconds", 12),
+        ("keycanary_login_duration_seconds", 6),
+    ] {
+        assert!(
+            body.lines()
+                .any(|l| l == format!("# TYPE {family} histogram")),
+            "{body}"
+        );
+        let counts = histogram_counts(&body, family);
+        assert_eq!(counts.len(), series, "{family}: {counts:?}");
+        assert!(counts.values().all(|n| *n >= 1.0), "{family}: {counts:?}");
+    }
 
     let page = h.get("/", None).await;
     assert_eq!(page.status(), 200);
@@ -465,6 +500,18 @@ async fn seed_incident_in_findings_and_metrics() {
     ] {
         assert!(body.lines().any(|l| l == line), "no `{line}` in:\n{body}");
     }
+    // Fetch durations accumulate over every round acme had (at least three by now), and
+    // each series' `+Inf` bucket is its count.
+    let counts = histogram_counts(&body, "keycanary_fetch_duration_seconds");
+    assert!(counts[view] >= 3.0, "{counts:?}");
+    let inf = format!(r#"keycanary_fetch_duration_seconds_bucket{{{view},le="+Inf"}} "#);
+    let inf: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix(&inf))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(inf, counts[view]);
     let missing = r#"keycanary_token_verifications{tenant="acme",domain="io",path="cdn",edge="",result="kid_missing"} "#;
     assert!(
         body.lines()
@@ -804,6 +851,16 @@ async fn gates_over_http_and_from_the_cli() {
             .status(),
         400
     );
+    // A query string that does not parse is a 400 with the same JSON error.
+    for bad in ["/v1/gate/rotation", "/v1/gate/retirement?kid=x"] {
+        let resp = h.get(bad, None).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+        let body: Value = resp.json().await.unwrap();
+        assert!(
+            body["error"].as_str().unwrap().contains("tenant"),
+            "{bad}: {body}"
+        );
+    }
 
     // `keycanary gate --url` prints the daemon's answer and exits 1 (unsafe).
     let config = h.dir.path().join("probes.toml");
@@ -829,4 +886,144 @@ async fn gates_over_http_and_from_the_cli() {
     );
     assert!(run.stdout.contains("key_activated_early"), "{}", run.stdout);
     h.stop().await;
+}
+
+/// Polls `ready` every 100 ms for up to 60 s; on timeout, fails with the daemon's log.
+async fn wait_for<F, Fut>(what: &str, log: &Path, mut ready: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !ready().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: not within 60 s; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `kill -<signal> <pid>`.
+fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// The real binary started without initech, then SIGHUP with initech added back: the API
+/// serves the new tenant list without a restart. /metrics lists initech in the families
+/// that cover every configured tenant (open findings, the rotation gate) as soon as the
+/// reload is done, /v1/findings and the gates accept it, the status page shows it, and
+/// once it has been probed its views are in /v1/status and its fetches in the histograms.
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reload_reaches_the_api_without_a_restart() {
+    let lab = start_lab().await;
+    let dir = tempfile::tempdir().unwrap();
+    config_for(&lab, dir.path());
+    let path = dir.path().join("probes.toml");
+    let port = crate::peers::free_port();
+    let full = format!(
+        "{}\n[api]\nlisten = \"127.0.0.1:{port}\"\n",
+        std::fs::read_to_string(&path).unwrap()
+    );
+    let start = full
+        .find("# --- initech")
+        .expect("initech is the last tenant");
+    let end = full.find("\n[api]\n").unwrap();
+    std::fs::write(&path, format!("{}{}", &full[..start], &full[end..])).unwrap();
+    let log = dir.path().join("keycanary.log");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_keycanary"))
+        .args(["run", "--config"])
+        .arg(&path)
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = http();
+    let base = format!("http://127.0.0.1:{port}");
+    let get = |p: &str| {
+        let req = http.get(format!("{base}{p}"));
+        async move {
+            match req.send().await {
+                Ok(r) => (r.status().as_u16(), r.text().await.unwrap_or_default()),
+                Err(_) => (0, String::new()),
+            }
+        }
+    };
+    let views = |body: &str| -> Vec<Value> {
+        serde_json::from_str::<Value>(body).unwrap_or_default()["views"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let initech_open =
+        r#"keycanary_findings_open{tenant="initech",code="kid_missing",severity="critical"} 0"#;
+    let initech_gate = r#"keycanary_gate_safe{tenant="initech"} "#;
+
+    // acme and globex: 2 tenants × 2 domains × (cdn + origin).
+    wait_for("8 views in /v1/status", &log, || async {
+        views(&get("/v1/status").await.1).len() == 8
+    })
+    .await;
+    let metrics = get("/metrics").await.1;
+    assert!(!metrics.contains("tenant=\"initech\""), "{metrics}");
+    assert_eq!(get("/v1/findings?tenant=initech").await.0, 400);
+    assert_eq!(get("/v1/gate/rotation?tenant=initech").await.0, 400);
+    assert!(!get("/").await.1.contains("initech"));
+
+    // initech back, and SIGHUP.
+    std::fs::write(&path, &full).unwrap();
+    signal(&child, "HUP");
+    wait_for("the reload in the log", &log, || async {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("config reloaded")
+    })
+    .await;
+    // Families over every configured tenant follow the reload at once, before any round.
+    wait_for("initech in /metrics", &log, || async {
+        let body = get("/metrics").await.1;
+        body.lines().any(|l| l == initech_open) && body.lines().any(|l| l.starts_with(initech_gate))
+    })
+    .await;
+    let (status, body) = get("/v1/findings?tenant=initech").await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = get("/v1/gate/rotation?tenant=initech").await;
+    assert!(status == 200 || status == 409, "{status} {body}");
+    assert!(get("/").await.1.contains("initech"));
+    // Once probed: its views, and its fetches in the duration histograms.
+    wait_for("12 views in /v1/status", &log, || async {
+        let rows = views(&get("/v1/status").await.1);
+        rows.len() == 12 && rows.iter().any(|r| r["tenant"] == "initech")
+    })
+    .await;
+    wait_for("initech's fetch durations", &log, || async {
+        let body = get("/metrics").await.1;
+        histogram_counts(&body, "keycanary_fetch_duration_seconds")
+            .keys()
+            .any(|labels| labels.starts_with("tenant=\"initech\""))
+    })
+    .await;
+    let body = get("/metrics").await.1;
+    promtool_check_metrics(&body);
+
+    signal(&child, "TERM");
+    let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("stopped within 30 s")
+        .unwrap();
+    assert_eq!(
+        exit.code(),
+        Some(0),
+        "{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    lab.shutdown().await;
 }

@@ -332,13 +332,23 @@ async fn metrics(h: &Harness) -> String {
     resp.text().await.unwrap()
 }
 
-/// The families `/metrics` declares (`# TYPE name …`).
+/// The names a query can select from what `/metrics` declares (`# TYPE name type`): the
+/// family name, or for a histogram its `_bucket`, `_sum` and `_count` series (the bare
+/// name of a histogram selects nothing).
 fn exported_families(body: &str) -> BTreeSet<String> {
-    body.lines()
-        .filter_map(|l| l.strip_prefix("# TYPE "))
-        .filter_map(|l| l.split_whitespace().next())
-        .map(str::to_owned)
-        .collect()
+    let mut out = BTreeSet::new();
+    for l in body.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let mut words = l.split_whitespace();
+        let (Some(name), Some(kind)) = (words.next(), words.next()) else {
+            continue;
+        };
+        if kind == "histogram" {
+            out.extend(["_bucket", "_sum", "_count"].map(|s| format!("{name}{s}")));
+        } else {
+            out.insert(name.to_owned());
+        }
+    }
+    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
