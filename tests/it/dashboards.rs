@@ -7,7 +7,8 @@
 
 use crate::api::Harness;
 use crate::check::repo;
-use crate::peers::{free_port, wait_until};
+use crate::peers::wait_until;
+use crate::receivers::Prometheus;
 use keycanary::lab::CachePolicyUpdate;
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
@@ -405,75 +406,6 @@ async fn every_metric_used_is_exported() {
     }
 }
 
-/// A Debian `prometheus` scraping one target every second and evaluating `rules` every
-/// second; killed on drop.
-struct Prometheus {
-    base: String,
-    _child: tokio::process::Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Prometheus {
-    async fn start(target: &str, rules: &str, http: &reqwest::Client) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let rules_path = dir.path().join("keycanary.yml");
-        std::fs::write(&rules_path, rules).unwrap();
-        let config = json!({
-            "global": { "scrape_interval": "1s", "evaluation_interval": "1s" },
-            "rule_files": [rules_path],
-            "scrape_configs": [{
-                "job_name": "keycanary",
-                "static_configs": [{ "targets": [target] }],
-            }],
-        });
-        let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
-        let port = free_port();
-        let base = format!("http://127.0.0.1:{port}");
-        let child = tokio::process::Command::new("prometheus")
-            .arg(format!("--config.file={}", config_path.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot run prometheus ({e}): {INSTALL_HINT}"));
-        let ready = format!("{base}/-/ready");
-        wait_until("prometheus /-/ready", Duration::from_secs(60), || async {
-            matches!(http.get(&ready).send().await, Ok(r) if r.status() == 200)
-        })
-        .await;
-        Prometheus {
-            base,
-            _child: child,
-            _dir: dir,
-        }
-    }
-
-    async fn api(&self, http: &reqwest::Client, path: &str, query: &[(&str, &str)]) -> Value {
-        let resp = http
-            .get(format!("{}{path}", self.base))
-            .query(query)
-            .send()
-            .await
-            .unwrap();
-        let body: Value = resp.json().await.unwrap();
-        assert_eq!(body["status"], "success", "{path} {query:?}: {body}");
-        body
-    }
-
-    async fn alerts(&self, http: &reqwest::Client) -> Vec<Value> {
-        self.api(http, "/api/v1/alerts", &[]).await["data"]["alerts"]
-            .as_array()
-            .unwrap()
-            .clone()
-    }
-}
-
 /// The shipped rules with every `for:` cut to 0 s, so alerts show at the first evaluation.
 fn rules_without_for() -> String {
     let text = std::fs::read_to_string(rules_file()).unwrap();
@@ -492,8 +424,7 @@ fn rules_without_for() -> String {
 async fn prometheus_raises_kid_missing_during_the_seed_incident() {
     let mut s = Harness::start(None).await;
     let target = s.base.trim_start_matches("http://").to_owned();
-    let prom = Prometheus::start(&target, &rules_without_for(), &s.http).await;
-    let http = s.http.clone();
+    let prom = Prometheus::start(&target, &rules_without_for()).await;
 
     // The seed incident: io's CDN keeps the JWKS for 10 minutes, a round caches the old
     // key set, acme rotates, the pipeline purges app only.
@@ -514,11 +445,7 @@ async fn prometheus_raises_kid_missing_during_the_seed_incident() {
         Duration::from_secs(30),
         || async {
             let v = prom
-                .api(
-                    &http,
-                    "/api/v1/query",
-                    &[("query", "keycanary_rounds_total >= 1")],
-                )
+                .api("/api/v1/query", &[("query", "keycanary_rounds_total >= 1")])
                 .await;
             !v["data"]["result"].as_array().unwrap().is_empty()
         },
@@ -531,7 +458,7 @@ async fn prometheus_raises_kid_missing_during_the_seed_incident() {
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let kid_missing = loop {
-        let alerts = prom.alerts(&http).await;
+        let alerts = prom.alerts().await;
         let found = alerts.iter().find(|a| {
             a["labels"]["alertname"] == "KeycanaryKidMissing" && a["labels"]["tenant"] == "acme"
         });
@@ -550,7 +477,7 @@ async fn prometheus_raises_kid_missing_during_the_seed_incident() {
     );
     assert_eq!(kid_missing["labels"]["severity"], "critical");
     assert_eq!(kid_missing["labels"]["code"], "kid_missing");
-    let alerts = prom.alerts(&http).await;
+    let alerts = prom.alerts().await;
     let names: BTreeSet<&str> = alerts
         .iter()
         .filter_map(|a| a["labels"]["alertname"].as_str())
@@ -574,12 +501,11 @@ async fn prometheus_raises_kid_missing_during_the_seed_incident() {
     for (name, d) in dashboards() {
         for (_, expr) in exprs(&name, &d) {
             let expr = substitute(&expr);
-            prom.api(&http, "/api/v1/query", &[("query", &expr)]).await;
+            prom.api("/api/v1/query", &[("query", &expr)]).await;
         }
     }
     let missing = prom
         .api(
-            &http,
             "/api/v1/query",
             &[(
                 "query",
