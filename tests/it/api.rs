@@ -4,6 +4,7 @@
 //! its config on SIGHUP and the API follows.
 
 use crate::check::{shipped_config_for, start_lab};
+use crate::receivers::signal;
 use keycanary::api::{self, ApiState};
 use keycanary::clock;
 use keycanary::config::{self, Config};
@@ -903,16 +904,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// `kill -<signal> <pid>`.
-fn signal(child: &tokio::process::Child, signal: &str) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
 }
 
 /// The real binary started without initech, then SIGHUP with initech added back: the API

@@ -9,7 +9,7 @@
 
 use crate::check::{repo, shipped_config_for, start_lab};
 use crate::peers::{free_port, wait_until};
-use crate::receivers::{Alertmanager, Hook, Proc, mail_sink, mails, subjects};
+use crate::receivers::{Alertmanager, Hook, Proc, mail_sink, mails, signal, subjects};
 use keycanary::api::{self, ApiState};
 use keycanary::clock;
 use keycanary::config;
@@ -704,16 +704,6 @@ async fn a_hanging_idp_does_not_delay_the_other_tenants() {
     lab.shutdown().await;
 }
 
-/// Sends `signal` (e.g. "HUP", "TERM") to the process.
-fn signal(proc: &Proc, signal: &str) {
-    let pid = proc.child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
-}
-
 /// SIGHUP with a broken file is refused (every problem logged) and the daemon keeps
 /// probing with the old config; with a good file the new tenants apply; SIGTERM stops it
 /// cleanly (exit 0). `keycanary status` reads the state dir meanwhile.
@@ -765,7 +755,7 @@ async fn sighup_reloads_or_refuses_and_sigterm_stops_cleanly() {
         ),
     )
     .unwrap();
-    signal(&daemon, "HUP");
+    signal(&daemon.child, "HUP");
     wait_until("the refused reload in the log", BOUND, || async {
         log().contains("config reload refused")
     })
@@ -782,7 +772,7 @@ async fn sighup_reloads_or_refuses_and_sigterm_stops_cleanly() {
     let start = good.find("# --- initech").unwrap();
     let end = good.find("\n[api]\n").unwrap();
     std::fs::write(&config, format!("{}{}", &good[..start], &good[end..])).unwrap();
-    signal(&daemon, "HUP");
+    signal(&daemon.child, "HUP");
     wait_until("the reload in the log", BOUND, || async {
         log().contains("config reloaded")
     })
@@ -804,7 +794,7 @@ async fn sighup_reloads_or_refuses_and_sigterm_stops_cleanly() {
     .await;
 
     // SIGTERM: a clean stop.
-    signal(&daemon, "TERM");
+    signal(&daemon.child, "TERM");
     let exit = tokio::time::timeout(BOUND, daemon.child.wait())
         .await
         .expect("stopped within the bound")

@@ -328,3 +328,13 @@ impl Prometheus {
             .clone()
     }
 }
+
+/// Sends `signal` ("HUP", "TERM", …) to a running child with `kill`.
+pub fn signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
