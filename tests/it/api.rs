@@ -3,13 +3,13 @@
 //! Chromium renders the status page during the seed incident; the real binary reloads
 //! its config on SIGHUP and the API follows.
 
-use crate::check::{shipped_config_for, start_lab};
+use crate::check::{cache_io_for_ten_minutes, shipped_config_for, start_lab};
 use crate::receivers::signal;
 use keycanary::api::{self, ApiState};
 use keycanary::clock;
 use keycanary::config::{self, Config};
 use keycanary::daemon::{self, SharedSnapshot};
-use keycanary::lab::{CachePolicyUpdate, Lab};
+use keycanary::lab::Lab;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -681,15 +681,7 @@ async fn silences_create_list_delete() {
 /// caches the old key set, acme rotates, the pipeline purges app only; returns once a
 /// whole round has run after the rotation. Returns `(old kid, new kid)`.
 async fn stage_seed_incident(h: &mut Harness) -> (String, String) {
-    h.lab
-        .set_cache(
-            "io",
-            CachePolicyUpdate {
-                override_ttl_secs: Some(Some(600)),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    cache_io_for_ten_minutes(&h.lab);
     h.start_daemon();
     h.wait_for_rounds(1).await; // the warm round: io's edge now holds the old set
     let old_kid = h.lab.signer_kid("acme").unwrap();

@@ -80,6 +80,18 @@ pub async fn start_lab() -> Lab {
     .unwrap()
 }
 
+/// The seed incident's first move: io's CDN keeps JWKS responses for 10 minutes.
+pub fn cache_io_for_ten_minutes(lab: &Lab) {
+    lab.set_cache(
+        "io",
+        CachePolicyUpdate {
+            override_ttl_secs: Some(Some(600)),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+}
+
 /// `(code, domain, path)` of every finding.
 fn finding_keys(report: &Value) -> Vec<(String, String, String, String)> {
     report["findings"]
@@ -129,14 +141,7 @@ async fn seed_incident_cached_domain_rotated() {
 
     // The seed incident: io's CDN keeps the JWKS for 10 minutes, the key rotates, and the
     // pipeline purges the domain it knows about (app) but not io.
-    lab.set_cache(
-        "io",
-        CachePolicyUpdate {
-            override_ttl_secs: Some(Some(600)),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    cache_io_for_ten_minutes(&lab);
     let warm = keycanary(&["check", "--config", config, "--format", "json"], &[]).await;
     assert_eq!(
         warm.code, 0,

@@ -7,7 +7,7 @@
 //! Every test has its own lab, temp dir (state dir included) and ephemeral ports. Times
 //! are counted in daemon rounds; every wait is bounded and says what it waited for.
 
-use crate::check::{repo, shipped_config_for, start_lab};
+use crate::check::{cache_io_for_ten_minutes, repo, shipped_config_for, start_lab};
 use crate::peers::{free_port, wait_until};
 use crate::receivers::{Alertmanager, Hook, Proc, mail_sink, mails, signal, subjects};
 use keycanary::api::{self, ApiState};
@@ -80,18 +80,6 @@ fn alerting(channels: &[String]) -> String {
         channels.join("\n"),
         names.join(", ")
     )
-}
-
-/// The seed incident's first move: io's CDN keeps JWKS responses for 10 minutes.
-fn cache_io_for_ten_minutes(lab: &Lab) {
-    lab.set_cache(
-        "io",
-        CachePolicyUpdate {
-            override_ttl_secs: Some(Some(600)),
-            ..Default::default()
-        },
-    )
-    .unwrap();
 }
 
 /// What a warm round does to the io CDN: it now holds acme's current key set.
@@ -469,8 +457,6 @@ async fn alertmanager_receives_the_alert_and_its_receiver_gets_it() {
     let lab = start_lab().await;
     let dir = tempfile::tempdir().unwrap();
     let am = Alertmanager::start(dir.path()).await;
-    let hook = &am.hook;
-    let http = reqwest::Client::new();
 
     let config = write_config(
         &lab,
@@ -484,23 +470,14 @@ async fn alertmanager_receives_the_alert_and_its_receiver_gets_it() {
     let d = Daemon::start(&config);
 
     // Alertmanager holds the alert, with keycanary's labels.
-    let alerts = || async {
-        http.get(format!("{}/api/v2/alerts", am.base))
-            .send()
-            .await
-            .unwrap()
-            .json::<Vec<Value>>()
-            .await
-            .unwrap()
-    };
     wait_until("kid_missing in Alertmanager", BOUND, || async {
-        alerts()
+        am.alerts()
             .await
             .iter()
             .any(|a| a["labels"]["alertname"] == "kid_missing")
     })
     .await;
-    let held = alerts().await;
+    let held = am.alerts().await;
     let kid_missing = held
         .iter()
         .find(|a| a["labels"]["alertname"] == "kid_missing")
@@ -512,33 +489,16 @@ async fn alertmanager_receives_the_alert_and_its_receiver_gets_it() {
     assert_eq!(kid_missing["status"]["state"], "active");
 
     // Its webhook receiver gets it.
-    let firing = |status: &'static str| {
-        let hook = &hook;
-        move || async move {
-            hook.bodies().iter().any(|b| {
-                b["status"] == status
-                    && b["alerts"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|a| a["labels"]["alertname"] == "kid_missing")
-            })
-        }
-    };
-    wait_until(
-        "kid_missing firing at the receiver",
-        BOUND,
-        firing("firing"),
-    )
+    wait_until("kid_missing firing at the receiver", BOUND, || async {
+        am.hook_saw("firing", "kid_missing")
+    })
     .await;
 
     // The resolve reaches Alertmanager, which tells the receiver.
     fix_io(&lab);
-    wait_until(
-        "kid_missing resolved at the receiver",
-        BOUND,
-        firing("resolved"),
-    )
+    wait_until("kid_missing resolved at the receiver", BOUND, || async {
+        am.hook_saw("resolved", "kid_missing")
+    })
     .await;
     d.stop().await;
     lab.shutdown().await;

@@ -6,10 +6,10 @@
 //! the seed incident. A missing promtool or prometheus fails (never skips).
 
 use crate::api::Harness;
-use crate::check::repo;
+use crate::check::{cache_io_for_ten_minutes, repo};
 use crate::peers::wait_until;
 use crate::receivers::Prometheus;
-use keycanary::lab::CachePolicyUpdate;
+
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -428,15 +428,7 @@ async fn prometheus_raises_kid_missing_during_the_seed_incident() {
 
     // The seed incident: io's CDN keeps the JWKS for 10 minutes, a round caches the old
     // key set, acme rotates, the pipeline purges app only.
-    s.lab
-        .set_cache(
-            "io",
-            CachePolicyUpdate {
-                override_ttl_secs: Some(Some(600)),
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    cache_io_for_ten_minutes(&s.lab);
     s.start_daemon();
     s.wait_for_rounds(1).await;
     // Healthy so far: Prometheus scrapes the daemon and no keycanary alert fires.
