@@ -468,6 +468,15 @@ impl Config {
         self.profiles.iter().find(|p| p.name == name)
     }
 
+    /// The client profiles that matter for `tenant` (its `client_profiles`, in order).
+    pub fn tenant_profiles(&self, tenant: &Tenant) -> Vec<&ClientProfile> {
+        tenant
+            .client_profiles
+            .iter()
+            .filter_map(|n| self.profile(n))
+            .collect()
+    }
+
     pub fn tenant(&self, name: &str) -> Option<&Tenant> {
         self.tenants.iter().find(|t| t.name == name)
     }

@@ -85,11 +85,7 @@ pub fn client_findings(
     let Some(th) = history.tenant(&obs.tenant) else {
         return Vec::new();
     };
-    let profiles: Vec<&ClientProfile> = tenant
-        .client_profiles
-        .iter()
-        .filter_map(|n| config.profile(n))
-        .collect();
+    let profiles = config.tenant_profiles(tenant);
     client_would_fail(&obs.tenant, &view_key_facts(th, obs), &profiles, now)
 }
 

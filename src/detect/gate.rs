@@ -149,7 +149,7 @@ pub fn rotation_gate(
             return GateAnswer::new(GateKind::Rotation, tenant, None, blocking, now);
         }
     };
-    let profiles = tenant_profiles(config, t);
+    let profiles = config.tenant_profiles(t);
     let margin = config.settings.gate_margin;
 
     // 1. Present everywhere, with one thumbprint, for at least S.
@@ -298,7 +298,7 @@ pub fn retirement_gate(
     }
 
     // The current signer: stable for at least S, and served by every view.
-    let profiles = tenant_profiles(config, t);
+    let profiles = config.tenant_profiles(t);
     match &current {
         None => blocking.push(Blocker {
             code: Code::LoginFailed,
@@ -376,13 +376,6 @@ fn no_data(tenant: &str) -> Blocker {
         detail: format!("no observations of tenant {tenant} yet: run at least one round"),
         ready_at: None,
     }
-}
-
-pub(crate) fn tenant_profiles<'c>(config: &'c Config, t: &Tenant) -> Vec<&'c ClientProfile> {
-    t.client_profiles
-        .iter()
-        .filter_map(|n| config.profile(n))
-        .collect()
 }
 
 fn all_views(t: &Tenant) -> Vec<(String, ViewId)> {
@@ -551,7 +544,7 @@ pub fn key_activated_early(
     let Some(h) = history.tenant(&obs.tenant) else {
         return Vec::new();
     };
-    let profiles = tenant_profiles(config, tenant);
+    let profiles = config.tenant_profiles(tenant);
     let views = all_views(tenant);
     let mut kids: Vec<&str> = obs
         .domains

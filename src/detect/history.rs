@@ -233,17 +233,7 @@ impl Served {
             FetchOutcome::Response(r) => Served {
                 status: Some(r.status),
                 error: None,
-                keys: ok_keys(v).map(|keys| {
-                    let mut keys: Vec<ServedKey> = keys
-                        .iter()
-                        .map(|k| ServedKey {
-                            kid: k.kid.clone(),
-                            thumbprint: k.thumbprint.clone(),
-                        })
-                        .collect();
-                    keys.sort();
-                    keys
-                }),
+                keys: served_keys(v),
                 body_sha256: Some(r.body_sha256.clone()),
                 etag: r.headers.etag.clone(),
             },
@@ -330,6 +320,21 @@ pub struct Signed {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub kid: Option<String>,
     pub alg: String,
+}
+
+/// The keys of an ok view as recorded: kid and thumbprint, sorted.
+pub(crate) fn served_keys(v: &ViewObservation) -> Option<Vec<ServedKey>> {
+    ok_keys(v).map(|keys| {
+        let mut keys: Vec<ServedKey> = keys
+            .iter()
+            .map(|k| ServedKey {
+                kid: k.kid.clone(),
+                thumbprint: k.thumbprint.clone(),
+            })
+            .collect();
+        keys.sort();
+        keys
+    })
 }
 
 /// The keys of an ok view: 2xx and parsed as a key set.

@@ -101,11 +101,7 @@ pub fn round_findings_with_config(
     config: &config::Config,
     now: Timestamp,
 ) -> Vec<Finding> {
-    let profiles = tenant
-        .client_profiles
-        .iter()
-        .filter_map(|n| config.profile(n))
-        .collect();
+    let profiles = config.tenant_profiles(tenant);
     run_rules(Ctx {
         obs,
         tenant,

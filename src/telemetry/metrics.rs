@@ -19,7 +19,7 @@
 use crate::config::Config;
 use crate::daemon::Snapshot;
 use crate::detect::freshness::view_freshness;
-use crate::detect::gate::{rotation_gate, tenant_profiles, view_budget};
+use crate::detect::gate::{rotation_gate, view_budget};
 use crate::detect::profiles::Budget;
 use crate::model::{
     Code, DomainObservation, FetchOutcome, LoginResult, Observation, Timestamp, TokenCheckResult,
@@ -401,7 +401,7 @@ fn freshness_families(s: &Snapshot, config: &Config) -> Vec<Family> {
     );
     for obs in &s.observations {
         let tenant = config.tenant(&obs.tenant);
-        let profiles = tenant.map(|t| tenant_profiles(config, t));
+        let profiles = tenant.map(|t| config.tenant_profiles(t));
         let history = s.history.tenant(&obs.tenant);
         for d in &obs.domains {
             for v in &d.views {
@@ -911,7 +911,7 @@ mod tests {
         let body = render(&s, &cfg, BuildInfo::current());
         let h = s.history.tenant("acme").unwrap();
         let t = cfg.tenant("acme").unwrap();
-        let profiles = tenant_profiles(&cfg, t);
+        let profiles = cfg.tenant_profiles(t);
         for (labels, view) in [
             (CDN, &s.observations[0].domains[0].views[0]),
             (ORIGIN, &s.observations[0].domains[0].views[1]),

@@ -7,7 +7,7 @@
 //! they are compared by the key set they came with.
 
 use super::{Ctx, human, short_tp};
-use crate::detect::history::{EtagBody, ServedKey, ok_keys};
+use crate::detect::history::{EtagBody, served_keys};
 use crate::detect::round::one_line;
 use crate::model::{Code, Finding, Subject, Timestamp, ViewKind};
 
@@ -57,17 +57,7 @@ pub(super) fn validator_inconsistent(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 continue;
             }
             let weak = etag.starts_with("W/");
-            let keys: Option<Vec<ServedKey>> = ok_keys(v).map(|ks| {
-                let mut keys: Vec<ServedKey> = ks
-                    .iter()
-                    .map(|k| ServedKey {
-                        kid: k.kid.clone(),
-                        thumbprint: k.thumbprint.clone(),
-                    })
-                    .collect();
-                keys.sort();
-                keys
-            });
+            let keys = served_keys(v);
             let differs = |b: &EtagBody| {
                 if weak {
                     b.keys != keys
