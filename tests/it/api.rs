@@ -4,7 +4,7 @@
 //! its config on SIGHUP and the API follows.
 
 use crate::check::{cache_io_for_ten_minutes, shipped_config_for, start_lab};
-use crate::receivers::signal;
+use crate::peers::signal;
 use keycanary::api::{self, ApiState};
 use keycanary::clock;
 use keycanary::config::{self, Config};

@@ -8,8 +8,8 @@
 //! are counted in daemon rounds; every wait is bounded and says what it waited for.
 
 use crate::check::{cache_io_for_ten_minutes, repo, shipped_config_for, start_lab};
-use crate::peers::{free_port, wait_until};
-use crate::receivers::{Alertmanager, Hook, Proc, mail_sink, mails, signal, subjects};
+use crate::peers::{Proc, free_port, signal, wait_until};
+use crate::receivers::{Alertmanager, Hook, mail_sink, mails, subjects};
 use keycanary::api::{self, ApiState};
 use keycanary::clock;
 use keycanary::config;
@@ -680,7 +680,8 @@ async fn sighup_reloads_or_refuses_and_sigterm_stops_cleanly() {
     std::fs::write(&config, &good).unwrap();
     let mut daemon = spawn_keycanary(&config, dir.path(), 1);
     wait_committed_rounds(dir.path(), 1).await;
-    let log = || std::fs::read_to_string(&daemon.log).unwrap_or_default();
+    let log_path = daemon.log().to_owned();
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
     // `keycanary status` while it runs.
     let status_run = crate::check::keycanary(

@@ -10,10 +10,10 @@ use tempfile::TempDir;
 use tokio::process::Command;
 
 use crate::peers::{
-    Caching, MockOAuth2, Stage, StageOpts, free_port, generate_key, start_mock_oauth2, start_stage,
-    wait_until,
+    Caching, MockOAuth2, Proc, Stage, StageOpts, free_port, generate_key, start_mock_oauth2,
+    start_stage, wait_until,
 };
-use crate::receivers::{Alertmanager, Hook, MailSink, Proc, Prometheus, mail_sink};
+use crate::receivers::{Alertmanager, Hook, MailSink, Prometheus, mail_sink};
 
 /// The longest any single wait may take.
 pub const BOUND: Duration = Duration::from_secs(150);

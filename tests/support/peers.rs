@@ -76,51 +76,55 @@ fn node_script(script: &str) -> Command {
     cmd
 }
 
-/// One running peer process and the temp dir holding its files and logs.
-pub struct Peer {
-    name: &'static str,
-    child: Child,
-    /// Held so that a Node peer exits when the test process dies (its stdin closes).
+/// A child process, killed on drop, with its log files, printed when the test fails.
+/// Its stdin is a pipe held open: the Node and Python peers exit when it closes, so they
+/// do not outlive a test process that dies without running destructors.
+pub struct Proc {
+    name: String,
+    pub child: Child,
     _stdin: Option<ChildStdin>,
-    /// Log files printed when the test fails; the first is the process's stderr.
+    /// The first is the process's stderr (`<log dir>/<name>.log`).
     logs: Vec<PathBuf>,
-    dir: TempDir,
 }
 
-impl Peer {
-    fn spawn(name: &'static str, dir: TempDir, extra_logs: &[&str], cmd: Command) -> Peer {
-        let stderr = dir.path().join(format!("{name}.stderr"));
-        let mut logs = vec![stderr];
-        logs.extend(extra_logs.iter().map(|l| dir.path().join(l)));
-        let child = spawn_logged(name, &logs[0], cmd);
-        let mut peer = Peer {
-            name,
-            child,
+impl Proc {
+    /// Spawns `cmd` with its stderr appended to `<log_dir>/<name>.log`.
+    pub fn spawn(name: &str, cmd: Command, log_dir: &Path) -> Proc {
+        let log = log_dir.join(format!("{name}.log"));
+        let mut proc = Proc {
+            name: name.to_owned(),
+            child: spawn_logged(name, &log, cmd),
             _stdin: None,
-            logs,
-            dir,
+            logs: vec![log],
         };
-        peer._stdin = peer.child.stdin.take();
-        peer
+        proc._stdin = proc.child.stdin.take();
+        proc
     }
 
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
+    /// Also prints these files when the test fails.
+    pub fn with_logs(mut self, extra: impl IntoIterator<Item = PathBuf>) -> Proc {
+        self.logs.extend(extra);
+        self
     }
 
-    /// Every log file of this peer, each under a header line.
+    /// The process's stderr log.
+    pub fn log(&self) -> &Path {
+        &self.logs[0]
+    }
+
+    /// Every log file of this process, each under a header line.
     pub fn logs(&self) -> String {
         self.logs
             .iter()
             .map(|path| {
                 let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("({e})"));
-                format!("--- {} ---\n{text}", path.display())
+                format!("--- {} ({}) ---\n{text}", self.name, path.display())
             })
             .collect()
     }
 
-    /// Reads the `LISTENING <port>...` line a Node peer prints once it accepts connections.
-    async fn listening_ports(&mut self) -> Vec<u16> {
+    /// Reads the `LISTENING <port>...` line a peer prints once it accepts connections.
+    pub async fn listening_ports(&mut self) -> Vec<u16> {
         let stdout = self.child.stdout.take().expect("stdout is piped");
         let line = tokio::time::timeout(START_TIMEOUT, BufReader::new(stdout).lines().next_line())
             .await
@@ -135,14 +139,20 @@ impl Peer {
         ports.unwrap_or_else(|e| panic!("{} did not start: {e}\n{}", self.name, self.logs()))
     }
 
-    /// Kills the process and waits for it to be gone, so its ports are free again.
-    async fn stop(&mut self) {
-        self.child.kill().await.expect("kill peer");
+    /// The single port of [`Self::listening_ports`].
+    pub async fn listening_port(&mut self) -> u16 {
+        self.listening_ports().await[0]
     }
 
+    /// SIGKILL, and wait until it is gone, so its ports are free again.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.expect("kill");
+    }
+
+    /// Kills the process and starts `cmd` in its place, logging to the same files.
     async fn respawn(&mut self, cmd: Command) {
-        self.stop().await;
-        self.child = spawn_logged(self.name, &self.logs[0], cmd);
+        self.kill().await;
+        self.child = spawn_logged(&self.name, &self.logs[0], cmd);
         self._stdin = self.child.stdin.take();
     }
 }
@@ -152,21 +162,49 @@ fn spawn_logged(name: &str, stderr: &Path, mut cmd: Command) -> Child {
         .create(true)
         .append(true)
         .open(stderr)
-        .expect("create peer log");
+        .expect("create process log");
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(log)
         .kill_on_drop(true);
     cmd.spawn()
-        .unwrap_or_else(|e| panic!("spawn {name}: {e}: {INSTALL_HINT}"))
+        .unwrap_or_else(|e| panic!("cannot start {name}: {e}: {INSTALL_HINT}"))
 }
 
-impl Drop for Peer {
+impl Drop for Proc {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("=== logs of peer {} ===\n{}", self.name, self.logs());
+            eprintln!("=== logs of {} ===\n{}", self.name, self.logs());
         }
         let _ = self.child.start_kill();
+    }
+}
+
+/// Sends `signal` ("HUP", "TERM", …) to a running child with `kill`.
+pub fn signal(child: &Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid}");
+}
+
+/// One running peer: its process and the temp dir holding its files and logs.
+pub struct Peer {
+    proc: Proc,
+    dir: TempDir,
+}
+
+impl Peer {
+    fn spawn(name: &str, dir: TempDir, extra_logs: &[&str], cmd: Command) -> Peer {
+        let extra = extra_logs.iter().map(|l| dir.path().join(l));
+        let proc = Proc::spawn(name, cmd, dir.path()).with_logs(extra);
+        Peer { proc, dir }
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
     }
 }
 
@@ -244,8 +282,8 @@ impl OidcProvider {
     pub async fn restart_with_keys(&mut self, keys: Vec<Value>) {
         self.keys = keys;
         let cmd = self.command();
-        self.peer.respawn(cmd).await;
-        let ports = self.peer.listening_ports().await;
+        self.peer.proc.respawn(cmd).await;
+        let ports = self.peer.proc.listening_ports().await;
         assert_eq!(ports, self.ports, "oidc-provider came back on other ports");
     }
 
@@ -353,7 +391,7 @@ pub async fn start_oidc_provider(opts: OidcProviderOpts) -> OidcProvider {
         issuers.iter().zip(&ports),
     );
     let mut peer = Peer::spawn("oidc-provider", dir, &[], cmd);
-    let ports = peer.listening_ports().await;
+    let ports = peer.proc.listening_ports().await;
     OidcProvider {
         peer,
         issuers,
@@ -390,7 +428,7 @@ pub async fn start_mock_oauth2() -> MockOAuth2 {
         .tempdir()
         .expect("temp dir");
     let mut peer = Peer::spawn("mock-oauth2", dir, &[], node_script("mock-oauth2.mjs"));
-    let port = peer.listening_ports().await[0];
+    let port = peer.proc.listening_port().await;
     MockOAuth2 {
         _peer: peer,
         port,
@@ -538,9 +576,9 @@ async fn try_start_nginx(conf: &CdnConf) -> Result<Nginx, String> {
         }
     });
     tokio::select! {
-        status = peer.child.wait() => {
+        status = peer.proc.child.wait() => {
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-            return Err(format!("nginx exited: {status}\n{}", peer.logs()));
+            return Err(format!("nginx exited: {status}\n{}", peer.proc.logs()));
         }
         () = ready => {}
     }

@@ -11,83 +11,18 @@
 use axum::body::Bytes;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::Command;
 use tokio::task::JoinHandle;
 
-use crate::peers::{free_port, wait_until};
+use crate::peers::{Proc, free_port, wait_until};
 
-const INSTALL_HINT: &str = "run scripts/install-peers.sh to install the test peers";
 /// The longest a receiver may take to start.
 const START: Duration = Duration::from_secs(60);
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A child process, killed on drop; its log is printed when the test fails.
-pub struct Proc {
-    name: String,
-    pub child: Child,
-    _stdin: Option<ChildStdin>,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, mut cmd: Command, log_dir: &Path) -> Proc {
-        let log = log_dir.join(format!("{name}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(file)
-            .kill_on_drop(true);
-        let mut child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}: {INSTALL_HINT}"));
-        let stdin = child.stdin.take();
-        Proc {
-            name: name.to_owned(),
-            child,
-            _stdin: stdin,
-            log,
-        }
-    }
-
-    pub fn logs(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_else(|e| format!("({e})"));
-        format!("--- {} ({}) ---\n{text}", self.name, self.log.display())
-    }
-
-    /// The port of the `LISTENING <port>` line the process prints once it accepts.
-    pub async fn listening_port(&mut self) -> u16 {
-        let stdout = self.child.stdout.take().expect("stdout is piped");
-        let line = tokio::time::timeout(START, BufReader::new(stdout).lines().next_line()).await;
-        match line {
-            Ok(Ok(Some(l))) if l.starts_with("LISTENING ") => l[10..].trim().parse().unwrap(),
-            other => panic!("{} did not start: {other:?}\n{}", self.name, self.logs()),
-        }
-    }
-
-    /// SIGKILL, and wait until it is gone.
-    pub async fn kill(&mut self) {
-        self.child.kill().await.expect("kill");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            eprintln!("{}", self.logs());
-        }
-        let _ = self.child.start_kill();
-    }
 }
 
 /// aiosmtpd writing every message it receives into `dir`/mail (see peers/smtp/mailsink.py).
@@ -327,14 +262,4 @@ impl Prometheus {
             .unwrap()
             .clone()
     }
-}
-
-/// Sends `signal` ("HUP", "TERM", …) to a running child with `kill`.
-pub fn signal(child: &Child, signal: &str) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{signal}"), &pid])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{signal} {pid}");
 }
