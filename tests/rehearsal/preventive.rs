@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::peers::Caching;
-use crate::rig::{BOUND, Rig, RigOpts, about, codes, until_some};
+use crate::rig::{BOUND, Rig, RigOpts, about, codes, now_ms, until_some};
 
 const EDGE_TTL: Duration = Duration::from_secs(10);
 
@@ -19,13 +19,6 @@ fn blockers(answer: &Value) -> Vec<&Value> {
 
 fn names_view(b: &Value, domain: &str) -> bool {
     b["subject"]["domain"] == domain && b["subject"]["path"] == "cdn"
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::peers::{Caching, wait_until};
-use crate::rig::{BOUND, Rig, RigOpts, about, until_some};
+use crate::rig::{BOUND, Rig, RigOpts, about, now_ms, until_some};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn retiring_the_old_key_too_early_is_refused_and_then_seen() {
@@ -37,10 +37,7 @@ async fn retiring_the_old_key_too_early_is_refused_and_then_seen() {
         .find(|b| b["code"] == "key_removed_early")
         .unwrap_or_else(|| panic!("no key_removed_early blocker: {answer:#}"));
     let ready_at = token_rule["ready_at"].as_i64().expect("ready_at");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now = now_ms();
     assert!(
         ready_at > now + 60_000,
         "ready_at {ready_at} should be about two minutes away (now {now})"

@@ -294,6 +294,14 @@ pub fn codes(findings: &[Finding]) -> Vec<String> {
     out
 }
 
+/// Wall-clock time in Unix milliseconds, as the API's timestamps (`ready_at`).
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// Polls `f` every 200 ms until it returns `Some`, panicking after [`BOUND`].
 pub async fn until_some<T, F, Fut>(what: &str, mut f: F) -> T
 where
