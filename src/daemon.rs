@@ -29,7 +29,7 @@
 use crate::alert::{self, AlertState, Notification, Silence};
 use crate::clock::SharedClock;
 use crate::config::{self, Config, Tenant};
-use crate::detect::{self, history::History};
+use crate::detect::{self, history::History, stateful::STALE_INTERVALS};
 use crate::model::{Code, Finding, Observation, Severity, Subject, Timestamp};
 use crate::notify::{Backoff, Deliveries, Notifier};
 use crate::probe::Prober;
@@ -107,20 +107,10 @@ pub struct Options {
 /// A tenant round's start is delayed by up to this fraction of the interval, so tenants
 /// drift apart instead of hitting shared CDNs and receivers in lockstep.
 const JITTER: f64 = 0.1;
-/// A tenant without a finished round for this many intervals is stale.
-const STALE_INTERVALS: u32 = 3;
 /// How often the daemon logs its own health (outbox backlog, dead letters).
 const SELF_CHECK_EVERY: Duration = Duration::from_secs(300);
 /// A queued notification older than this is a backlog worth a warning.
 const BACKLOG_AGE: Duration = Duration::from_secs(300);
-
-pub async fn run(
-    config: Config,
-    clock: SharedClock,
-    shutdown: impl Future<Output = ()>,
-) -> anyhow::Result<()> {
-    run_with(config, clock, new_snapshot(), shutdown).await
-}
 
 /// The daemon, publishing into `snapshot` so other tasks (the API) can read it.
 pub async fn run_with(
@@ -718,9 +708,7 @@ pub fn judge(
         .collect();
     if observation.is_none() {
         findings.extend(carried.iter().cloned());
-        findings.sort_by(|a, b| {
-            (a.severity, a.code, &a.subject).cmp(&(b.severity, b.code, &b.subject))
-        });
+        findings.sort_by(|a, b| a.rank().cmp(&b.rank()));
     }
     history.prune(now, config.settings.retention);
     let all_silences: Vec<Silence> = config
@@ -912,8 +900,7 @@ fn publish(
         .values()
         .flat_map(|(_, f)| f.iter().cloned())
         .collect();
-    findings
-        .sort_by(|a, b| (a.severity, a.code, &a.subject).cmp(&(b.severity, b.code, &b.subject)));
+    findings.sort_by(|a, b| a.rank().cmp(&b.rank()));
     let previous = snapshot.read().unwrap_or_else(|e| e.into_inner()).clone();
     let mut next = advance(&previous, observations, findings, started, now);
     next.rounds = live.rounds;

@@ -135,6 +135,32 @@ codes! {
     ProbeStale => "probe_stale", High;
 }
 
+/// Lowercase hex, as body hashes, validators, nonces and signatures are written.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Code {
+    /// Whether an open finding with this code blocks the pre-rotation gate (findings.md,
+    /// "The gates", conditions 2, 3 and 5); the gate and the notifications' gate line both
+    /// read it.
+    pub fn blocks_rotation(self) -> bool {
+        matches!(
+            self,
+            Code::StaleEdge
+                | Code::ErrorCached
+                | Code::CachePolicyDrift
+                | Code::DiscoveryDrift
+                | Code::JwksDrift
+                | Code::KidReused
+                | Code::KidAmbiguous
+                | Code::WeakKey
+                | Code::JwkUnparseable
+                | Code::ProbeStale
+        )
+    }
+}
+
 impl fmt::Display for Code {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.pad(self.as_str())
@@ -210,6 +236,12 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// The order findings are listed in everywhere: most severe first, then by code and
+    /// subject.
+    pub fn rank(&self) -> (Severity, Code, &Subject) {
+        (self.severity, self.code, &self.subject)
+    }
+
     pub fn new(code: Code, subject: Subject, message: impl Into<String>) -> Self {
         Finding {
             code,

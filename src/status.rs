@@ -6,16 +6,16 @@
 //! changes nothing.
 
 use crate::alert::state::Incident;
+use crate::detect::profiles::human;
+use crate::detect::stateful::STALE_INTERVALS;
 use crate::model::Timestamp;
 use crate::store::StatusReport;
 use serde_json::json;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-/// A last round older than this many intervals means the daemon is stopped or stuck.
-pub const STALE_INTERVALS: u32 = 3;
-
-/// What needs a person: dead letters, or no recent full round.
+/// What needs a person: dead letters, or no full round for [`STALE_INTERVALS`] intervals
+/// (the daemon is stopped or stuck).
 pub fn problems(r: &StatusReport, interval: Duration, now: Timestamp) -> Vec<String> {
     let mut out = Vec::new();
     match r.last_round {
@@ -42,10 +42,6 @@ pub fn problems(r: &StatusReport, interval: Duration, now: Timestamp) -> Vec<Str
 
 fn age(then: Timestamp, now: Timestamp) -> Duration {
     Duration::from_millis(now.0.saturating_sub(then.0).max(0) as u64)
-}
-
-fn human(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs())).to_string()
 }
 
 fn incident_line(i: &Incident) -> String {

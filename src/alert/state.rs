@@ -439,13 +439,7 @@ fn upsert_member(incident: &mut Incident, e: &Episode, resolved_at: Option<Times
 
 /// Most severe first, then by code and subject.
 fn sort_members(members: &mut [Member]) {
-    members.sort_by(|a, b| {
-        (a.finding.severity, a.finding.code, &a.finding.subject).cmp(&(
-            b.finding.severity,
-            b.finding.code,
-            &b.finding.subject,
-        ))
-    });
+    members.sort_by(|a, b| a.finding.rank().cmp(&b.finding.rank()));
 }
 
 fn notification(

@@ -101,20 +101,6 @@ impl GateAnswer {
     }
 }
 
-/// Codes that block a rotation while open for the tenant (conditions 2, 3 and 5).
-pub const ROTATION_BLOCKING_CODES: &[Code] = &[
-    Code::StaleEdge,
-    Code::ErrorCached,
-    Code::CachePolicyDrift,
-    Code::DiscoveryDrift,
-    Code::JwksDrift,
-    Code::KidReused,
-    Code::KidAmbiguous,
-    Code::WeakKey,
-    Code::JwkUnparseable,
-    Code::ProbeStale,
-];
-
 /// May `next_kid` become the signing key of `tenant` now? With `next_kid = None`, the
 /// current signer is checked against the same rules ("healthy right now").
 pub fn rotation_gate(
@@ -214,7 +200,7 @@ pub fn rotation_gate(
     // 2, 3, 5. Open findings that block.
     for f in open
         .iter()
-        .filter(|f| f.subject.tenant == tenant && ROTATION_BLOCKING_CODES.contains(&f.code))
+        .filter(|f| f.subject.tenant == tenant && f.code.blocks_rotation())
     {
         // A stale or error-caching edge turns over when its cached copy expires.
         let ready_at = match f.code {

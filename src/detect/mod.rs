@@ -31,7 +31,7 @@ pub fn findings_for_round(
         .filter_map(|o| Some((o, config.tenant(&o.tenant)?)))
         .flat_map(|(o, t)| round_findings_with_config(o, t, config, now))
         .collect();
-    all.sort_by(|a, b| (a.severity, a.code, &a.subject).cmp(&(b.severity, b.code, &b.subject)));
+    all.sort_by(|a, b| a.rank().cmp(&b.rank()));
     all
 }
 

@@ -121,8 +121,7 @@ fn run_rules(cx: Ctx<'_>) -> Vec<Finding> {
 
 /// Sorts (stably, so messages keep rule order) and merges findings with one (code, subject).
 pub(crate) fn finish(mut findings: Vec<Finding>) -> Vec<Finding> {
-    findings
-        .sort_by(|a, b| (a.severity, a.code, &a.subject).cmp(&(b.severity, b.code, &b.subject)));
+    findings.sort_by(|a, b| a.rank().cmp(&b.rank()));
     let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
     for f in findings {
         match out.last_mut() {

@@ -35,7 +35,7 @@ pub(crate) mod fixtures;
 mod replay;
 
 pub use keys::cross_tenant_key;
-pub use stale::{configured_views, probe_stale};
+pub use stale::{STALE_INTERVALS, configured_views, probe_stale};
 
 use crate::config::{self, Config};
 use crate::detect::history::{History, TenantHistory};

@@ -345,11 +345,7 @@ fn html_error(status: u16, now: Timestamp) -> Reply {
 /// A strong validator: the quoted first 16 bytes of the body's SHA-256, in hex.
 fn etag(body: &[u8]) -> String {
     let d = digest::digest(&digest::SHA256, body);
-    let hex: String = d.as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("\"{hex}\"")
+    format!("\"{}\"", crate::model::hex(&d.as_ref()[..16]))
 }
 
 /// IMF-fixdate (RFC 9110), e.g. `Sun, 06 Nov 1994 08:49:37 GMT`.

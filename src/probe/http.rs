@@ -31,6 +31,11 @@ impl Clients {
         })
     }
 
+    /// The client for requests that are not pinned to an edge.
+    pub fn plain(&self) -> reqwest::Client {
+        self.plain.clone()
+    }
+
     /// The client for `url`, pinned to `edge` when given (Host and SNI stay the URL's).
     pub fn for_url(&self, url: &url::Url, edge: Option<IpAddr>) -> Result<reqwest::Client, String> {
         let Some(ip) = edge else {

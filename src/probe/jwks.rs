@@ -293,7 +293,7 @@ fn thumbprint(obj: &Map<String, Value>, required: &[&str]) -> Option<String> {
 /// Lowercase hex SHA-256.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    d.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+    crate::model::hex(d.as_ref())
 }
 
 #[cfg(test)]

@@ -168,13 +168,7 @@ impl Prober {
     #[instrument(name = "probe.discovery", skip_all, fields(domain = %domain.name, http.status = field::Empty, result = field::Empty, body.sha256 = field::Empty, cache.status = field::Empty, age = field::Empty, error.kind = field::Empty))]
     async fn discovery(&self, domain: &Domain) -> DiscoveryObservation {
         let url = domain.discovery_url();
-        let req = Request::get(
-            self.clients
-                .for_url(&url, None)
-                .unwrap_or_else(|_| unreachable_client()),
-            &url,
-        )
-        .header("accept", "application/json");
+        let req = Request::get(self.clients.plain(), &url).header("accept", "application/json");
         let (fetch, body) = fetch(req, &self.clock, self.max_body).await;
         let result = match (fetch.response(), body) {
             (Some(r), Some(body)) if r.status == 200 => parse_discovery(&body),
@@ -263,10 +257,7 @@ impl Prober {
                 }
             }
         }
-        let client = self
-            .clients
-            .for_url(&token_url, None)
-            .unwrap_or_else(|_| unreachable_client());
+        let client = self.clients.plain();
         let mut req = Request::get(client, &token_url).header("accept", "application/json");
         req.method = reqwest::Method::POST;
         req.form = Some(form);
@@ -432,10 +423,6 @@ fn parse_code(k: &KeySetParse) -> &'static str {
     }
 }
 
-fn unreachable_client() -> reqwest::Client {
-    reqwest::Client::new()
-}
-
 /// RFC 6749 2.3.1: client id and secret are form-encoded before HTTP Basic.
 fn form_encode(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
@@ -597,7 +584,7 @@ pub fn view_targets(domain: &Domain, doc: Option<&DiscoveryDoc>) -> Vec<ViewTarg
 fn nonce() -> String {
     let mut b = [0u8; 8];
     let _ = aws_lc_rs::rand::fill(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    crate::model::hex(&b)
 }
 
 #[cfg(test)]

@@ -218,31 +218,12 @@ pub fn title(n: &Notification) -> String {
     )
 }
 
-/// Codes that block the pre-rotation gate while open (findings.md, "The gates", conditions
-/// 2, 3 and 5). A notification can only say what its own findings imply; the time-based
-/// conditions are the gate's own query.
-pub fn blocks_rotation(code: Code) -> bool {
-    matches!(
-        code,
-        Code::StaleEdge
-            | Code::ErrorCached
-            | Code::CachePolicyDrift
-            | Code::DiscoveryDrift
-            | Code::JwksDrift
-            | Code::KidReused
-            | Code::KidAmbiguous
-            | Code::WeakKey
-            | Code::JwkUnparseable
-            | Code::ProbeStale
-    )
-}
-
 /// One line on the rotation gate for the tenant, from the notification's findings.
 pub fn gate_line(n: &Notification) -> String {
     let blocking: Vec<&str> = n
         .codes()
         .into_iter()
-        .filter(|c| blocks_rotation(*c))
+        .filter(|c| c.blocks_rotation())
         .map(Code::as_str)
         .collect();
     match (n.status, blocking.is_empty()) {
@@ -261,11 +242,6 @@ pub fn gate_line(n: &Notification) -> String {
             if blocking.len() == 1 { "is" } else { "are" }
         ),
     }
-}
-
-/// Lowercase hex.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `base` with `suffix` appended to its path (one `/` between them).

@@ -10,8 +10,9 @@
 //! With `hmac_key`, the header `X-Keycanary-Signature: sha256=<hex>` carries the
 //! HMAC-SHA256 of the exact body bytes. The key itself never leaves.
 
-use super::{HttpRequest, RenderContext, gate_line, hex, title};
+use super::{HttpRequest, RenderContext, gate_line, title};
 use crate::alert::state::{Notification, Status};
+use crate::model::hex;
 use aws_lc_rs::hmac;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
