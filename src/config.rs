@@ -9,6 +9,7 @@
 //! This module does not fetch anything and holds no runtime state.
 
 use crate::detect::profiles::{self, ClientProfile, OnFetchFailure};
+use crate::model::ViewId;
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
@@ -154,6 +155,45 @@ impl Domain {
         s.push_str("/.well-known/openid-configuration");
         Url::parse(&s).unwrap_or_else(|_| self.issuer.clone())
     }
+
+    /// The views of this domain, in the order they are probed and reported: each JWKS
+    /// path once per pinned edge (or once, unpinned), then the origin view.
+    pub fn views(&self) -> Vec<ConfiguredView<'_>> {
+        let mut out = Vec::new();
+        for path in &self.jwks {
+            let edges: Vec<Option<IpAddr>> = if path.edges.is_empty() {
+                vec![None]
+            } else {
+                path.edges.iter().copied().map(Some).collect()
+            };
+            for edge in edges {
+                out.push(ConfiguredView {
+                    id: ViewId {
+                        path: path.name.clone(),
+                        edge: edge.map(|ip| ip.to_string()),
+                    },
+                    path: Some(path),
+                    edge,
+                });
+            }
+        }
+        out.push(ConfiguredView {
+            id: ViewId::origin(),
+            path: None,
+            edge: None,
+        });
+        out
+    }
+}
+
+/// One view of a configured domain (see [`Domain::views`]).
+#[derive(Debug, Clone)]
+pub struct ConfiguredView<'a> {
+    pub id: ViewId,
+    /// The JWKS path; `None` for the origin view.
+    pub path: Option<&'a JwksPath>,
+    /// The pinned edge address.
+    pub edge: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone)]

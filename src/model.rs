@@ -261,6 +261,16 @@ pub struct ViewId {
     pub edge: Option<String>,
 }
 
+impl ViewId {
+    /// The origin view of a domain (the cache-bypassing fetch, [`crate::config::ORIGIN_PATH`]).
+    pub fn origin() -> ViewId {
+        ViewId {
+            path: crate::config::ORIGIN_PATH.to_owned(),
+            edge: None,
+        }
+    }
+}
+
 impl fmt::Display for ViewId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.edge {

@@ -443,11 +443,7 @@ fn predicted_arrival(
     if v.kind() != ViewKind::Edge {
         return None;
     }
-    let origin = ViewId {
-        path: crate::config::ORIGIN_PATH.to_owned(),
-        edge: None,
-    };
-    h.kid(kid)?.present_since_in(domain, &origin)?;
+    h.kid(kid)?.present_since_in(domain, &ViewId::origin())?;
     let _ = v.latest()?;
     edge_turnover(
         h,

@@ -10,7 +10,7 @@ pub mod jwks;
 pub mod token;
 
 use crate::clock::SharedClock;
-use crate::config::{ClientAuth, Config, Domain, Grant, Login, ORIGIN_PATH, Origin, Tenant};
+use crate::config::{ClientAuth, Config, Domain, Grant, Login, Origin, Tenant};
 use crate::model::{
     DiscoveryDoc, DiscoveryObservation, DiscoveryResult, DomainObservation, Fetch, FetchErrorKind,
     FetchOutcome, KeySetParse, LoginObservation, LoginResult, Observation, TokenKind, ViewId,
@@ -535,49 +535,32 @@ pub struct ViewTarget {
 /// origin view.
 pub fn view_targets(domain: &Domain, doc: Option<&DiscoveryDoc>) -> Vec<ViewTarget> {
     let discovered = doc.and_then(|d| Url::parse(&d.jwks_uri).ok());
-    let mut out = Vec::new();
-    for path in &domain.jwks {
-        let url = path.url.clone().or_else(|| discovered.clone());
-        if path.edges.is_empty() {
-            out.push(ViewTarget {
-                id: ViewId {
-                    path: path.name.clone(),
-                    edge: None,
-                },
+    let mut out: Vec<ViewTarget> = Vec::new();
+    for view in domain.views() {
+        let target = match view.path {
+            Some(path) => ViewTarget {
+                id: view.id,
                 kind: ViewKind::Edge,
-                url,
+                url: path.url.clone().or_else(|| discovered.clone()),
+                edge: view.edge,
+            },
+            None => ViewTarget {
+                id: view.id,
+                kind: ViewKind::Origin,
+                url: match &domain.origin {
+                    Origin::Url(u) => Some(u.clone()),
+                    Origin::Bust { param } => {
+                        out.first().and_then(|t| t.url.clone()).map(|mut u| {
+                            u.query_pairs_mut().append_pair(param, &nonce());
+                            u
+                        })
+                    }
+                },
                 edge: None,
-            });
-        } else {
-            for ip in &path.edges {
-                out.push(ViewTarget {
-                    id: ViewId {
-                        path: path.name.clone(),
-                        edge: Some(ip.to_string()),
-                    },
-                    kind: ViewKind::Edge,
-                    url: url.clone(),
-                    edge: Some(*ip),
-                });
-            }
-        }
+            },
+        };
+        out.push(target);
     }
-    let origin_url = match &domain.origin {
-        Origin::Url(u) => Some(u.clone()),
-        Origin::Bust { param } => out.first().and_then(|t| t.url.clone()).map(|mut u| {
-            u.query_pairs_mut().append_pair(param, &nonce());
-            u
-        }),
-    };
-    out.push(ViewTarget {
-        id: ViewId {
-            path: ORIGIN_PATH.to_owned(),
-            edge: None,
-        },
-        kind: ViewKind::Origin,
-        url: origin_url,
-        edge: None,
-    });
     out
 }
 

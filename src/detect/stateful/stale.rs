@@ -6,7 +6,7 @@
 //! Self-monitoring: the pre-rotation gate refuses while any view of the tenant is stale.
 
 use super::human;
-use crate::config::{self, Config, ORIGIN_PATH};
+use crate::config::{self, Config};
 use crate::detect::history::History;
 use crate::model::{Code, Finding, Subject, Timestamp, ViewId};
 
@@ -58,26 +58,7 @@ pub fn probe_stale(
 /// The views of a configured domain as the probe names them: each JWKS path once per
 /// pinned edge (or once, unpinned), then the origin view.
 pub fn configured_views(d: &config::Domain) -> Vec<ViewId> {
-    let mut out = Vec::new();
-    for path in &d.jwks {
-        if path.edges.is_empty() {
-            out.push(ViewId {
-                path: path.name.clone(),
-                edge: None,
-            });
-        }
-        for ip in &path.edges {
-            out.push(ViewId {
-                path: path.name.clone(),
-                edge: Some(ip.to_string()),
-            });
-        }
-    }
-    out.push(ViewId {
-        path: ORIGIN_PATH.to_owned(),
-        edge: None,
-    });
-    out
+    d.views().into_iter().map(|v| v.id).collect()
 }
 
 #[cfg(test)]
