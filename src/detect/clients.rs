@@ -18,8 +18,8 @@ use crate::detect::freshness::view_freshness;
 use crate::detect::history::{self, History, TenantHistory};
 use crate::detect::profiles::{self, ClientFailure, ClientProfile, KeyTimeline, Since};
 use crate::model::{
-    Code, DomainObservation, Finding, KeySetParse, Observation, Subject, Timestamp, ViewId,
-    ViewKind, ViewObservation,
+    Code, DomainObservation, Finding, Observation, Subject, Timestamp, ViewId, ViewKind,
+    ViewObservation,
 };
 use std::collections::BTreeSet;
 
@@ -186,10 +186,7 @@ fn material_since(
 
 /// Whether the view answered 2xx with a key set, as a client's fetch would need.
 fn served_ok(v: &ViewObservation) -> bool {
-    v.fetch
-        .response()
-        .is_some_and(|r| (200..300).contains(&r.status))
-        && matches!(v.key_set, Some(KeySetParse::Parsed { .. }))
+    crate::detect::history::ok_keys(v).is_some()
 }
 
 /// Whether the domain's origin view (answering ok) lacks the kid: then the edge turning

@@ -1,6 +1,6 @@
 //! Detection: pure rules from observations and their [`history::History`] to findings.
-//! [`assess`] is one step (record the round, then judge it); [`findings_for_round`] judges
-//! a round alone.
+//! [`assess`] is one step (record the round, then judge it); [`round_findings`] judges one
+//! tenant's round alone.
 //!
 //! Nothing here does I/O, reads a clock or is `async`: callers pass `now`.
 
@@ -12,28 +12,11 @@ pub mod profiles;
 pub mod round;
 pub mod stateful;
 
-pub use round::{round_findings, round_findings_with_config};
+pub use round::round_findings;
 
 use crate::config::Config;
 use crate::model::{Finding, Observation, Timestamp};
 use history::History;
-
-/// The findings of one round of every tenant: [`round_findings_with_config`] for each
-/// observation and its tenant (looked up by name; an observation of an unknown tenant
-/// yields nothing), sorted by (severity, code, subject) across tenants.
-pub fn findings_for_round(
-    config: &Config,
-    observations: &[Observation],
-    now: Timestamp,
-) -> Vec<Finding> {
-    let mut all: Vec<Finding> = observations
-        .iter()
-        .filter_map(|o| Some((o, config.tenant(&o.tenant)?)))
-        .flat_map(|(o, t)| round_findings_with_config(o, t, config, now))
-        .collect();
-    all.sort_by(|a, b| a.rank().cmp(&b.rank()));
-    all
-}
 
 /// One step of detection over a whole round: record every observation into `history` (at
 /// `now`), then return all findings — the round rules and the history rules
@@ -66,7 +49,7 @@ pub fn assess(
             all.extend(stateful::probe_stale(history, t, config, now));
         }
         for o in observed {
-            all.extend(round_findings_with_config(o, t, config, now));
+            all.extend(round_findings(o, t, config, now));
             all.extend(stateful::history_findings(history, o, t, config, now));
             all.extend(clients::client_findings(history, o, t, config, now));
             all.extend(gate::key_activated_early(history, o, t, config, now));

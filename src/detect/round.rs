@@ -26,10 +26,9 @@ mod x5c;
 pub(crate) mod fixtures;
 
 use crate::config;
-use crate::detect::profiles::{self, ClientProfile};
+use crate::detect::profiles::ClientProfile;
 use crate::model::{
-    DomainObservation, Finding, KeyInfo, KeySetParse, Observation, Subject, Timestamp, ViewId,
-    ViewKind, ViewObservation,
+    DomainObservation, Finding, Observation, Subject, Timestamp, ViewId, ViewKind, ViewObservation,
 };
 
 /// Everything a rule may read.
@@ -69,33 +68,9 @@ const RULES: &[Rule] = &[
 /// The findings of one probe round of one tenant, sorted by (severity, code, subject) —
 /// code in catalogue order — with one finding per (code, subject): when several rules or
 /// tokens hit the same subject, their distinct messages are joined with `; `.
-///
-/// The tenant's `client_profiles` are looked up among the built-in profiles only; use
-/// [`round_findings_with_config`] to include user-defined `[[profile]]`s.
+/// The tenant's `client_profiles` are looked up in `config` (built-in and user-defined
+/// profiles alike).
 pub fn round_findings(
-    obs: &Observation,
-    tenant: &config::Tenant,
-    settings: &config::Settings,
-    now: Timestamp,
-) -> Vec<Finding> {
-    let builtin = profiles::builtin();
-    let profiles = tenant
-        .client_profiles
-        .iter()
-        .filter_map(|n| builtin.iter().find(|p| &p.name == n))
-        .collect();
-    run_rules(Ctx {
-        obs,
-        tenant,
-        settings,
-        now,
-        profiles,
-    })
-}
-
-/// [`round_findings`] with the tenant's `client_profiles` looked up in `config` (built-in
-/// and user-defined profiles alike) and `config`'s settings.
-pub fn round_findings_with_config(
     obs: &Observation,
     tenant: &config::Tenant,
     config: &config::Config,
@@ -188,15 +163,6 @@ fn origin_view(d: &DomainObservation) -> Option<&ViewObservation> {
     d.views.iter().find(|v| v.kind == ViewKind::Origin)
 }
 
-/// The keys of a view that answered 2xx with a parsed key set; `None` when it is unavailable.
-fn parsed_keys(v: &ViewObservation) -> Option<&[KeyInfo]> {
-    let status = v.fetch.response()?.status;
-    match v.key_set.as_ref()? {
-        KeySetParse::Parsed { keys } if (200..300).contains(&status) => Some(keys),
-        _ => None,
-    }
-}
-
 /// Issuer identifiers compared the way the rules do: ignoring one trailing slash.
 fn same_issuer(a: &str, b: &str) -> bool {
     a.strip_suffix('/').unwrap_or(a) == b.strip_suffix('/').unwrap_or(b)
@@ -249,7 +215,7 @@ fn reference<'x, T: PartialEq>(members: &'x [(&'x str, T)]) -> Option<(&'x str, 
 mod tests {
     use super::fixtures::*;
     use super::*;
-    use crate::model::Code;
+    use crate::model::{Code, KeySetParse};
 
     #[test]
     fn clean_round_has_no_findings() {

@@ -6,16 +6,17 @@
 
 use super::cache::{evidence, freshness, served_from_cache};
 use super::key_set::{describe_diff, key_map};
-use super::{Ctx, one_line, origin_view, parsed_keys};
+use super::{Ctx, one_line, origin_view};
+use crate::detect::history::ok_keys;
 use crate::model::{Code, Finding, KeySetParse, ViewKind};
 
 pub(super) fn stale_edge(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
     for d in &cx.obs.domains {
-        let Some(want) = origin_view(d).and_then(parsed_keys).map(key_map) else {
+        let Some(want) = origin_view(d).and_then(ok_keys).map(key_map) else {
             continue;
         };
         for v in d.views.iter().filter(|v| v.kind == ViewKind::Edge) {
-            let (Some(got), Some(r)) = (parsed_keys(v), v.fetch.response()) else {
+            let (Some(got), Some(r)) = (ok_keys(v), v.fetch.response()) else {
                 continue;
             };
             let got = key_map(got);

@@ -234,7 +234,7 @@ pub fn run(o: &Observation) -> Vec<Finding> {
 
 pub fn run_with(o: &Observation, tenant: &config::Tenant) -> Vec<Finding> {
     let c = config();
-    let findings = round_findings(o, tenant, &c.settings, NOW);
+    let findings = round_findings(o, tenant, &c, NOW);
     for f in &findings {
         assert!(!f.message.contains('\n'), "multi-line message: {f:?}");
         assert!(

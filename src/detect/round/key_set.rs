@@ -6,7 +6,8 @@
 //! Keys are judged from the facts the probe extracted ([`KeyInfo`]); no key material is
 //! parsed here.
 
-use super::{Ctx, kid_name, names, one_line, origin_view, parsed_keys, reference};
+use super::{Ctx, kid_name, names, one_line, origin_view, reference};
+use crate::detect::history::ok_keys;
 use crate::model::{
     Code, FetchErrorKind, FetchOutcome, Finding, KeyInfo, KeySetParse, Subject, TokenKind,
     ViewObservation,
@@ -235,7 +236,7 @@ pub(super) fn jwks_drift(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
     for group in cx.groups() {
         let members: Vec<(&str, KeyMap<'_>)> = group
             .iter()
-            .filter_map(|d| Some((d.domain.as_str(), key_map(parsed_keys(origin_view(d)?)?))))
+            .filter_map(|d| Some((d.domain.as_str(), key_map(ok_keys(origin_view(d)?)?))))
             .collect();
         let Some((ref_name, want)) = reference(&members) else {
             continue;

@@ -331,7 +331,7 @@ mod tests {
     fn unbounded_budget_with_a_user_profile() {
         let c = Code::StalenessBudgetExceeded;
         let run = |config: &Config| -> Vec<Finding> {
-            super::super::round_findings_with_config(&obs(), &config.tenants[0], config, NOW)
+            super::super::round_findings(&obs(), &config.tenants[0], config, NOW)
                 .into_iter()
                 .filter(|f| f.code == c)
                 .collect()
