@@ -444,25 +444,22 @@ fn predicted_arrival(
         return None;
     }
     h.kid(kid)?.present_since_in(domain, &ViewId::origin())?;
-    let _ = v.latest()?;
-    edge_turnover(
-        h,
-        &Subject {
-            path: Some(view.path.clone()),
-            edge: view.edge.clone(),
-            ..Subject::domain("", domain)
-        },
-    )
+    view_turnover(h, domain, view)
 }
 
-/// When the edge view of `subject` will drop its cached copy: its latest answer's
-/// freshness lifetime plus stale-* windows. `None` when the headers do not say.
+/// When the edge view of `subject` will drop its cached copy (see [`view_turnover`]).
 fn edge_turnover(h: &TenantHistory, subject: &Subject) -> Option<Timestamp> {
     let view = ViewId {
         path: subject.path.clone()?,
         edge: subject.edge.clone(),
     };
-    let e = h.view(subject.domain.as_deref()?, &view)?.latest()?;
+    view_turnover(h, subject.domain.as_deref()?, &view)
+}
+
+/// When an edge view will drop its cached copy: its latest answer's freshness lifetime
+/// plus stale-* windows. `None` when the headers do not say.
+fn view_turnover(h: &TenantHistory, domain: &str, view: &ViewId) -> Option<Timestamp> {
+    let e = h.view(domain, view)?.latest()?;
     let f = edge_freshness(e.headers.as_ref()?, e.last_at);
     f.fresh_until
         .map(|t| t.plus(f.stale_while_revalidate + f.stale_if_error))
