@@ -901,8 +901,10 @@ fn publish(
         .flat_map(|(_, f)| f.iter().cloned())
         .collect();
     findings.sort_by(|a, b| a.rank().cmp(&b.rank()));
-    let previous = snapshot.read().unwrap_or_else(|e| e.into_inner()).clone();
-    let mut next = advance(&previous, observations, findings, started, now);
+    // The judge is the snapshot's only writer: the next one is built from the current one
+    // under the write lock, without copying it first.
+    let mut current = snapshot.write().unwrap_or_else(|e| e.into_inner());
+    let mut next = advance(&current, observations, findings, started, now);
     next.rounds = live.rounds;
     next.history = history;
     next.last_round_started = live.last_round.map(|r| r.0);
@@ -911,7 +913,9 @@ fn publish(
     if observed && let Some((o, _)) = live.latest.get(tenant) {
         next.durations.observe(o);
     }
-    log_changes(&previous, &next);
+    log_changes(&current, &next);
+    *current = next;
+    drop(current);
     let views: usize = live
         .latest
         .get(tenant)
@@ -925,7 +929,6 @@ fn publish(
         full_rounds = live.rounds,
         "round done"
     );
-    *snapshot.write().unwrap_or_else(|e| e.into_inner()) = next;
 }
 
 /// The snapshot after a round: pure.
