@@ -700,12 +700,11 @@ pub fn judge(
     carried: &[Finding],
     now: Timestamp,
 ) -> Verdict {
-    let observations: &[Observation] = observation.map(std::slice::from_ref).unwrap_or(&[]);
-    let mut findings: Vec<Finding> = detect::assess(config, history, observations, now)
-        .into_iter()
-        .filter(|f| f.subject.tenant == tenant)
-        .filter(|f| observation.is_some() || f.code == Code::ProbeStale)
-        .collect();
+    let mut findings: Vec<Finding> =
+        detect::assess_tenant(config, history, tenant, observation, now)
+            .into_iter()
+            .filter(|f| observation.is_some() || f.code == Code::ProbeStale)
+            .collect();
     if observation.is_none() {
         findings.extend(carried.iter().cloned());
         findings.sort_by(|a, b| a.rank().cmp(&b.rank()));

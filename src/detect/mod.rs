@@ -41,20 +41,61 @@ pub fn assess(
     let history = &*history;
     let mut all = Vec::new();
     for t in &config.tenants {
-        let mut observed = observations
-            .iter()
-            .filter(|o| o.tenant == t.name)
-            .peekable();
-        if observed.peek().is_none() {
-            all.extend(stateful::probe_stale(history, t, config, now));
-        }
-        for o in observed {
-            all.extend(round_findings(o, t, config, now));
-            all.extend(stateful::history_findings(history, o, t, config, now));
-            all.extend(clients::client_findings(history, o, t, config, now));
-            all.extend(gate::key_activated_early(history, o, t, config, now));
-        }
+        all.extend(tenant_findings(config, history, t, observations, now));
     }
     all.extend(stateful::cross_tenant_key(history, config));
     round::finish(all)
+}
+
+/// [`assess`] for one tenant, as the daemon judges each tenant round: records
+/// `observation` (that tenant's round, `None` when it has none to judge) and returns the
+/// findings about `tenant` only, without judging the other tenants.
+pub fn assess_tenant(
+    config: &Config,
+    history: &mut History,
+    tenant: &str,
+    observation: Option<&Observation>,
+    now: Timestamp,
+) -> Vec<Finding> {
+    if let Some(o) = observation {
+        history.record(o, now);
+    }
+    let Some(t) = config.tenant(tenant) else {
+        return Vec::new();
+    };
+    let history = &*history;
+    let observations = observation.map(std::slice::from_ref).unwrap_or(&[]);
+    let mut all = tenant_findings(config, history, t, observations, now);
+    all.extend(
+        stateful::cross_tenant_key(history, config)
+            .into_iter()
+            .filter(|f| f.subject.tenant == tenant),
+    );
+    round::finish(all)
+}
+
+/// The findings about tenant `t` from its observations among `observations` (recorded
+/// already), or `probe_stale` when there is none.
+fn tenant_findings(
+    config: &Config,
+    history: &History,
+    t: &crate::config::Tenant,
+    observations: &[Observation],
+    now: Timestamp,
+) -> Vec<Finding> {
+    let mut all = Vec::new();
+    let mut observed = observations
+        .iter()
+        .filter(|o| o.tenant == t.name)
+        .peekable();
+    if observed.peek().is_none() {
+        all.extend(stateful::probe_stale(history, t, config, now));
+    }
+    for o in observed {
+        all.extend(round_findings(o, t, config, now));
+        all.extend(stateful::history_findings(history, o, t, config, now));
+        all.extend(clients::client_findings(history, o, t, config, now));
+        all.extend(gate::key_activated_early(history, o, t, config, now));
+    }
+    all
 }
