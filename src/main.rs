@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use keycanary::clock::{self, SharedClock};
-use keycanary::config::{self, Config, ConfigError};
+use keycanary::config::{self, Config};
 use keycanary::model::{Finding, Observation, Severity, Timestamp};
 use keycanary::telemetry::metrics;
 use keycanary::telemetry::otlp_metrics::OtlpMetrics;
@@ -267,7 +267,7 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     .tenants
                     .iter()
                     .flat_map(|t| &t.domains)
-                    .map(|d| d.jwks.iter().map(|p| p.edges.len().max(1)).sum::<usize>() + 1)
+                    .map(|d| d.views().len())
                     .sum();
                 println!(
                     "{}: ok ({} tenant(s), {} view(s))",
@@ -475,10 +475,6 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 fn load(path: &std::path::Path) -> Option<Config> {
     match config::load(path) {
         Ok(c) => Some(c),
-        Err(e @ ConfigError::Invalid { .. }) => {
-            eprintln!("error: {e}");
-            None
-        }
         Err(e) => {
             eprintln!("error: {e}");
             None

@@ -45,7 +45,8 @@ impl Prober {
 
     /// Probes every tenant concurrently.
     pub async fn round(&self, config: &Config) -> Vec<Observation> {
-        join_all(config.tenants.iter().map(|t| self.tenant(t))).await
+        let traced = self.round_traced(config).await;
+        traced.into_iter().map(|(o, _)| o).collect()
     }
 
     /// [`Prober::round`], each tenant's observation with its round's trace.
@@ -53,13 +54,8 @@ impl Prober {
         join_all(config.tenants.iter().map(|t| self.tenant_traced(t))).await
     }
 
-    /// One round of one tenant; its span `probe.round` is the root of that round's trace.
-    pub async fn tenant(&self, tenant: &Tenant) -> Observation {
-        self.tenant_traced(tenant).await.0
-    }
-
-    /// [`Prober::tenant`], with the round's trace, so that the round's judgement can be
-    /// traced in it (`detect.assess`).
+    /// One round of one tenant, with its trace: its span `probe.round` is the root of that
+    /// round's trace, which the round's judgement joins (`detect.assess`).
     #[instrument(name = "probe.round", parent = None, skip_all, fields(tenant = %tenant.name, location = %self.location))]
     pub async fn tenant_traced(&self, tenant: &Tenant) -> (Observation, RoundTrace) {
         let started_at = self.clock.now();
