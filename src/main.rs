@@ -4,6 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 use keycanary::clock::{self, SharedClock};
 use keycanary::config::{self, Config};
+use keycanary::detect::gate::Question;
 use keycanary::model::{Finding, Observation, Severity, Timestamp};
 use keycanary::telemetry::metrics;
 use keycanary::telemetry::otlp_metrics::OtlpMetrics;
@@ -415,27 +416,20 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
                     let prober = probe::Prober::new(&cfg, clock.clone())?;
                     let (observations, findings, history, now) =
                         probe_and_assess(&cfg, &prober, &clock).await;
-                    let latest = observations.iter().find(|o| o.tenant == tenant);
-                    let answer = if retire {
-                        detect::gate::retirement_gate(
-                            &cfg,
-                            &history,
-                            &findings,
-                            &tenant,
-                            kid.as_deref().unwrap_or_default(),
-                            now,
-                        )
+                    let question = if retire {
+                        Question::Retirement(kid.as_deref().unwrap_or_default())
                     } else {
-                        detect::gate::rotation_gate(
-                            &cfg,
-                            &history,
-                            latest,
-                            &findings,
-                            &tenant,
-                            kid.as_deref(),
-                            now,
-                        )
+                        Question::Rotation(kid.as_deref())
                     };
+                    let answer = detect::gate::answer(
+                        &cfg,
+                        &history,
+                        &observations,
+                        &findings,
+                        &tenant,
+                        question,
+                        now,
+                    );
                     serde_json::to_value(&answer)?
                 }
             };

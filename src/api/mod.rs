@@ -17,7 +17,7 @@ pub mod silences;
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::daemon::{SharedSnapshot, Snapshot};
-use crate::detect;
+use crate::detect::{self, gate::Question};
 use crate::model::{Code, Finding, Severity};
 use crate::report::{Report, ViewRow};
 use crate::telemetry::metrics::{self, BuildInfo};
@@ -435,27 +435,20 @@ fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
         if s.rounds == 0 {
             return None;
         }
-        let latest = s.observations.iter().find(|o| o.tenant == q.tenant);
-        Some(if retire {
-            detect::gate::retirement_gate(
-                config,
-                &s.history,
-                &s.findings,
-                &q.tenant,
-                q.kid.as_deref().unwrap_or_default(),
-                now,
-            )
+        let question = if retire {
+            Question::Retirement(q.kid.as_deref().unwrap_or_default())
         } else {
-            detect::gate::rotation_gate(
-                config,
-                &s.history,
-                latest,
-                &s.findings,
-                &q.tenant,
-                q.kid.as_deref(),
-                now,
-            )
-        })
+            Question::Rotation(q.kid.as_deref())
+        };
+        Some(detect::gate::answer(
+            config,
+            &s.history,
+            &s.observations,
+            &s.findings,
+            &q.tenant,
+            question,
+            now,
+        ))
     });
     match answer {
         None => error(

@@ -101,6 +101,36 @@ impl GateAnswer {
     }
 }
 
+/// The question put to a gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Question<'a> {
+    /// May this kid (`None`: the current signer) sign now?
+    Rotation(Option<&'a str>),
+    /// May this kid be removed now?
+    Retirement(&'a str),
+}
+
+/// Answers `question` for `tenant` from the history, the latest round's observations (the
+/// tenant's own is looked up among them) and the open findings: what the API, the status
+/// page, `/metrics` and `keycanary gate` all ask.
+pub fn answer(
+    config: &Config,
+    history: &History,
+    observations: &[Observation],
+    open: &[Finding],
+    tenant: &str,
+    question: Question<'_>,
+    now: Timestamp,
+) -> GateAnswer {
+    match question {
+        Question::Rotation(kid) => {
+            let latest = observations.iter().find(|o| o.tenant == tenant);
+            rotation_gate(config, history, latest, open, tenant, kid, now)
+        }
+        Question::Retirement(kid) => retirement_gate(config, history, open, tenant, kid, now),
+    }
+}
+
 /// May `next_kid` become the signing key of `tenant` now? With `next_kid = None`, the
 /// current signer is checked against the same rules ("healthy right now").
 pub fn rotation_gate(
