@@ -19,8 +19,8 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, Histogram, MeterProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// How long exit waits for the last export to reach the collector.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -106,10 +106,14 @@ impl OtlpMetrics {
 fn register(provider: &SdkMeterProvider, source: &Source) -> DurationRecorder {
     let meter = provider.meter("keycanary");
     let families = source();
+    let collection = Arc::new(Collection {
+        source: source.clone(),
+        latest: Mutex::new(None),
+    });
     for family in &families {
         let name = family.name;
-        let src = source.clone();
-        let observe = move |o: &dyn AsyncInstrument<f64>| observe(&src, name, o);
+        let collection = collection.clone();
+        let observe = move |o: &dyn AsyncInstrument<f64>| observe(&collection, name, o);
         // The instruments live as long as the provider: the SDK keeps their callbacks.
         match family.kind {
             MetricType::Gauge => {
@@ -153,10 +157,35 @@ fn attributes(labels: metrics::Labels) -> Vec<KeyValue> {
         .collect()
 }
 
-fn observe(source: &Source, name: &str, o: &dyn AsyncInstrument<f64>) {
-    for family in source().into_iter().filter(|f| f.name == name) {
-        for s in family.samples {
-            o.observe(s.value, &attributes(s.labels));
+/// The SDK calls every instrument's callback in turn on each collection; they share one
+/// run of the source per collection (one snapshot, one gate evaluation) rather than one
+/// each. Collections are at least a second apart (the interval), so a result younger than
+/// [`Collection::FRESH`] is this collection's.
+struct Collection {
+    source: Source,
+    latest: Mutex<Option<(Instant, Arc<Vec<Family>>)>>,
+}
+
+impl Collection {
+    const FRESH: Duration = Duration::from_millis(500);
+
+    fn families(&self) -> Arc<Vec<Family>> {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, families)) = &*latest
+            && at.elapsed() < Self::FRESH
+        {
+            return families.clone();
+        }
+        let families = Arc::new((self.source)());
+        *latest = Some((Instant::now(), families.clone()));
+        families
+    }
+}
+
+fn observe(collection: &Collection, name: &str, o: &dyn AsyncInstrument<f64>) {
+    for family in collection.families().iter().filter(|f| f.name == name) {
+        for s in &family.samples {
+            o.observe(s.value, &attributes(s.labels.clone()));
         }
     }
 }
