@@ -307,6 +307,30 @@ struct FindingsOut<'a> {
     findings: Vec<FindingOut<'a>>,
 }
 
+/// A tenant named in a request must be one of `tenants`.
+pub(crate) fn known_tenant(tenants: &[&str], t: &str) -> Result<(), String> {
+    if tenants.contains(&t) {
+        return Ok(());
+    }
+    Err(format!(
+        "unknown tenant `{t}`: configured tenants are {}",
+        tenants.join(", ")
+    ))
+}
+
+/// A finding code named in a request.
+pub(crate) fn parse_code(c: &str) -> Result<Code, String> {
+    Code::parse(c).ok_or_else(|| {
+        format!("unknown code `{c}`: use a code from the finding catalogue in README.md")
+    })
+}
+
+/// A severity named in a request.
+pub(crate) fn parse_severity(s: &str) -> Result<Severity, String> {
+    Severity::parse(s)
+        .ok_or_else(|| format!("unknown severity `{s}`: use critical, high, medium or low"))
+}
+
 async fn findings(
     State(state): State<ApiState>,
     q: Result<Query<FindingsQuery>, QueryRejection>,
@@ -316,44 +340,19 @@ async fn findings(
         Err(e) => return bad_query(e),
     };
     let unknown = read(&state, |_, config| {
-        let t = q.tenant.as_deref()?;
-        if config.tenant(t).is_some() {
-            return None;
-        }
         let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
-        Some(format!(
-            "unknown tenant `{t}`: configured tenants are {}",
-            known.join(", ")
-        ))
+        known_tenant(&known, q.tenant.as_deref()?).err()
     });
     if let Some(message) = unknown {
         return error(StatusCode::BAD_REQUEST, message);
     }
-    let code = match q.code.as_deref() {
-        None => None,
-        Some(c) => match Code::parse(c) {
-            Some(code) => Some(code),
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!(
-                        "unknown code `{c}`: use a code from the finding catalogue in README.md"
-                    ),
-                );
-            }
-        },
+    let code = match q.code.as_deref().map(parse_code).transpose() {
+        Ok(code) => code,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
-    let severity = match q.severity.as_deref() {
-        None => None,
-        Some(s) => match Severity::parse(s) {
-            Some(sev) => Some(sev),
-            None => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    format!("unknown severity `{s}`: use critical, high, medium or low"),
-                );
-            }
-        },
+    let severity = match q.severity.as_deref().map(parse_severity).transpose() {
+        Ok(severity) => severity,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let body = read(&state, |s, _| {
         let findings: Vec<FindingOut<'_>> = s

@@ -5,7 +5,7 @@
 //! Each request opens the state database in [`ApiState::state_dir`] on the blocking pool;
 //! the daemon owns the schema, and either side may create it first.
 
-use super::{ApiState, error};
+use super::{ApiState, error, known_tenant, parse_code, parse_severity};
 use crate::alert::{Silence, SubjectPattern};
 use crate::model::{Code, Severity, Timestamp};
 use crate::store::{Store, StoreError};
@@ -93,30 +93,19 @@ pub fn validate(
     let mut problems = Vec::new();
     let tenant = present(&body.tenant).map(str::to_owned);
     if let Some(t) = &tenant
-        && !tenants.contains(&t.as_str())
+        && let Err(message) = known_tenant(tenants, t)
     {
-        problems.push(format!(
-            "tenant: unknown tenant `{t}`: configured tenants are {}",
-            tenants.join(", ")
-        ));
+        problems.push(format!("tenant: {message}"));
     }
     let code = present(&body.code).and_then(|c| {
-        let code = Code::parse(c);
-        if code.is_none() {
-            problems.push(format!(
-                "code: unknown code `{c}`: use a code from the finding catalogue in README.md"
-            ));
-        }
-        code
+        parse_code(c)
+            .map_err(|message| problems.push(format!("code: {message}")))
+            .ok()
     });
     let severity = present(&body.severity).and_then(|s| {
-        let sev = Severity::parse(s);
-        if sev.is_none() {
-            problems.push(format!(
-                "severity: unknown severity `{s}`: use critical, high, medium or low"
-            ));
-        }
-        sev
+        parse_severity(s)
+            .map_err(|message| problems.push(format!("severity: {message}")))
+            .ok()
     });
     let subject = present(&body.subject).and_then(|p| match SubjectPattern::parse(p) {
         Ok(p) => Some(p),
