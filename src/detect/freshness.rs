@@ -112,6 +112,22 @@ pub struct EdgeFreshness {
 }
 
 impl EdgeFreshness {
+    /// How long past its lifetime the edge may still serve the copy: stale-while-revalidate
+    /// plus stale-if-error.
+    pub fn stale_windows(&self) -> Duration {
+        self.stale_while_revalidate + self.stale_if_error
+    }
+
+    /// The declared lifetime plus [`Self::stale_windows`] for a copy just stored: `Some(0)`
+    /// when it may not be stored, `None` when the headers declare no lifetime.
+    pub fn declared_serves_for(&self) -> Option<Duration> {
+        if self.storable {
+            self.declared_ttl.map(|d| d + self.stale_windows())
+        } else {
+            Some(Duration::ZERO)
+        }
+    }
+
     /// How much longer the edge may serve this copy, stale-* windows included: the edge
     /// term of the staleness budget S at the time of the fetch. `Some(0)` when the response
     /// may not be stored; `None` when the headers declare no lifetime.
@@ -119,7 +135,7 @@ impl EdgeFreshness {
         if !self.storable {
             return Some(Duration::ZERO);
         }
-        Some(self.remaining? + self.stale_while_revalidate + self.stale_if_error)
+        Some(self.remaining? + self.stale_windows())
     }
 
     /// [`Self::serves_for`] for a copy the edge has just stored: the declared lifetime plus
@@ -127,14 +143,8 @@ impl EdgeFreshness {
     /// keeps copies that long). The worst case over the edge's cache cycle; `None` when
     /// nothing bounds it from the headers and the copy has not aged.
     pub fn worst_serves_for(&self) -> Option<Duration> {
-        let declared = if self.storable {
-            self.declared_ttl
-                .map(|d| d + self.stale_while_revalidate + self.stale_if_error)
-        } else {
-            Some(Duration::ZERO)
-        };
         let aged = (!self.age.is_zero()).then_some(self.age);
-        declared.max(aged)
+        self.declared_serves_for().max(aged)
     }
 
     /// How far `Age` exceeds an explicit declared lifetime and its stale-* windows: the
@@ -145,7 +155,7 @@ impl EdgeFreshness {
         if !self.source?.is_explicit() {
             return None;
         }
-        let allowed = declared + self.stale_while_revalidate + self.stale_if_error;
+        let allowed = declared + self.stale_windows();
         self.age.checked_sub(allowed).filter(|d| !d.is_zero())
     }
 }

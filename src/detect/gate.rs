@@ -492,7 +492,7 @@ fn view_turnover(h: &TenantHistory, domain: &str, view: &ViewId) -> Option<Times
     let e = h.view(domain, view)?.latest()?;
     let f = edge_freshness(e.headers.as_ref()?, e.last_at);
     f.fresh_until
-        .map(|t| t.plus(f.stale_while_revalidate + f.stale_if_error))
+        .map(|t| t.plus(f.stale_windows()))
 }
 
 /// Why the kid's alg may not sign, judged from the latest round: the key as an origin

@@ -88,12 +88,7 @@ pub(super) fn staleness_budget_exceeded(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
 
 /// The two terms of S, for messages.
 fn explain(cx: &Ctx<'_>, f: &EdgeFreshness, edge: Option<Duration>) -> String {
-    let declared = if f.storable {
-        f.declared_ttl
-            .map(|d| d + f.stale_while_revalidate + f.stale_if_error)
-    } else {
-        Some(Duration::ZERO)
-    };
+    let declared = f.declared_serves_for();
     let edge_part = match (edge, f.source) {
         (None, _) => "the edge declares no lifetime (counted as 0)".to_owned(),
         (Some(e), _) if Some(e) > declared => {
