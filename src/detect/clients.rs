@@ -30,9 +30,6 @@ pub struct ViewKeyFacts {
     pub view: ViewId,
     pub kid: String,
     pub timeline: KeyTimeline,
-    /// The kid was served before with other key material: clients already know it, so a
-    /// refetch-on-unknown-kid never triggers and only their TTL renews the stale key.
-    pub material_changed: bool,
 }
 
 /// One finding (critical, subject view + kid) per fact through which at least one of
@@ -48,17 +45,7 @@ pub fn client_would_fail(
         .filter_map(|f| {
             let failures: Vec<ClientFailure> = profiles
                 .iter()
-                .filter_map(|p| {
-                    if f.material_changed {
-                        let known = ClientProfile {
-                            refetch_on_unknown_kid: false,
-                            ..(*p).clone()
-                        };
-                        profiles::replay(&known, &f.timeline, now)
-                    } else {
-                        profiles::replay(p, &f.timeline, now)
-                    }
-                })
+                .filter_map(|p| profiles::replay(p, &f.timeline, now))
                 .collect();
             if failures.is_empty() {
                 return None;
@@ -139,8 +126,8 @@ pub fn view_key_facts(history: &TenantHistory, obs: &Observation) -> Vec<ViewKey
                         fresh_at,
                         fetch_failing: !served_ok(v),
                         header_ttl: freshness.and_then(|f| f.client_ttl),
+                        known: reused,
                     },
-                    material_changed: reused,
                 });
             }
         }
@@ -231,13 +218,13 @@ mod tests {
                 edge: None,
             },
             kid: "k2".into(),
-            material_changed: false,
             timeline: KeyTimeline {
                 served_since: since,
                 first_signed: T0,
                 fresh_at,
                 fetch_failing: false,
                 header_ttl: None,
+                known: false,
             },
         }
     }

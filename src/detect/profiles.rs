@@ -211,6 +211,9 @@ pub struct KeyTimeline {
     /// The TTL the view's headers give clients that honour them (see
     /// [`crate::detect::freshness::EdgeFreshness::client_ttl`]).
     pub header_ttl: Option<Duration>,
+    /// K was served before with other key material: clients already know the kid, so a
+    /// refetch on an unknown kid never triggers and only their TTL renews the stale key.
+    pub known: bool,
 }
 
 /// A client of `profile` rejects tokens signed by the kid through this view now.
@@ -261,7 +264,7 @@ fn missing_key(
     }
     let cooldown = profile.cooldown.unwrap_or_default();
     let ttl = ttl(profile, k.header_ttl);
-    let refetch = profile.refetch_on_unknown_kid;
+    let refetch = profile.refetch_on_unknown_kid && !k.known;
     match k.served_since {
         Since::BeforeWatching => None,
         Since::NotServed => {
@@ -499,6 +502,7 @@ mod tests {
             fresh_at,
             fetch_failing: false,
             header_ttl: None,
+            known: false,
         }
     }
 
