@@ -182,6 +182,11 @@ pub struct Subject {
 }
 
 impl Subject {
+    /// The view label of a subject about a view (see [`view_label`]); `None` otherwise.
+    pub fn view_label(&self) -> Option<String> {
+        Some(view_label(self.path.as_deref()?, self.edge.as_deref()))
+    }
+
     pub fn tenant(tenant: &str) -> Self {
         Subject {
             tenant: tenant.to_owned(),
@@ -273,10 +278,15 @@ impl ViewId {
 
 impl fmt::Display for ViewId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.edge {
-            Some(e) => write!(f, "{}@{}", self.path, e),
-            None => f.write_str(&self.path),
-        }
+        f.write_str(&view_label(&self.path, self.edge.as_deref()))
+    }
+}
+
+/// How a view is named in messages, tables and labels: `path`, or `path@edge` when pinned.
+pub fn view_label(path: &str, edge: Option<&str>) -> String {
+    match edge {
+        Some(e) => format!("{path}@{e}"),
+        None => path.to_owned(),
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! The JSON shape is a public interface documented in README.md; add fields, never rename.
 
-use crate::model::{FetchOutcome, Finding, Observation, Severity, ViewKind};
+use crate::model::{FetchOutcome, Finding, Observation, Severity, ViewKind, view_label};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -123,10 +123,7 @@ impl Report {
                 .iter()
                 .filter(|v| v.tenant == tenant)
                 .map(|v| {
-                    let view = match &v.edge {
-                        Some(e) => format!("{}@{e}", v.path),
-                        None => v.path.clone(),
-                    };
+                    let view = view_label(&v.path, v.edge.as_deref());
                     let verdict = if v.findings.is_empty() {
                         v.verdict.clone()
                     } else {

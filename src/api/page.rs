@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::daemon::Snapshot;
-use crate::model::{Finding, Observation, Severity, Timestamp, ViewId};
+use crate::model::{Finding, Observation, Severity, Timestamp, ViewId, view_label};
 use crate::report::{Report, ViewRow};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -63,13 +63,6 @@ fn declared_ttl(cache_control: &str) -> Option<u64> {
         })
     };
     directive("s-maxage").or_else(|| directive("max-age"))
-}
-
-fn view_label(path: &str, edge: Option<&str>) -> String {
-    match edge {
-        Some(e) => format!("{path}@{e}"),
-        None => path.to_owned(),
-    }
 }
 
 fn subject_text(f: &Finding) -> String {

@@ -491,8 +491,7 @@ fn edge_turnover(h: &TenantHistory, subject: &Subject) -> Option<Timestamp> {
 fn view_turnover(h: &TenantHistory, domain: &str, view: &ViewId) -> Option<Timestamp> {
     let e = h.view(domain, view)?.latest()?;
     let f = edge_freshness(e.headers.as_ref()?, e.last_at);
-    f.fresh_until
-        .map(|t| t.plus(f.stale_windows()))
+    f.fresh_until.map(|t| t.plus(f.stale_windows()))
 }
 
 /// Why the kid's alg may not sign, judged from the latest round: the key as an origin

@@ -29,11 +29,7 @@ pub fn render(n: &Notification, cfg: &AlertmanagerConfig, ctx: &RenderContext) -
         .iter()
         .map(|m| {
             let s = &m.finding.subject;
-            let view = match (&s.path, &s.edge) {
-                (Some(p), Some(e)) => Some(format!("{p}@{e}")),
-                (Some(p), None) => Some(p.clone()),
-                (None, _) => None,
-            };
+            let view = s.view_label();
             let mut labels = json!({
                 "alertname": m.finding.code,
                 "tenant": s.tenant,

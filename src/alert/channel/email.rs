@@ -80,11 +80,7 @@ fn status_phrase(n: &Notification) -> String {
 }
 
 fn view(s: &Subject) -> String {
-    match (&s.path, &s.edge) {
-        (Some(p), Some(edge)) => format!("{p}@{edge}"),
-        (Some(p), None) => p.clone(),
-        (None, _) => String::new(),
-    }
+    s.view_label().unwrap_or_default()
 }
 
 fn member_times(m: &Member) -> String {
