@@ -638,9 +638,7 @@ async fn log_health(store: &SharedStore, live: &Live, now: Timestamp) {
             return;
         }
     };
-    let oldest = report
-        .oldest_pending
-        .map(|t| Duration::from_millis(now.0.saturating_sub(t.0).max(0) as u64));
+    let oldest = report.oldest_pending.map(|t| now.since(t));
     let full_rounds = live.rounds;
     if !report.dead.is_empty() {
         error!(

@@ -27,6 +27,10 @@ impl Timestamp {
     pub fn plus(self, d: std::time::Duration) -> Self {
         Timestamp(self.0 + d.as_millis() as i64)
     }
+    /// How long after `earlier` this is; zero when it is not after it.
+    pub fn since(self, earlier: Timestamp) -> std::time::Duration {
+        std::time::Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
+    }
     /// RFC 3339 in UTC, second precision (`2026-11-26T01:02:03Z`).
     pub fn to_rfc3339(self) -> String {
         let t =

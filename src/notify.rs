@@ -210,9 +210,7 @@ impl Notifier {
         let next = store::blocking(&self.store, |s| s.next_due()).await;
         let now = self.clock.now();
         match next {
-            Ok(Some(at)) => {
-                Duration::from_millis(at.0.saturating_sub(now.0).max(0) as u64).min(MAX_IDLE)
-            }
+            Ok(Some(at)) => at.since(now).min(MAX_IDLE),
             Ok(None) => MAX_IDLE,
             Err(e) => {
                 error!(error = %e, "cannot read the outbox");

@@ -21,7 +21,7 @@ pub fn problems(r: &StatusReport, interval: Duration, now: Timestamp) -> Vec<Str
     match r.last_round {
         None => out.push("no full round has been committed yet".to_owned()),
         Some(round) => {
-            let age = age(round.finished_at, now);
+            let age = now.since(round.finished_at);
             if age > interval * STALE_INTERVALS {
                 out.push(format!(
                     "the last full round finished {} ago (more than {STALE_INTERVALS} × the {} interval): is the daemon running?",
@@ -38,10 +38,6 @@ pub fn problems(r: &StatusReport, interval: Duration, now: Timestamp) -> Vec<Str
         ));
     }
     out
-}
-
-fn age(then: Timestamp, now: Timestamp) -> Duration {
-    Duration::from_millis(now.0.saturating_sub(then.0).max(0) as u64)
 }
 
 fn incident_line(i: &Incident) -> String {
@@ -68,7 +64,7 @@ pub fn render_text(r: &StatusReport, interval: Duration, now: Timestamp) -> Stri
             "last full round: #{} finished {} ({} ago; interval {})",
             round.number,
             round.finished_at,
-            human(age(round.finished_at, now)),
+            human(now.since(round.finished_at)),
             human(interval)
         ),
         None => writeln!(out, "last full round: none yet"),
@@ -79,7 +75,7 @@ pub fn render_text(r: &StatusReport, interval: Duration, now: Timestamp) -> Stri
     }
     let _ = write!(out, "outbox: {} pending, {} failing", r.pending, r.retrying);
     let _ = match r.oldest_pending {
-        Some(t) => writeln!(out, ", oldest queued {} ago", human(age(t, now))),
+        Some(t) => writeln!(out, ", oldest queued {} ago", human(now.since(t))),
         None => writeln!(out),
     };
     let _ = writeln!(out, "dead letters: {}", r.dead.len());
@@ -111,7 +107,7 @@ pub fn render_json(r: &StatusReport, interval: Duration, now: Timestamp) -> serd
             "number": round.number,
             "started_at": round.started_at.to_string(),
             "finished_at": round.finished_at.to_string(),
-            "age_seconds": age(round.finished_at, now).as_secs(),
+            "age_seconds": now.since(round.finished_at).as_secs(),
         })),
         "interval_seconds": interval.as_secs(),
         "incidents": r.alert_state.incidents.iter().map(|i| json!({
@@ -124,7 +120,7 @@ pub fn render_json(r: &StatusReport, interval: Duration, now: Timestamp) -> serd
         "outbox": {
             "pending": r.pending,
             "failing": r.retrying,
-            "oldest_pending_age_seconds": r.oldest_pending.map(|t| age(t, now).as_secs()),
+            "oldest_pending_age_seconds": r.oldest_pending.map(|t| now.since(t).as_secs()),
         },
         "dead_letters": r.dead.iter().map(|d| json!({
             "id": d.id,
