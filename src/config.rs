@@ -1809,13 +1809,7 @@ impl Validator<'_> {
             return None;
         };
         match humantime::parse_rfc3339(s) {
-            Ok(t) => {
-                let ms = t
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_millis() as i64)
-                    .unwrap_or(0);
-                Some(Timestamp(ms))
-            }
+            Ok(t) => Some(Timestamp::from_system_time(t).unwrap_or(Timestamp(0))),
             Err(e) => {
                 self.problem(
                     path,

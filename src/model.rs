@@ -27,6 +27,11 @@ impl Timestamp {
     pub fn plus(self, d: std::time::Duration) -> Self {
         Timestamp(self.0 + d.as_millis() as i64)
     }
+    /// `t` in Unix milliseconds; `None` before 1970 or past the range.
+    pub fn from_system_time(t: std::time::SystemTime) -> Option<Timestamp> {
+        let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
+        Some(Timestamp(i64::try_from(ms).ok()?))
+    }
     /// How long after `earlier` this is; zero when it is not after it.
     pub fn since(self, earlier: Timestamp) -> std::time::Duration {
         std::time::Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)

@@ -78,9 +78,7 @@ fn present(v: &Option<String>) -> Option<&str> {
 }
 
 fn parse_time(s: &str) -> Option<Timestamp> {
-    let t = humantime::parse_rfc3339_weak(s.trim()).ok()?;
-    let ms = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis();
-    Some(Timestamp(i64::try_from(ms).ok()?))
+    Timestamp::from_system_time(humantime::parse_rfc3339_weak(s.trim()).ok()?)
 }
 
 /// Checks `body` against the configured tenants and `now`: the silence to store (without
