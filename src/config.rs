@@ -258,6 +258,14 @@ pub enum Origin {
 /// Name of the origin view's path in reports.
 pub const ORIGIN_PATH: &str = "origin";
 
+/// Names and labels (tenants, domains, paths, location): non-empty, letters, digits, `_`,
+/// `-` or `.`, so they are safe as metric labels and in URLs.
+fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 // ---------------------------------------------------------------------------------------
 // Errors
 // ---------------------------------------------------------------------------------------
@@ -593,12 +601,7 @@ impl Validator<'_> {
                 self.problem(path, format!("missing: every {what} needs a `name`"));
                 String::new()
             }
-            Some(s)
-                if s.is_empty()
-                    || !s
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')) =>
-            {
+            Some(s) if !is_label(s) => {
                 self.problem(
                     path,
                     format!("`{s}` is not a valid name: use letters, digits, `_`, `-` or `.`"),
@@ -835,11 +838,7 @@ impl Validator<'_> {
             self.problem("timeout", "must be more than 0s and at most the interval");
         }
         let location = raw.location.clone().unwrap_or_else(|| "default".to_owned());
-        if location.is_empty()
-            || !location
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-        {
+        if !is_label(&location) {
             self.problem(
                 "location",
                 format!("`{location}` is not a valid label: use letters, digits, `_`, `-` or `.`"),
