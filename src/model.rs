@@ -535,6 +535,16 @@ pub struct DiscoveryObservation {
     pub result: DiscoveryResult,
 }
 
+impl DiscoveryObservation {
+    /// The document, when it parsed.
+    pub fn doc(&self) -> Option<&DiscoveryDoc> {
+        match &self.result {
+            DiscoveryResult::Parsed { doc } => Some(doc),
+            DiscoveryResult::Invalid { .. } => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "doc_result", rename_all = "snake_case")]
 pub enum DiscoveryResult {
@@ -650,10 +660,7 @@ pub struct DomainObservation {
 
 impl DomainObservation {
     pub fn discovery_doc(&self) -> Option<&DiscoveryDoc> {
-        match &self.discovery.as_ref()?.result {
-            DiscoveryResult::Parsed { doc } => Some(doc),
-            DiscoveryResult::Invalid { .. } => None,
-        }
+        self.discovery.as_ref()?.doc()
     }
     pub fn tokens(&self) -> &[TokenInfo] {
         match self.login.as_ref().map(|l| &l.result) {

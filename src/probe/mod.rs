@@ -77,10 +77,7 @@ impl Prober {
         } else {
             None
         };
-        let doc = discovery.as_ref().and_then(|d| match &d.result {
-            DiscoveryResult::Parsed { doc } => Some(doc),
-            DiscoveryResult::Invalid { .. } => None,
-        });
+        let doc = discovery.as_ref().and_then(DiscoveryObservation::doc);
         let targets = view_targets(domain, doc);
         let spans: Vec<Span> = targets.iter().map(|t| jwks_span(domain, t)).collect();
         let (login, fetched) = tokio::join!(
@@ -327,35 +324,26 @@ impl Prober {
     }
 
     async fn view(&self, target: &ViewTarget) -> (Fetch, Option<Vec<u8>>) {
-        let Some(url) = &target.url else {
+        // A fetch that could not be sent at all.
+        let unsent = |url: String, message: String| {
             let fetch = Fetch {
-                url: String::new(),
+                url,
                 started_at: self.clock.now(),
                 duration_ms: 0,
                 outcome: FetchOutcome::Error {
                     kind: FetchErrorKind::Other,
-                    message: "no URL: discovery gave no jwks_uri and the path has no url".into(),
+                    message,
                 },
             };
-            return (fetch, None);
+            (fetch, None)
+        };
+        let Some(url) = &target.url else {
+            let message = "no URL: discovery gave no jwks_uri and the path has no url";
+            return unsent(String::new(), message.into());
         };
         let client = match self.clients.for_url(url, target.edge) {
             Ok(c) => c,
-            Err(message) => {
-                let outcome = FetchOutcome::Error {
-                    kind: FetchErrorKind::Other,
-                    message,
-                };
-                return (
-                    Fetch {
-                        url: url.to_string(),
-                        started_at: self.clock.now(),
-                        duration_ms: 0,
-                        outcome,
-                    },
-                    None,
-                );
-            }
+            Err(message) => return unsent(url.to_string(), message),
         };
         let mut req = Request::get(client, url)
             .header("accept", "application/jwk-set+json, application/json");
