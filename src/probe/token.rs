@@ -10,6 +10,7 @@ use crate::model::{
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::str::FromStr;
 
 /// A JWT split into its parts, header and claims decoded.
@@ -104,8 +105,11 @@ pub struct ViewKeys<'a> {
 }
 
 impl Jwt<'_> {
-    /// Verifies against every view and returns the decoded token with its results.
+    /// Verifies against every view and returns the decoded token with its results. Views
+    /// that served the same body share one key slice (the probe parses each body once), so
+    /// the signature is verified once per distinct slice and the result reused.
     pub fn check_against(&self, views: &[ViewKeys<'_>]) -> TokenInfo {
+        let mut verified: HashMap<(usize, usize), TokenCheckResult> = HashMap::new();
         let checks = views
             .iter()
             .map(|v| {
@@ -119,7 +123,13 @@ impl Jwt<'_> {
                     result = tracing::field::Empty,
                 );
                 let _entered = span.enter();
-                let result = self.verify(v.keys);
+                let result = match v.keys {
+                    Some(keys) => verified
+                        .entry((keys.as_ptr() as usize, keys.len()))
+                        .or_insert_with(|| self.verify(Some(keys)))
+                        .clone(),
+                    None => self.verify(None),
+                };
                 span.record("result", result_code(&result));
                 TokenCheck {
                     view: v.view.clone(),
