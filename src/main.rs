@@ -493,7 +493,6 @@ async fn start_lab_if_configured(
     })
     .await
     .with_context(|| format!("cannot start the lab on {}", l.listen))?;
-    tracing::info!(url = lab.base_url(), "lab started");
     Ok(Some(lab))
 }
 

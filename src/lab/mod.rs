@@ -415,7 +415,7 @@ async fn method_not_allowed() -> Reply {
     )
 }
 
-/// Largest request body read (token forms, admin JSON).
+/// Largest token request body read (the admin routes take axum's default limit).
 const BODY_LIMIT: usize = 64 * 1024;
 
 /// `B/origin/{domain}/{tenant}/…`: straight to the origin.
