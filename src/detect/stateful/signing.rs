@@ -77,10 +77,12 @@ fn within_round(cx: &Ctx<'_>, members: &BTreeSet<&str>, kind: TokenKind) -> Opti
 }
 
 fn alternation(cx: &Ctx<'_>, members: &BTreeSet<&str>, kind: TokenKind) -> Option<String> {
+    // The latest WINDOW rounds with such tokens, newest first while collecting.
     let mut rounds: Vec<(crate::model::Timestamp, BTreeSet<&str>)> = cx
         .history
         .signing()
         .iter()
+        .rev()
         .map(|r| {
             let kids = r
                 .tokens
@@ -91,9 +93,9 @@ fn alternation(cx: &Ctx<'_>, members: &BTreeSet<&str>, kind: TokenKind) -> Optio
             (r.at, kids)
         })
         .filter(|(_, kids)| !kids.is_empty())
+        .take(WINDOW)
         .collect();
-    let start = rounds.len().saturating_sub(WINDOW);
-    let rounds = rounds.split_off(start);
+    rounds.reverse();
     // Only a round that returned such tokens judges its window.
     if rounds
         .last()
