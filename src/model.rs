@@ -191,6 +191,14 @@ pub struct Subject {
 }
 
 impl Subject {
+    /// Whether this subject is the view `id` of `tenant`'s `domain`.
+    pub fn is_view(&self, tenant: &str, domain: &str, id: &ViewId) -> bool {
+        self.tenant == tenant
+            && self.domain.as_deref() == Some(domain)
+            && self.path.as_deref() == Some(id.path.as_str())
+            && self.edge == id.edge
+    }
+
     /// The view label of a subject about a view (see [`view_label`]); `None` otherwise.
     pub fn view_label(&self) -> Option<String> {
         Some(view_label(self.path.as_deref()?, self.edge.as_deref()))
@@ -247,6 +255,11 @@ pub struct Finding {
     pub severity: Severity,
     pub subject: Subject,
     pub message: String,
+}
+
+/// The most severe of `findings`; `None` when there are none.
+pub fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Option<Severity> {
+    findings.into_iter().map(|f| f.severity).min()
 }
 
 impl Finding {

@@ -3,7 +3,7 @@
 //!
 //! The JSON shape is a public interface documented in README.md; add fields, never rename.
 
-use crate::model::{FetchOutcome, Finding, Observation, Severity, ViewKind, view_label};
+use crate::model::{FetchOutcome, Finding, Observation, Severity, ViewKind, view_label, worst};
 use serde::Serialize;
 use std::fmt::Write;
 
@@ -48,20 +48,12 @@ impl Report {
                 for v in &d.views {
                     let about: Vec<&Finding> = findings
                         .iter()
-                        .filter(|f| {
-                            f.subject.tenant == obs.tenant
-                                && f.subject.domain.as_deref() == Some(d.domain.as_str())
-                                && f.subject.path.as_deref() == Some(v.id.path.as_str())
-                                && f.subject.edge == v.id.edge
-                        })
+                        .filter(|f| f.subject.is_view(&obs.tenant, &d.domain, &v.id))
                         .collect();
                     let mut codes: Vec<String> =
                         about.iter().map(|f| f.code.as_str().to_owned()).collect();
                     codes.dedup();
-                    let verdict = about
-                        .iter()
-                        .map(|f| f.severity)
-                        .min()
+                    let verdict = worst(about.iter().copied())
                         .map(|s| s.as_str().to_owned())
                         .unwrap_or_else(|| "ok".into());
                     let (status, error, age, cache_status, cache_control) = match &v.fetch.outcome {
@@ -103,7 +95,7 @@ impl Report {
     }
 
     pub fn worst(&self) -> Option<Severity> {
-        self.findings.iter().map(|f| f.severity).min()
+        worst(&self.findings)
     }
 
     pub fn to_json(&self) -> String {

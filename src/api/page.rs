@@ -8,7 +8,7 @@
 
 use crate::config::Config;
 use crate::daemon::Snapshot;
-use crate::model::{Finding, Observation, Severity, Timestamp, ViewId, view_label};
+use crate::model::{Finding, Observation, Severity, Timestamp, ViewId, view_label, worst};
 use crate::report::{Report, ViewRow};
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
@@ -23,10 +23,6 @@ pub fn class_of(verdict: Option<Severity>) -> &'static str {
         Some(Severity::Critical | Severity::High) => "bad",
         Some(Severity::Medium | Severity::Low) => "warn",
     }
-}
-
-fn worst<'a>(findings: impl IntoIterator<Item = &'a Finding>) -> Option<Severity> {
-    findings.into_iter().map(|f| f.severity).min()
 }
 
 /// `42s`, `3m`, `5h`, `2d`.
@@ -321,12 +317,9 @@ fn about_view<'a>(
     domain: &'a str,
     id: &'a ViewId,
 ) -> impl Iterator<Item = &'a Finding> + 'a {
-    findings.iter().filter(move |f| {
-        f.subject.tenant == tenant
-            && f.subject.domain.as_deref() == Some(domain)
-            && f.subject.path.as_deref() == Some(id.path.as_str())
-            && f.subject.edge == id.edge
-    })
+    findings
+        .iter()
+        .filter(move |f| f.subject.is_view(tenant, domain, id))
 }
 
 fn tenant_card(
