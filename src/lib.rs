@@ -4,16 +4,17 @@
 
 pub mod alert;
 pub mod api;
+pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod detect;
-pub mod gate_client;
+pub mod judge;
 pub mod lab;
 pub mod model;
 pub mod notify;
 pub mod probe;
 pub mod report;
-pub mod status;
+pub mod snapshot;
 pub mod store;
 pub mod telemetry;

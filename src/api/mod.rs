@@ -16,10 +16,10 @@ pub mod silences;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::daemon::{SharedSnapshot, Snapshot};
 use crate::detect::{self, gate::Question};
 use crate::model::{Code, Finding, Severity};
 use crate::report::{Report, ViewRow};
+use crate::snapshot::{SharedSnapshot, Snapshot};
 use crate::telemetry::metrics::{self, BuildInfo};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
@@ -529,7 +529,7 @@ mod tests {
     #[test]
     fn readiness_waits_for_a_finished_round() {
         assert!(readiness(&Snapshot::default()).is_err());
-        let s = crate::daemon::advance(
+        let s = crate::snapshot::advance(
             &Snapshot::default(),
             vec![],
             vec![],
@@ -543,7 +543,7 @@ mod tests {
         let reason = readiness(&failing).unwrap_err();
         assert!(reason.contains("state store is not writable"), "{reason}");
         assert!(reason.contains("disk I/O error"), "{reason}");
-        let next = crate::daemon::advance(
+        let next = crate::snapshot::advance(
             &failing,
             vec![],
             vec![],

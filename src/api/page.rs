@@ -7,9 +7,9 @@
 //! signer, the `client_would_fail` findings and when recent kids appeared in each view.
 
 use crate::config::Config;
-use crate::daemon::Snapshot;
 use crate::model::{Finding, Observation, Severity, Timestamp, ViewId, view_label, worst};
 use crate::report::{Report, ViewRow};
+use crate::snapshot::Snapshot;
 use maud::{DOCTYPE, Markup, PreEscaped, html};
 
 /// Seconds between automatic reloads of the page.
@@ -157,7 +157,7 @@ pub fn render(snapshot: &Snapshot, config: &Config, now: Timestamp) -> String {
                     (findings_section(snapshot, now))
                     section.tenants {
                         @for t in &config.tenants {
-                            (tenant_card(&t.name, snapshot, &report.views, config, now))
+                            (tenant_card(&t.name, snapshot, &report.views))
                         }
                     }
                 }
@@ -233,16 +233,9 @@ fn findings_section(s: &Snapshot, now: Timestamp) -> Markup {
 
 /// Below the matrix: the rotation gate for the current signer ("healthy right now"), the
 /// simulated clients that would fail, and when each recent kid appeared in each view.
-fn later(
-    tenant: &str,
-    s: &Snapshot,
-    obs: Option<&Observation>,
-    config: &Config,
-    now: Timestamp,
-) -> Markup {
-    let gate = (s.rounds > 0).then(|| {
-        crate::detect::gate::rotation_gate(config, &s.history, obs, &s.findings, tenant, None, now)
-    });
+fn later(tenant: &str, s: &Snapshot) -> Markup {
+    // Computed by the daemon when it judged the tenant, not per request.
+    let gate = s.gate(tenant).filter(|_| s.rounds > 0);
     let failing: Vec<&Finding> = s
         .findings
         .iter()
@@ -322,13 +315,7 @@ fn about_view<'a>(
         .filter(move |f| f.subject.is_view(tenant, domain, id))
 }
 
-fn tenant_card(
-    tenant: &str,
-    s: &Snapshot,
-    rows: &[ViewRow],
-    config: &Config,
-    now: Timestamp,
-) -> Markup {
+fn tenant_card(tenant: &str, s: &Snapshot, rows: &[ViewRow]) -> Markup {
     let obs: Option<&Observation> = s.observations.iter().find(|o| o.tenant == tenant);
     let rows: Vec<&ViewRow> = rows.iter().filter(|r| r.tenant == tenant).collect();
     let mut columns: Vec<ViewId> = Vec::new();
@@ -393,7 +380,7 @@ fn tenant_card(
                     }
                 }
             }
-            (later(tenant, s, obs, config, now))
+            (later(tenant, s))
         }
     }
 }

@@ -30,41 +30,51 @@ use crate::detect::history::{History, Since, TenantHistory};
 use crate::detect::profiles::{self, Budget, ClientProfile};
 use crate::detect::stateful::configured_views;
 use crate::model::{Code, Finding, KeyInfo, Observation, Subject, Timestamp, ViewId, ViewKind};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum GateKind {
     Rotation,
     Retirement,
 }
 
+impl GateKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateKind::Rotation => "rotation",
+            GateKind::Retirement => "retirement",
+        }
+    }
+}
+
 /// One reason the gate says no.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Blocker {
     pub code: Code,
     pub subject: Subject,
     pub detail: String,
     /// When this condition will be met if nothing changes; absent when that cannot be
     /// predicted (something has to be fixed first).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ready_at: Option<Timestamp>,
 }
 
-/// The gate's answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The gate's answer: what the API serves, `keycanary gate` prints and `gate --url` reads
+/// back (fields are added, never renamed; unknown fields from a newer daemon are ignored).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GateAnswer {
     pub gate: GateKind,
     pub tenant: String,
     /// The kid the answer is about (for a rotation gate without a kid: the current signer).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub kid: Option<String>,
     pub safe: bool,
     pub blocking: Vec<Blocker>,
     /// When every blocking condition will be met if nothing changes: the latest of the
     /// blockers' `ready_at`, present only when every blocker has one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ready_at: Option<Timestamp>,
     pub evaluated_at: Timestamp,
 }

@@ -2,8 +2,8 @@
 //! snapshot of the seed incident (the `io` edge serves `k1` from cache while `k2` signs).
 
 use crate::config::{Config, SecretSource};
-use crate::daemon::{Snapshot, advance};
 use crate::model::*;
+use crate::snapshot::{Snapshot, advance};
 
 pub fn config() -> Config {
     let text = r#"

@@ -17,7 +17,6 @@
 //! ("Metrics").
 
 use crate::config::Config;
-use crate::daemon::Snapshot;
 use crate::detect::freshness::view_freshness;
 use crate::detect::gate::{rotation_gate, view_budget};
 use crate::detect::profiles::Budget;
@@ -25,6 +24,7 @@ use crate::model::{
     Code, DomainObservation, FetchOutcome, LoginResult, Observation, Timestamp, TokenCheckResult,
     ViewKind, ViewObservation,
 };
+use crate::snapshot::Snapshot;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
@@ -1240,7 +1240,7 @@ channels = ["hook"]
         assert_eq!(buckets.last().unwrap().1, count);
         assert_eq!(count, 3.0);
         // A fresh snapshot after the incident's round keeps the histograms.
-        let next = crate::daemon::advance(&s, vec![], vec![], Timestamp(3_000), Timestamp(3_100));
+        let next = crate::snapshot::advance(&s, vec![], vec![], Timestamp(3_000), Timestamp(3_100));
         assert_eq!(next.durations, s.durations);
     }
 

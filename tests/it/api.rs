@@ -8,8 +8,9 @@ use crate::peers::signal;
 use keycanary::api::{self, ApiState};
 use keycanary::clock;
 use keycanary::config::{self, Config};
-use keycanary::daemon::{self, SharedSnapshot};
+use keycanary::daemon;
 use keycanary::lab::Lab;
+use keycanary::snapshot::{self, SharedSnapshot};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ impl Harness {
         let lab = start_lab().await;
         let dir = tempfile::tempdir().unwrap();
         let config = Arc::new(config_for(&lab, dir.path()));
-        let snapshot = daemon::new_snapshot();
+        let snapshot = snapshot::new_snapshot();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = ApiState {

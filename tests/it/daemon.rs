@@ -13,9 +13,10 @@ use crate::receivers::{Alertmanager, Hook, mail_sink, mails, subjects};
 use keycanary::api::{self, ApiState};
 use keycanary::clock;
 use keycanary::config;
-use keycanary::daemon::{self, Options, SharedSnapshot};
+use keycanary::daemon::{self, Options};
 use keycanary::lab::{CachePolicyUpdate, Lab};
 use keycanary::notify::Backoff;
+use keycanary::snapshot::{self, SharedSnapshot};
 use keycanary::store::{StatusReport, Store};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -156,7 +157,7 @@ struct Daemon {
 impl Daemon {
     fn start(config: &Path) -> Daemon {
         let config = config::load(config).unwrap();
-        let snapshot = daemon::new_snapshot();
+        let snapshot = snapshot::new_snapshot();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(daemon::run_with_options(
             config,
@@ -521,7 +522,7 @@ async fn api_silence_mutes_the_seed_incident() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let state = ApiState {
-        snapshot: daemon::new_snapshot(),
+        snapshot: snapshot::new_snapshot(),
         config: Arc::new(cfg.clone()),
         clock: clock::system(),
         bearer: None,

@@ -3,16 +3,43 @@
 //! rendered as text or JSON. Pure: the caller reads the store and passes `now`.
 //!
 //! It does not ask the daemon anything (it works with the daemon stopped, or hung) and it
-//! changes nothing.
+//! changes nothing: the store is opened read-only.
 
+use super::Format;
 use crate::alert::state::Incident;
+use crate::clock;
+use crate::config::Config;
 use crate::detect::profiles::human;
 use crate::detect::stateful::STALE_INTERVALS;
 use crate::model::Timestamp;
-use crate::store::StatusReport;
+use crate::store::{StatusReport, Store};
+use anyhow::Context;
 use serde_json::json;
 use std::fmt::Write as _;
+use std::process::ExitCode;
 use std::time::Duration;
+
+/// The command: read the state directory, print, exit 1 when [`problems`] finds any.
+pub(super) fn run(cfg: &Config, format: Format) -> anyhow::Result<ExitCode> {
+    let dir = &cfg.settings.state_dir;
+    let report = Store::open_read_only(dir)
+        .and_then(|s| s.status())
+        .with_context(|| format!("cannot read the state in {}", dir.display()))?;
+    let (now, interval) = (clock::system().now(), cfg.settings.interval);
+    match format {
+        Format::Text => print!(
+            "state: {}\n{}",
+            dir.display(),
+            render_text(&report, interval, now)
+        ),
+        Format::Json => println!("{:#}", render_json(&report, interval, now)),
+    }
+    Ok(if problems(&report, interval, now).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
 
 /// What needs a person: dead letters, or no full round for [`STALE_INTERVALS`] intervals
 /// (the daemon is stopped or stuck).

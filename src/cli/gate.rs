@@ -1,0 +1,224 @@
+//! `keycanary gate`: ask a rotation or retirement gate, either from here (one round of
+//! every tenant, assessed on a fresh history) or, with `--url`, from a running daemon's
+//! `/v1/gate/*` (its history makes time-based conditions decidable). Both give the same
+//! typed [`GateAnswer`], printed as JSON or as text ([`gate_text`]); exit 0 safe, 1 unsafe.
+//!
+//! The daemon never calls this; only the CLI does.
+
+use super::Format;
+use super::oneshot::{probe_and_assess, start_lab_if_configured};
+use crate::config::Config;
+use crate::detect::gate::{self, GateAnswer, Question};
+use crate::{clock, probe};
+use anyhow::{Context, bail};
+use secrecy::{ExposeSecret, SecretString};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// What the command line asks.
+pub(super) struct Asked {
+    pub tenant: String,
+    pub kid: Option<String>,
+    pub retire: bool,
+}
+
+impl Asked {
+    fn question(&self) -> Question<'_> {
+        if self.retire {
+            Question::Retirement(self.kid.as_deref().unwrap_or_default())
+        } else {
+            Question::Rotation(self.kid.as_deref())
+        }
+    }
+}
+
+pub(super) async fn run(
+    cfg: &Config,
+    path: &Path,
+    asked: Asked,
+    url: Option<&str>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    if cfg.tenant(&asked.tenant).is_none() {
+        eprintln!(
+            "error: tenant `{}` is not in {}",
+            asked.tenant,
+            path.display()
+        );
+        return Ok(ExitCode::from(2));
+    }
+    if asked.retire && asked.kid.is_none() {
+        eprintln!("error: --retire needs --kid (the key to remove)");
+        return Ok(ExitCode::from(2));
+    }
+    let answer = match url {
+        Some(url) => ask(url, &asked, cfg.api.bearer_token.as_ref()).await?,
+        None => {
+            let clock = clock::system();
+            let _lab = start_lab_if_configured(cfg, &clock).await?;
+            let prober = probe::Prober::new(cfg, clock.clone())?;
+            let a = probe_and_assess(cfg, &prober, &clock).await;
+            gate::answer(
+                cfg,
+                &a.history,
+                &a.observations,
+                &a.findings,
+                &asked.tenant,
+                asked.question(),
+                a.now,
+            )
+        }
+    };
+    match format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Format::Text => print!("{}", gate_text(&answer)),
+    }
+    Ok(if answer.safe {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `GET {base}/v1/gate/rotation?tenant=&kid=` or `/v1/gate/retirement?tenant=&kid=`.
+/// 200 and 409 both carry an answer; anything else is an error.
+async fn ask(
+    base: &str,
+    asked: &Asked,
+    bearer: Option<&SecretString>,
+) -> anyhow::Result<GateAnswer> {
+    let gate = if asked.retire {
+        "retirement"
+    } else {
+        "rotation"
+    };
+    let mut url = url::Url::parse(base).with_context(|| format!("--url `{base}` is not a URL"))?;
+    url.set_path(&format!("/v1/gate/{gate}"));
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("tenant", &asked.tenant);
+        if let Some(k) = &asked.kid {
+            q.append_pair("kid", k);
+        }
+    }
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()?;
+    let mut req = client.get(url.clone());
+    if let Some(token) = bearer {
+        req = req.bearer_auth(token.expose_secret());
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the daemon at {base}"))?;
+    let status = resp.status();
+    let body = resp
+        .bytes()
+        .await
+        .with_context(|| format!("cannot read the daemon's answer to {url}"))?;
+    if status.as_u16() != 200 && status.as_u16() != 409 {
+        bail!(
+            "the daemon answered HTTP {status}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    serde_json::from_slice(&body)
+        .with_context(|| format!("the daemon's answer to {url} is not a gate answer"))
+}
+
+/// A gate answer for people: the verdict, then every blocking condition with its subject,
+/// detail and when it will be met.
+pub(super) fn gate_text(answer: &GateAnswer) -> String {
+    let mut out = String::new();
+    let kid = answer
+        .kid
+        .as_deref()
+        .map(|k| format!(" kid {k}"))
+        .unwrap_or_default();
+    let verdict = if answer.safe { "SAFE" } else { "UNSAFE" };
+    let _ = writeln!(
+        out,
+        "{} gate, tenant {}{kid}: {verdict}",
+        answer.gate.as_str(),
+        answer.tenant
+    );
+    if let Some(at) = answer.ready_at {
+        let _ = writeln!(out, "ready at {at} if nothing changes");
+    }
+    for b in &answer.blocking {
+        let ready = b
+            .ready_at
+            .map(|t| format!(" (ready at {t})"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  {:<26} {}  {}{ready}",
+            b.code.as_str(),
+            b.subject,
+            b.detail
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detect::gate::{Blocker, GateKind};
+    use crate::model::{Code, Subject, Timestamp, ViewId};
+
+    fn unsafe_answer() -> GateAnswer {
+        GateAnswer {
+            gate: GateKind::Rotation,
+            tenant: "acme".into(),
+            kid: Some("key-2".into()),
+            safe: false,
+            blocking: vec![Blocker {
+                code: Code::StaleEdge,
+                subject: Subject::view(
+                    "acme",
+                    "io",
+                    &ViewId {
+                        path: "cdn".into(),
+                        edge: None,
+                    },
+                ),
+                detail: "serves key-1 only".into(),
+                ready_at: Some(Timestamp(60_000)),
+            }],
+            ready_at: Some(Timestamp(60_000)),
+            evaluated_at: Timestamp(0),
+        }
+    }
+
+    #[test]
+    fn the_answer_the_api_serves_reads_back_as_the_same_answer() {
+        let a = unsafe_answer();
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<GateAnswer>(&json).unwrap(), a);
+        // A newer daemon may add fields: they are ignored, not an error.
+        let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        v["advisories"] = serde_json::json!([]);
+        assert_eq!(serde_json::from_value::<GateAnswer>(v).unwrap(), a);
+    }
+
+    #[test]
+    fn text_names_the_verdict_and_each_blocker_with_its_subject_and_ready_time() {
+        let text = gate_text(&unsafe_answer());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "rotation gate, tenant acme kid key-2: UNSAFE");
+        assert_eq!(
+            lines[1],
+            format!("ready at {} if nothing changes", Timestamp(60_000))
+        );
+        assert!(lines[2].contains("stale_edge"), "{text}");
+        assert!(
+            lines[2].contains("tenant=acme domain=io path=cdn"),
+            "{text}"
+        );
+        assert!(lines[2].contains("serves key-1 only"), "{text}");
+        assert_eq!(lines.len(), 3);
+    }
+}

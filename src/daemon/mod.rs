@@ -1,0 +1,205 @@
+//! `keycanary run`: every tenant is probed by its own task at the configured interval
+//! (jittered, at most `max_concurrency` at once, so a slow or dead IdP delays nobody
+//! else), and each tenant's round is judged as it arrives — detection over the
+//! remembered history, then the alert state machine — and committed to the store
+//! together with its notifications in one transaction. The notifier (`crate::notify`, its
+//! own task) delivers them. The latest state is published in the shared [`crate::snapshot::Snapshot`] for
+//! the HTTP API (with the config it runs with, so the API follows a reload), and each
+//! finding is logged when it opens and when it resolves. Each tenant round's fetch and
+//! login durations are added to the snapshot's histograms (and, with OTLP, recorded
+//! through [`Options::durations`]); its judgement is traced as `detect.assess` in the
+//! round's trace, with the finding codes.
+//!
+//! A **full round** is complete when every tenant has been probed once since the last
+//! one; `Snapshot::rounds`, `last_round_*` and the store's `last_round` count full
+//! rounds, and the history is written to the store once per full round (the alert state
+//! and the outbox with every tenant's round).
+//!
+//! Lifecycle: the state directory is locked for the life of the process and a restart
+//! resumes from it (history, alert state, outbox). Shutdown cancels rounds in flight
+//! (nothing of a cancelled round is recorded), judges and commits rounds that had
+//! finished, and gives sends in flight a few seconds. With [`Options::config_path`],
+//! SIGHUP re-reads the config: a file with problems is refused (each problem logged) and
+//! the running config stays; a good one replaces the tenant tasks, the prober and the
+//! notifier's channels.
+//!
+//! Not here: the judgement itself (`crate::judge`: `detect`, `alert` — pure), SQL (`store`), talking to
+//! receivers (`alert::channel`, driven by `notify`).
+//!
+//! The rooms: `scheduler` (tenant tasks, the workers a reload replaces), `live` (what is
+//! carried between rounds), `rounds` (a round or a tick: judge, commit, publish), `commit`
+//! (the store side), `publish` (the snapshot side), `reload` (SIGHUP), `health` (the
+//! daemon's own health in its log). This file is the run loop.
+
+mod commit;
+mod health;
+mod live;
+mod publish;
+mod reload;
+mod rounds;
+mod scheduler;
+
+pub use live::Memory;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::notify::Backoff;
+use crate::probe::Prober;
+use crate::snapshot::SharedSnapshot;
+use crate::store::{SharedStore, StateLock, Store};
+use crate::telemetry::otlp_metrics::DurationRecorder;
+use anyhow::Context;
+use commit::save_history;
+use health::{SELF_CHECK_EVERY, log_health};
+use live::{Live, TenantRound};
+use publish::publish_config;
+use reload::{Hangups, reload};
+use rounds::{on_round, on_tick};
+use scheduler::Workers;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, mpsc};
+use tracing::info;
+
+/// Knobs of the daemon that are not in probes.toml.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// When failed sends are retried.
+    pub backoff: Backoff,
+    /// Re-read the config from this file on SIGHUP (the binary sets it).
+    pub config_path: Option<PathBuf>,
+    /// Also record each tenant round's durations here (OTLP metrics, when configured).
+    pub durations: Option<DurationRecorder>,
+}
+
+/// The daemon, publishing into `snapshot` so other tasks (the API) can read it.
+pub async fn run_with(
+    config: Config,
+    clock: SharedClock,
+    snapshot: SharedSnapshot,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    run_with_options(config, clock, snapshot, shutdown, Options::default()).await
+}
+
+/// [`run_with`] with [`Options`].
+pub async fn run_with_options(
+    config: Config,
+    clock: SharedClock,
+    snapshot: SharedSnapshot,
+    shutdown: impl Future<Output = ()>,
+    options: Options,
+) -> anyhow::Result<()> {
+    let dir = config.settings.state_dir.clone();
+    let lock = StateLock::acquire(&dir)?;
+    let mut store = Store::open(&dir)?;
+    let persisted = store
+        .load()
+        .context("cannot resume from the state directory")?;
+    let requeued = store.retry_all_now(clock.now())?;
+    let store: SharedStore = Arc::new(Mutex::new(store));
+    let mut memory = Memory {
+        history: persisted.history,
+        alerts: persisted.alert_state,
+        rounds: persisted.last_round.map_or(0, |r| r.number),
+    };
+    let prober = Arc::new(Prober::new(&config, clock.clone())?);
+    info!(
+        state_dir = %dir.display(),
+        rounds = memory.rounds,
+        open_incidents = memory.alerts.incidents.len(),
+        requeued,
+        "state loaded"
+    );
+    let mut hangups = Hangups::new(options.config_path.is_some())?;
+
+    let wake = Arc::new(Notify::new());
+    let deliveries = snapshot
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .deliveries
+        .clone();
+    let (round_tx, mut round_rx) = mpsc::channel::<TenantRound>(64);
+    let config = Arc::new(config);
+    publish_config(&snapshot, &config, clock.now());
+    let record_durations = |r: &TenantRound| {
+        if let Some(recorder) = &options.durations {
+            recorder.record(&r.observation);
+        }
+    };
+    let mut live = Live::new(&config, clock.now());
+    let mut workers = Workers::start(
+        config.clone(),
+        prober,
+        &store,
+        &clock,
+        options.backoff,
+        &wake,
+        &round_tx,
+        &deliveries,
+    );
+    let mut tick = tokio::time::interval(config.settings.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate; nothing can be stale yet
+    let mut self_check = tokio::time::interval(SELF_CHECK_EVERY);
+    self_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    self_check.tick().await;
+    tokio::pin!(shutdown);
+    info!(tenants = config.tenants.len(), interval = ?config.settings.interval,
+        max_concurrency = config.settings.max_concurrency, "keycanary running");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            Some(r) = round_rx.recv() => {
+                record_durations(&r);
+                memory = on_round(&workers.config, &store, &snapshot, &mut live, memory, r, clock.now(), &wake).await;
+            }
+            _ = tick.tick() => {
+                memory = on_tick(&workers.config, &store, &snapshot, &mut live, memory, clock.now(), &wake).await;
+            }
+            _ = self_check.tick() => log_health(&store, &live, clock.now()).await,
+            _ = hangups.recv() => {
+                let path = options.config_path.as_deref().expect("SIGHUP only with a config path");
+                if let Some((new, prober)) = reload(path, &workers.config, &clock) {
+                    workers.stop_tenants().await;
+                    while round_rx.try_recv().is_ok() {} // rounds judged by the old config
+                    // The old notifier stops before the new one starts: never two senders.
+                    workers.stop_notifier().await;
+                    workers = Workers::start(
+                        Arc::new(new), prober, &store, &clock, options.backoff, &wake, &round_tx,
+                        &deliveries,
+                    );
+                    live.reset(&workers.config, clock.now());
+                    publish_config(&snapshot, &workers.config, clock.now());
+                    tick = tokio::time::interval(workers.config.settings.interval);
+                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    tick.tick().await;
+                    info!(tenants = workers.config.tenants.len(), "config reloaded");
+                }
+            }
+        }
+    }
+    info!("shutting down: cancelling rounds in flight");
+    workers.stop_tenants().await;
+    while let Ok(r) = round_rx.try_recv() {
+        record_durations(&r);
+        memory = on_round(
+            &workers.config,
+            &store,
+            &snapshot,
+            &mut live,
+            memory,
+            r,
+            clock.now(),
+            &wake,
+        )
+        .await;
+    }
+    // Rounds since the last full one have recorded history that is not stored yet.
+    let history_saved = save_history(&store, &memory, clock.now()).await;
+    workers.stop_notifier().await;
+    drop(lock);
+    info!(history_saved, "stopped");
+    Ok(())
+}
