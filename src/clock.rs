@@ -1,8 +1,12 @@
 //! The injected clock. Everything that needs "now" outside the pure core gets it from a
 //! [`Clock`], so tests can drive time by hand instead of sleeping.
 //!
-//! The pure core (`detect`, the alert state machine) never holds a clock: it is handed a
-//! [`Timestamp`] by its caller.
+//! The pure core (`detect`, the alert state machine, the judge) never holds a clock: it is
+//! handed a [`Timestamp`] by its caller.
+//!
+//! This is the only module that reads the system's clocks (`clippy.toml` forbids
+//! `SystemTime::now` and `Instant::now` elsewhere): wall-clock time through [`Clock`], and
+//! the monotonic clock through [`monotonic`], for measuring a request and for scheduling.
 
 use crate::model::Timestamp;
 use std::sync::Arc;
@@ -20,9 +24,17 @@ pub type SharedClock = Arc<dyn Clock>;
 pub struct SystemClock;
 
 impl Clock for SystemClock {
+    #[allow(clippy::disallowed_methods)]
     fn now(&self) -> Timestamp {
         Timestamp::from_system_time(SystemTime::now()).unwrap_or(Timestamp(0))
     }
+}
+
+/// The monotonic clock (tokio's, so `tokio::time::pause` drives it in tests): for request
+/// durations and for when the next round is due, never for timestamps.
+#[allow(clippy::disallowed_methods)]
+pub fn monotonic() -> tokio::time::Instant {
+    tokio::time::Instant::now()
 }
 
 /// A clock that only moves when told to. Clones share the same time.

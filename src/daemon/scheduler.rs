@@ -107,7 +107,7 @@ pub(super) async fn tenant_loop(
     stop: CancellationToken,
 ) {
     loop {
-        let begin = tokio::time::Instant::now();
+        let begin = crate::clock::monotonic();
         let round = async {
             let _permit = permits
                 .acquire()

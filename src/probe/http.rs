@@ -107,7 +107,7 @@ pub async fn fetch(
     max_body: u64,
 ) -> (Fetch, Option<Vec<u8>>) {
     let started_at = clock.now();
-    let start = tokio::time::Instant::now();
+    let start = crate::clock::monotonic();
     let mut builder = req.builder();
     let mut trace_headers = HeaderMap::new();
     crate::telemetry::traces::inject_trace_context(&mut trace_headers);

@@ -11,12 +11,12 @@
 use crate::config::OtlpConfig;
 use crate::model::Finding;
 use anyhow::Context as _;
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::Injector;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use std::collections::BTreeSet;
 use std::time::Duration;
 use tracing::{Span, Subscriber, field};

@@ -14,6 +14,10 @@
 //! Times are counted in keycanary's rounds; every wait is bounded and says what it waited
 //! for. A separate test binary, so it runs after the `it` suite and not beside it.
 
+// Tests wait for real processes with real deadlines; the product reads time through
+// `keycanary::clock` (clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 #[allow(dead_code)]
 #[path = "../support/peers.rs"]
 mod peers;
