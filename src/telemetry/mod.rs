@@ -1,8 +1,11 @@
 //! What keycanary tells operators about itself and what it sees: Prometheus metrics
-//! rendered from the daemon's snapshot (`metrics`), the same families over OTLP
-//! (`otlp_metrics`) and OTLP traces of probe rounds (`traces`). Log setup lives in
-//! `main.rs` for now.
+//! rendered from the daemon's snapshot (`metrics`, in the text format of `exposition`),
+//! the fetch and login duration histograms the snapshot accumulates (`durations`), the
+//! same families over OTLP (`otlp_metrics`) and OTLP traces of probe rounds (`traces`).
+//! Log setup lives in `main.rs` for now.
 
+pub mod durations;
+pub mod exposition;
 pub mod metrics;
 pub mod otlp_metrics;
 pub mod traces;
