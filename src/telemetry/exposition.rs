@@ -11,7 +11,7 @@
 
 use std::fmt::Write;
 
-/// `Content-Type` of [`render`]'s output.
+/// `Content-Type` of [`encode`]'s output (and so of `/metrics`).
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
