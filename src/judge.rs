@@ -59,7 +59,7 @@ pub fn judge(
         .cloned()
         .collect();
     let (notifications, part) = alert::step(
-        &part_of(alerts, tenant),
+        &alerts.tenant_part(tenant),
         &findings,
         &config.alerting.policy,
         &all_silences,
@@ -75,53 +75,9 @@ pub fn judge(
         .collect();
     Verdict {
         findings,
-        alerts: with_part(alerts, tenant, part),
+        alerts: alerts.with_tenant_part(tenant, part),
         notifications,
         outbox,
-    }
-}
-
-/// The episodes and incidents of `tenant`.
-fn part_of(state: &AlertState, tenant: &str) -> AlertState {
-    AlertState {
-        episodes: state
-            .episodes
-            .iter()
-            .filter(|e| e.finding.subject.tenant == tenant)
-            .cloned()
-            .collect(),
-        incidents: state
-            .incidents
-            .iter()
-            .filter(|i| i.group.tenant == tenant)
-            .cloned()
-            .collect(),
-    }
-}
-
-/// `state` with `tenant`'s part replaced by `part`, lists kept sorted by their keys.
-fn with_part(state: &AlertState, tenant: &str, part: AlertState) -> AlertState {
-    let mut episodes: Vec<_> = state
-        .episodes
-        .iter()
-        .filter(|e| e.finding.subject.tenant != tenant)
-        .cloned()
-        .chain(part.episodes)
-        .collect();
-    episodes.sort_by(|a, b| {
-        (a.finding.code, &a.finding.subject).cmp(&(b.finding.code, &b.finding.subject))
-    });
-    let mut incidents: Vec<_> = state
-        .incidents
-        .iter()
-        .filter(|i| i.group.tenant != tenant)
-        .cloned()
-        .chain(part.incidents)
-        .collect();
-    incidents.sort_by(|a, b| a.group.cmp(&b.group));
-    AlertState {
-        episodes,
-        incidents,
     }
 }
 
@@ -318,9 +274,9 @@ codes = ["login_failed"]
         for i in &mut other.incidents {
             i.group.tenant = "zeta".into();
         }
-        let both = with_part(&alerts, "zeta", other.clone());
-        assert_eq!(part_of(&both, "zeta"), other);
-        assert_eq!(part_of(&both, "acme"), alerts);
+        let both = alerts.with_tenant_part("zeta", other.clone());
+        assert_eq!(both.tenant_part("zeta"), other);
+        assert_eq!(both.tenant_part("acme"), alerts);
         // A clean acme round moves acme's episodes only.
         let v = judge(
             &config,
@@ -332,8 +288,8 @@ codes = ["login_failed"]
             &[],
             fx::at(3),
         );
-        assert_eq!(part_of(&v.alerts, "zeta"), other);
-        assert_ne!(part_of(&v.alerts, "acme"), alerts);
+        assert_eq!(v.alerts.tenant_part("zeta"), other);
+        assert_ne!(v.alerts.tenant_part("acme"), alerts);
     }
 
     #[test]

@@ -241,9 +241,8 @@ async fn readyz(State(state): State<ApiState>) -> Response {
 }
 
 async fn metrics_text(State(state): State<ApiState>) -> Response {
-    let now = state.clock.now();
     let body = read(&state, |s, config| {
-        metrics::render_at(s, config, BuildInfo::current(), now)
+        metrics::render(s, config, BuildInfo::current())
     });
     ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
 }

@@ -4,7 +4,7 @@
 
 use super::oneshot::start_lab_if_configured;
 use super::{otlp_config, shutdown_signal};
-use crate::clock::{self, SharedClock};
+use crate::clock;
 use crate::config::Config;
 use crate::snapshot::{self, SharedSnapshot};
 use crate::telemetry::metrics;
@@ -25,7 +25,7 @@ pub(super) async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<ExitCode> 
             format!("cannot listen on {listen} for the HTTP API: free it or set [api] listen")
         })?;
     let snapshot = snapshot::new_snapshot();
-    let otlp_metrics = start_otlp_metrics(&cfg, &snapshot, &clock)?;
+    let otlp_metrics = start_otlp_metrics(&cfg, &snapshot)?;
     let state = api::ApiState {
         snapshot: snapshot.clone(),
         config: Arc::new(cfg.clone()),
@@ -57,19 +57,17 @@ pub(super) async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<ExitCode> 
 fn start_otlp_metrics(
     cfg: &Config,
     snapshot: &SharedSnapshot,
-    clock: &SharedClock,
 ) -> anyhow::Result<Option<OtlpMetrics>> {
     let Some(otlp) = otlp_config(cfg)? else {
         return Ok(None);
     };
-    let (snapshot, clock) = (snapshot.clone(), clock.clone());
+    let snapshot = snapshot.clone();
     let config = Arc::new(cfg.clone());
     let source: Source = Arc::new(move || {
-        let now = clock.now();
         let s = snapshot.read().unwrap_or_else(|e| e.into_inner());
         // The daemon's running config (it follows reloads) once published.
         let config = s.config.as_deref().unwrap_or(&config);
-        metrics::families(&s, config, metrics::BuildInfo::current(), now)
+        metrics::families(&s, config, metrics::BuildInfo::current())
     });
     OtlpMetrics::start(&otlp, &cfg.settings.location, cfg.settings.interval, source).map(Some)
 }

@@ -1,8 +1,10 @@
 //! What keycanary tells operators about itself and what it sees: Prometheus metrics
-//! rendered from the daemon's snapshot (`metrics`), the same families over OTLP
-//! (`otlp_metrics`) and OTLP traces of probe rounds (`traces`). Log setup lives in
-//! `main.rs` for now.
+//! rendered from the daemon's snapshot (`metrics`, in the text format of `exposition`;
+//! the duration histograms they render are accumulated in `crate::snapshot::durations`),
+//! the same families over OTLP (`otlp_metrics`) and OTLP traces of probe rounds (`traces`).
+//! Log set-up lives in `crate::cli`.
 
+pub mod exposition;
 pub mod metrics;
 pub mod otlp_metrics;
 pub mod traces;

@@ -7,20 +7,22 @@
 //! labels and values. OpenTelemetry has no observable histogram, so the duration
 //! histograms are synchronous instruments with the same name, help and buckets, fed by
 //! the daemon through a [`DurationRecorder`] with each tenant round it also adds to the
-//! snapshot's histograms (same labels, from [`metrics::round_durations`]). The SDK's
+//! snapshot's histograms (same labels, from [`durations::round_durations`]). The SDK's
 //! periodic reader collects and exports on its own thread every `interval`: an
 //! unreachable collector costs dropped exports, never a blocked round.
 
-use super::metrics::{self, DurationKind, Family, MetricType};
+use super::exposition::{Family, Labels, MetricType};
 use crate::config::OtlpConfig;
 use crate::model::Observation;
+use crate::snapshot::durations::{self, DurationKind};
 use anyhow::Context as _;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, Histogram, MeterProvider as _};
 use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// How long exit waits for the last export to reach the collector.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(3);
@@ -46,7 +48,7 @@ pub struct DurationRecorder {
 impl DurationRecorder {
     /// Adds one tenant round, labelled as `/metrics` labels it.
     pub fn record(&self, observation: &Observation) {
-        for (kind, labels, value) in metrics::round_durations(observation) {
+        for (kind, labels, value) in durations::round_durations(observation) {
             let attrs = attributes(labels);
             match kind {
                 DurationKind::Fetch => self.fetch.record(value, &attrs),
@@ -141,16 +143,16 @@ fn register(provider: &SdkMeterProvider, source: &Source) -> DurationRecorder {
         meter
             .f64_histogram(name)
             .with_description(help)
-            .with_boundaries(metrics::DURATION_BUCKETS.to_vec())
+            .with_boundaries(durations::DURATION_BUCKETS.to_vec())
             .build()
     };
     DurationRecorder {
-        fetch: histogram(metrics::FETCH_DURATION),
-        login: histogram(metrics::LOGIN_DURATION),
+        fetch: histogram(durations::FETCH_DURATION),
+        login: histogram(durations::LOGIN_DURATION),
     }
 }
 
-fn attributes(labels: metrics::Labels) -> Vec<KeyValue> {
+fn attributes(labels: Labels) -> Vec<KeyValue> {
     labels
         .into_iter()
         .map(|(k, v)| KeyValue::new(k, v))
@@ -177,7 +179,7 @@ impl Collection {
             return families.clone();
         }
         let families = Arc::new((self.source)());
-        *latest = Some((Instant::now(), families.clone()));
+        *latest = Some((crate::clock::monotonic(), families.clone()));
         families
     }
 }

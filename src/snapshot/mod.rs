@@ -14,9 +14,11 @@ use crate::detect::gate::{self, GateAnswer};
 use crate::detect::history::History;
 use crate::model::{Code, Finding, Observation, Subject, Timestamp};
 use crate::notify::Deliveries;
-use crate::telemetry::metrics::Durations;
+use durations::Durations;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
+
+pub mod durations;
 
 /// What the daemon knows now. Replaced as a whole after every tenant's round.
 #[derive(Debug, Clone, Default)]

@@ -1,0 +1,490 @@
+//! Tests of the metric families, through [`render`] of fixture snapshots: every family
+//! has HELP and TYPE, series are unique, labels bounded, values what the snapshot says.
+//! The encoder's and the histograms' own tables live in `exposition` and `durations`.
+
+use super::views::cut;
+use super::*;
+use crate::detect::gate::{rotation_gate, view_budget};
+use crate::detect::profiles::Budget;
+use crate::model::{FetchOutcome, Timestamp, ViewKind};
+use crate::telemetry::exposition::number;
+use crate::telemetry::fixtures::{config, incident, view};
+use std::collections::BTreeSet;
+
+fn check(body: &str, line: &str) {
+    assert!(
+        body.lines().any(|l| l == line),
+        "missing line `{line}` in:\n{body}"
+    );
+}
+
+#[test]
+fn seed_incident_as_metrics() {
+    let body = render(&incident(), &config(), BuildInfo { version: "9.9.9" });
+    let v = r#"tenant="acme",domain="io",path="cdn",edge="",kind="edge",location="lab""#;
+    for line in [
+        r#"keycanary_build_info{version="9.9.9"} 1"#.to_owned(),
+        "keycanary_rounds_total 1".into(),
+        "keycanary_round_duration_seconds 1.5".into(),
+        "keycanary_last_round_timestamp_seconds 2.5".into(),
+        format!("keycanary_view_up{{{v}}} 1"),
+        format!(r#"keycanary_view_kid_present{{{v},kid="k2"}} 0"#),
+        format!(r#"keycanary_view_kid_present{{{v},kid="k1"}} 1"#),
+        format!("keycanary_view_age_seconds{{{v}}} 42"),
+        format!(r#"keycanary_fetch_duration_seconds_bucket{{{v},le="0.1"}} 0"#),
+        format!(r#"keycanary_fetch_duration_seconds_bucket{{{v},le="0.25"}} 1"#),
+        format!(r#"keycanary_fetch_duration_seconds_bucket{{{v},le="+Inf"}} 1"#),
+        format!("keycanary_fetch_duration_seconds_sum{{{v}}} 0.25"),
+        format!("keycanary_fetch_duration_seconds_count{{{v}}} 1"),
+        r#"keycanary_login_duration_seconds_bucket{tenant="acme",domain="io",location="lab",le="0.1"} 0"#.into(),
+        r#"keycanary_login_duration_seconds_bucket{tenant="acme",domain="io",location="lab",le="0.25"} 1"#.into(),
+        r#"keycanary_login_duration_seconds_sum{tenant="acme",domain="io",location="lab"} 0.12"#.into(),
+        r#"keycanary_login_duration_seconds_count{tenant="acme",domain="io",location="lab"} 1"#.into(),
+        "# TYPE keycanary_fetch_duration_seconds histogram".into(),
+        "# TYPE keycanary_login_duration_seconds histogram".into(),
+        r#"keycanary_login_up{tenant="acme",domain="io"} 1"#.into(),
+        r#"keycanary_token_verifications{tenant="acme",domain="io",path="cdn",edge="",result="kid_missing"} 1"#.into(),
+        r#"keycanary_token_verifications{tenant="acme",domain="io",path="cdn",edge="",result="verified"} 0"#.into(),
+        r#"keycanary_token_verifications{tenant="acme",domain="io",path="origin",edge="",result="verified"} 1"#.into(),
+        r#"keycanary_signing_kid_info{tenant="acme",domain="io",kid="k2"} 1"#.into(),
+        r#"keycanary_findings_open{tenant="acme",code="kid_missing",severity="critical"} 1"#.into(),
+        r#"keycanary_findings_open{tenant="acme",code="stale_edge",severity="high"} 0"#.into(),
+    ] {
+        check(&body, &line);
+    }
+    // The origin view sends no Age: no sample rather than a made-up zero.
+    assert!(
+        !body.contains(r#"keycanary_view_age_seconds{tenant="acme",domain="io",path="origin""#)
+    );
+}
+
+#[test]
+fn every_family_has_help_and_type_and_no_duplicate_series() {
+    let body = render(&incident(), &config(), BuildInfo::current());
+    let mut helped = BTreeSet::new();
+    let mut histograms = BTreeSet::new();
+    let mut series = BTreeSet::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            helped.insert(rest.split(' ').next().unwrap().to_owned());
+        } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap();
+            assert!(helped.contains(name), "TYPE before HELP for {name}");
+            if kind == "histogram" {
+                histograms.insert(name.to_owned());
+            }
+        } else {
+            let (id, _) = line.rsplit_once(' ').unwrap();
+            let series_name = id.split('{').next().unwrap();
+            // A histogram's series are its family's name plus a suffix.
+            let name = ["_bucket", "_sum", "_count"]
+                .iter()
+                .filter_map(|s| series_name.strip_suffix(s))
+                .find(|base| histograms.contains(*base))
+                .unwrap_or(series_name);
+            assert!(helped.contains(name), "no HELP for {name}");
+            assert!(name.starts_with("keycanary_"), "{name}");
+            assert!(series.insert(id.to_owned()), "duplicate series {id}");
+        }
+    }
+}
+
+#[test]
+fn before_the_first_round_families_are_there_without_samples() {
+    let body = render(&Snapshot::default(), &config(), BuildInfo::current());
+    check(&body, "keycanary_rounds_total 0");
+    check(&body, "# TYPE keycanary_view_up gauge");
+    assert!(
+        !body
+            .lines()
+            .any(|l| l.starts_with("keycanary_round_duration_seconds")),
+        "{body}"
+    );
+}
+
+#[test]
+fn kids_from_the_wire_are_bounded_and_escaped() {
+    let mut s = incident();
+    let d = &mut s.observations[0].domains[0];
+    let many: Vec<String> = (0..50)
+        .map(|i| format!("k{i}\"\\\n{}", "x".repeat(300)))
+        .collect();
+    let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+    d.views[1] = view("origin", ViewKind::Origin, None, &refs);
+    let body = render(&s, &config(), BuildInfo::current());
+    let present = body
+        .lines()
+        .filter(|l| l.starts_with("keycanary_view_kid_present{") && l.contains("path=\"cdn\""))
+        .count();
+    assert_eq!(present, MAX_KIDS_PER_DOMAIN);
+    assert!(body.contains(r#"kid="k0\"\\\nxxx"#), "{body}");
+    assert!(body.lines().all(|l| l.len() < 600));
+}
+
+/// The incident with its observation recorded in the history (as the daemon does) and
+/// the cdn edge sending caching headers.
+fn incident_with_history() -> Snapshot {
+    let mut s = incident();
+    let cdn = &mut s.observations[0].domains[0].views[0];
+    if let FetchOutcome::Response(r) = &mut cdn.fetch.outcome {
+        r.headers.cache_control = Some("public, max-age=300".into());
+    }
+    let mut history = crate::detect::history::History::default();
+    history.record(&s.observations[0], Timestamp(2_000));
+    s.history = std::sync::Arc::new(history);
+    s
+}
+
+const CDN: &str = r#"tenant="acme",domain="io",path="cdn",edge="",kind="edge",location="lab""#;
+const ORIGIN: &str =
+    r#"tenant="acme",domain="io",path="origin",edge="",kind="origin",location="lab""#;
+
+#[test]
+fn edge_ttl_remaining_only_for_edges_with_a_declared_lifetime() {
+    let cfg = config();
+    let body = render(&incident_with_history(), &cfg, BuildInfo::current());
+    // max-age=300 with Age: 42.
+    check(
+        &body,
+        &format!("keycanary_view_edge_ttl_remaining_seconds{{{CDN}}} 258"),
+    );
+    assert!(
+        !body.contains(&format!(
+            "keycanary_view_edge_ttl_remaining_seconds{{{ORIGIN}}}"
+        )),
+        "{body}"
+    );
+    // Without caching headers the edge declares no lifetime: no sample.
+    let body = render(&incident(), &cfg, BuildInfo::current());
+    check(
+        &body,
+        "# TYPE keycanary_view_edge_ttl_remaining_seconds gauge",
+    );
+    assert!(
+        !body
+            .lines()
+            .any(|l| l.starts_with("keycanary_view_edge_ttl_remaining_seconds{")),
+        "{body}"
+    );
+}
+
+#[test]
+fn staleness_budget_is_the_gates() {
+    let cfg = config();
+    let s = incident_with_history();
+    let body = render(&s, &cfg, BuildInfo::current());
+    let h = s.history.tenant("acme").unwrap();
+    let t = cfg.tenant("acme").unwrap();
+    let profiles = cfg.tenant_profiles(t);
+    for (labels, view) in [
+        (CDN, &s.observations[0].domains[0].views[0]),
+        (ORIGIN, &s.observations[0].domains[0].views[1]),
+    ] {
+        let Budget::Bounded(want) = view_budget(h, "io", &view.id, &profiles) else {
+            panic!("the default profiles are bounded");
+        };
+        check(
+            &body,
+            &format!(
+                "keycanary_view_staleness_budget_seconds{{{labels}}} {}",
+                number(want.as_secs_f64())
+            ),
+        );
+    }
+    // The edge's cached lifetime counts towards its S, not the origin's.
+    let value = |labels: &str| -> f64 {
+        let prefix = format!("keycanary_view_staleness_budget_seconds{{{labels}}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(value(CDN) > value(ORIGIN), "{body}");
+    check(
+        &body,
+        "# TYPE keycanary_view_staleness_budget_unbounded gauge",
+    );
+    assert!(!body.contains("keycanary_view_staleness_budget_unbounded{"));
+}
+
+#[test]
+fn unbounded_staleness_budget_has_its_own_family() {
+    let text = r#"
+[[profile]]
+name = "forever"
+refetch_on_unknown_kid = false
+[[tenant]]
+name = "acme"
+client_profiles = ["forever"]
+[[tenant.domain]]
+name = "io"
+issuer = "https://idp.example/io/acme"
+[tenant.domain.login]
+client_id = "c"
+client_secret = { env = "S" }
+[[tenant.domain.jwks]]
+name = "cdn"
+"#;
+    let env = |name: &str| (name == "S").then(|| "x".to_owned());
+    let cfg = Config::from_toml_str(
+        text,
+        "t.toml",
+        &crate::config::SecretSource {
+            base_dir: std::path::Path::new("."),
+            env: &env,
+        },
+    )
+    .unwrap();
+    let body = render(&incident_with_history(), &cfg, BuildInfo::current());
+    for labels in [CDN, ORIGIN] {
+        check(
+            &body,
+            &format!(
+                r#"keycanary_view_staleness_budget_unbounded{{{labels},profile="forever"}} 1"#
+            ),
+        );
+    }
+    assert!(
+        !body
+            .lines()
+            .any(|l| l.starts_with("keycanary_view_staleness_budget_seconds{")),
+        "{body}"
+    );
+}
+
+#[test]
+fn rotation_gate_for_the_current_signer() {
+    let cfg = config();
+    let mut s = incident_with_history();
+    let now = Timestamp(2_500);
+    s.refresh_gates(&cfg, ["acme"], now);
+    let want = rotation_gate(
+        &cfg,
+        &s.history,
+        Some(&s.observations[0]),
+        &s.findings,
+        "acme",
+        None,
+        now,
+    );
+    assert!(!want.safe, "k2 is missing on the cdn edge");
+    let body = render(&s, &cfg, BuildInfo::current());
+    check(&body, r#"keycanary_gate_safe{tenant="acme"} 0"#);
+    check(
+        &body,
+        &format!(
+            r#"keycanary_gate_blockers{{tenant="acme"}} {}"#,
+            want.blocking.len()
+        ),
+    );
+    assert!(!want.blocking.is_empty());
+    // A healthy tenant: every view serves the signer, nothing open, settled for long.
+    let mut healthy = s.clone();
+    healthy.findings.clear();
+    healthy.observations[0].domains[0].views[0] = view("cdn", ViewKind::Edge, None, &["k1", "k2"]);
+    let mut history = crate::detect::history::History::default();
+    history.record(&healthy.observations[0], Timestamp(2_000));
+    healthy.history = std::sync::Arc::new(history);
+    let later = Timestamp(2_000 + 30 * 86_400_000);
+    let answer = rotation_gate(
+        &cfg,
+        &healthy.history,
+        Some(&healthy.observations[0]),
+        &[],
+        "acme",
+        None,
+        later,
+    );
+    assert!(answer.safe, "{answer:?}");
+    healthy.refresh_gates(&cfg, ["acme"], later);
+    let body = render(&healthy, &cfg, BuildInfo::current());
+    check(&body, r#"keycanary_gate_safe{tenant="acme"} 1"#);
+    check(&body, r#"keycanary_gate_blockers{tenant="acme"} 0"#);
+}
+
+#[test]
+fn no_gate_samples_before_the_first_round() {
+    let body = render(&Snapshot::default(), &config(), BuildInfo::current());
+    check(&body, "# TYPE keycanary_gate_safe gauge");
+    check(&body, "# TYPE keycanary_gate_blockers gauge");
+    assert!(
+        !body.lines().any(|l| l.starts_with("keycanary_gate_")),
+        "{body}"
+    );
+}
+
+#[test]
+fn outbox_and_notification_counts() {
+    let cfg = Config::from_toml_str(
+        r#"
+[[tenant]]
+name = "acme"
+[[tenant.domain]]
+name = "io"
+issuer = "https://idp.example/io/acme"
+[[tenant.domain.jwks]]
+name = "cdn"
+[alerting]
+[[alerting.channel]]
+name = "hook"
+type = "webhook"
+url = "http://127.0.0.1:9/hook"
+[[alerting.route]]
+channels = ["hook"]
+"#,
+        "t.toml",
+        &crate::config::SecretSource {
+            base_dir: std::path::Path::new("."),
+            env: &|_: &str| None,
+        },
+    )
+    .unwrap();
+    // Before the first commit: the families, no outbox samples, zero counters.
+    let body = render(&Snapshot::default(), &cfg, BuildInfo::current());
+    check(&body, "# TYPE keycanary_outbox_depth gauge");
+    check(&body, "# TYPE keycanary_notifications_dead gauge");
+    check(&body, "# TYPE keycanary_notifications_total counter");
+    assert!(
+        !body
+            .lines()
+            .any(|l| l.starts_with("keycanary_outbox_depth "))
+    );
+    for r in ["sent", "retried", "dead"] {
+        check(
+            &body,
+            &format!(r#"keycanary_notifications_total{{channel="hook",result="{r}"}} 0"#),
+        );
+    }
+    let mut s = Snapshot::default();
+    s.store.outbox_depth = Some(3);
+    s.store.dead_letters = Some(1);
+    s.deliveries.add("hook", "sent");
+    s.deliveries.add("hook", "sent");
+    s.deliveries.add("old", "dead");
+    let body = render(&s, &cfg, BuildInfo::current());
+    check(&body, "keycanary_outbox_depth 3");
+    check(&body, "keycanary_notifications_dead 1");
+    check(
+        &body,
+        r#"keycanary_notifications_total{channel="hook",result="sent"} 2"#,
+    );
+    check(
+        &body,
+        r#"keycanary_notifications_total{channel="hook",result="dead"} 0"#,
+    );
+    // A channel removed by a reload keeps its counts.
+    check(
+        &body,
+        r#"keycanary_notifications_total{channel="old",result="dead"} 1"#,
+    );
+    check(
+        &body,
+        r#"keycanary_notifications_total{channel="old",result="sent"} 0"#,
+    );
+}
+
+/// `(le, value)` of the `_bucket` lines of `name` for the series with `labels`, in
+/// output order, plus its `_sum` and `_count`.
+fn histogram_lines(body: &str, name: &str, labels: &str) -> (Vec<(String, f64)>, f64, f64) {
+    let bucket = format!("{name}_bucket{{{labels},le=\"");
+    let buckets = body
+        .lines()
+        .filter_map(|l| l.strip_prefix(&bucket))
+        .map(|rest| {
+            let (le, value) = rest.split_once("\"} ").unwrap();
+            (le.to_owned(), value.parse().unwrap())
+        })
+        .collect();
+    let single = |suffix: &str| -> f64 {
+        let prefix = format!("{name}{suffix}{{{labels}}} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in:\n{body}"))
+            .parse()
+            .unwrap()
+    };
+    (buckets, single("_sum"), single("_count"))
+}
+
+#[test]
+fn duration_histograms_accumulate_across_rounds() {
+    // Three rounds of the incident: the io edge fetch takes 250 ms, 30 ms, then 12 s
+    // (the origin and the login keep their durations).
+    let mut s = incident();
+    let obs = s.observations[0].clone();
+    for ms in [30, 12_000] {
+        let mut o = obs.clone();
+        o.domains[0].views[0].fetch.duration_ms = ms;
+        s.durations.observe(&o);
+    }
+    let body = render(&s, &config(), BuildInfo::current());
+    let (buckets, sum, count) = histogram_lines(&body, FETCH_DURATION, CDN);
+    let want: Vec<(String, f64)> = [
+        ("0.005", 0.0),
+        ("0.01", 0.0),
+        ("0.025", 0.0),
+        ("0.05", 1.0),
+        ("0.1", 1.0),
+        ("0.25", 2.0),
+        ("0.5", 2.0),
+        ("1", 2.0),
+        ("2.5", 2.0),
+        ("5", 2.0),
+        ("10", 2.0),
+        ("+Inf", 3.0),
+    ]
+    .iter()
+    .map(|(le, n)| (le.to_string(), *n))
+    .collect();
+    assert_eq!(buckets, want, "{body}");
+    assert_eq!(count, 3.0);
+    assert!((sum - 12.28).abs() < 1e-9, "{sum}");
+    let (buckets, sum, count) = histogram_lines(&body, FETCH_DURATION, ORIGIN);
+    assert_eq!(buckets.last().unwrap(), &("+Inf".to_owned(), 3.0));
+    assert_eq!((sum, count), (0.75, 3.0));
+    let login = r#"tenant="acme",domain="io",location="lab""#;
+    let (buckets, _, count) = histogram_lines(&body, LOGIN_DURATION, login);
+    assert_eq!(buckets.last().unwrap().1, count);
+    assert_eq!(count, 3.0);
+    // A fresh snapshot after the incident's round keeps the histograms.
+    let next = crate::snapshot::advance(&s, vec![], vec![], Timestamp(3_000), Timestamp(3_100));
+    assert_eq!(next.durations, s.durations);
+}
+
+#[test]
+fn histogram_families_are_there_before_the_first_round() {
+    let body = render(&Snapshot::default(), &config(), BuildInfo::current());
+    for name in [FETCH_DURATION, LOGIN_DURATION] {
+        check(&body, &format!("# TYPE {name} histogram"));
+        assert!(!body.lines().any(|l| l.starts_with(name)), "{body}");
+    }
+}
+
+#[test]
+fn a_login_without_a_request_has_no_duration() {
+    let mut obs = incident().observations[0].clone();
+    if let Some(login) = &mut obs.domains[0].login {
+        login.fetch = None;
+    }
+    let kinds: Vec<DurationKind> = round_durations(&obs).into_iter().map(|d| d.0).collect();
+    assert_eq!(kinds, [DurationKind::Fetch, DurationKind::Fetch]);
+}
+
+#[test]
+fn kids_are_cut_on_a_character_boundary() {
+    assert_eq!(cut(&"é".repeat(100)).len(), 128);
+}
+
+#[test]
+fn a_histogram_samples_as_its_buckets_sum_and_count() {
+    let mut h = Histogram::default();
+    for v in [0.02, 0.3, 20.0] {
+        h.observe(v);
+    }
+    let labels: Labels = vec![("tenant", "acme".to_owned())];
+    let sample = super::process::sample(&h, labels.clone());
+    assert_eq!(sample.labels, labels);
+    assert_eq!(sample.buckets, h.buckets());
+    assert_eq!((sample.sum, sample.count), (h.sum(), 3));
+}
