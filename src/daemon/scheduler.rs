@@ -125,8 +125,11 @@ pub(super) async fn tenant_loop(
             r = round => r,
             _ = stop.cancelled() => return,
         };
-        if rounds.send(round).await.is_err() {
-            return;
+        // The run loop may be busy (or stopping and waiting for this task): never block
+        // on a full channel past `stop`.
+        tokio::select! {
+            sent = rounds.send(round) => if sent.is_err() { return },
+            _ = stop.cancelled() => return,
         }
         let next = begin + interval + interval.mul_f64(JITTER * fastrand::f64());
         tokio::select! {
