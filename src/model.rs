@@ -288,11 +288,14 @@ pub struct ViewId {
     pub edge: Option<String>,
 }
 
+/// Name of the origin view's path in reports (and a JWKS path name config reserves).
+pub const ORIGIN_PATH: &str = "origin";
+
 impl ViewId {
-    /// The origin view of a domain (the cache-bypassing fetch, [`crate::config::ORIGIN_PATH`]).
+    /// The origin view of a domain (the cache-bypassing fetch, [`ORIGIN_PATH`]).
     pub fn origin() -> ViewId {
         ViewId {
-            path: crate::config::ORIGIN_PATH.to_owned(),
+            path: ORIGIN_PATH.to_owned(),
             edge: None,
         }
     }
