@@ -3,13 +3,12 @@
 //! - [`state`]: the pure lifecycle state machine (findings over time + now → notifications).
 //! - [`silence`]: silences and maintenance windows (mute, never stop tracking).
 //! - [`route`]: which channels a notification goes to.
-//! - [`channel`]: pure `render` per channel, and a short `send` (the only code in keycanary
-//!   that talks SMTP or HTTP to receivers).
 //!
-//! Not here: durable state, the outbox and retries (the store and the daemon own those),
-//! and reading a clock (callers pass `now`).
+//! Pure, like `detect`: no I/O, no clock (callers pass `now`), no `async`.
+//!
+//! Not here: rendering and sending (`crate::notify`, with its channels), durable state and
+//! the outbox (`crate::store`, written by the daemon's commit).
 
-pub mod channel;
 pub mod route;
 pub mod silence;
 pub mod state;

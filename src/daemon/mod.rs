@@ -24,7 +24,7 @@
 //! notifier's channels.
 //!
 //! Not here: the judgement itself (`crate::judge`: `detect`, `alert` — pure), SQL (`store`), talking to
-//! receivers (`alert::channel`, driven by `notify`).
+//! receivers (`notify`).
 //!
 //! The rooms: `scheduler` (tenant tasks, the workers a reload replaces), `live` (what is
 //! carried between rounds), `rounds` (a round or a tick: judge, commit, publish), `commit`

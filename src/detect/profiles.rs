@@ -1,9 +1,10 @@
 //! Client profiles: how real JWKS consumers cache keys, stacked on top of the CDN's cache.
 //!
-//! The data (the built-in table from the finding catalogue and the shape of a user-defined
-//! profile), and the simulation over explicit inputs: a profile's [`lag`], the staleness
-//! budget S of a view ([`staleness_budget`]), and [`replay`] — would a client of this
-//! profile reading one view reject tokens signed by one kid now, and until when.
+//! The data (the shape of a profile, the built-in table, the defaults) lives in
+//! `config::profiles` and is re-exported here; this module is the simulation over explicit
+//! inputs: a profile's [`lag`], the staleness budget S of a view ([`staleness_budget`]),
+//! and [`replay`] — would a client of this profile reading one view reject tokens signed
+//! by one kid now, and until when.
 //!
 //! The inputs are plain facts (when the view started serving the kid, when the kid first
 //! signed, when the view is predicted to turn fresh), not a history store, so every branch
@@ -11,108 +12,9 @@
 //! worst cases: a client is assumed to have fetched at the least favourable moment.
 //! Nothing here does I/O or reads a clock.
 
+pub use crate::config::profiles::{ClientProfile, DEFAULT_PROFILES, OnFetchFailure, builtin};
 use crate::model::Timestamp;
 use std::time::Duration;
-
-/// What a consumer does when a JWKS fetch fails.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OnFetchFailure {
-    /// Keeps serving the last good key set.
-    KeepLastGood,
-    /// Rejects tokens until a fetch succeeds.
-    Error,
-    /// Clears its cache and rejects (PyJWT).
-    ClearCache,
-    /// Not documented; treated as `Error` (the cautious reading).
-    Unknown,
-}
-
-/// The five parameters of a JWKS consumer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientProfile {
-    pub name: String,
-    /// How long the consumer keeps a fetched set. `None`: until a refetch is triggered.
-    /// For `honours_headers` profiles this is the fallback when headers say nothing.
-    pub ttl: Option<Duration>,
-    pub refetch_on_unknown_kid: bool,
-    /// Minimum time between refetches triggered by an unknown kid. `None`: no cooldown.
-    pub cooldown: Option<Duration>,
-    pub honours_headers: bool,
-    pub on_fetch_failure: OnFetchFailure,
-}
-
-const MIN: u64 = 60;
-const HOUR: u64 = 3600;
-
-/// The built-in profiles, read from each consumer's source or documentation.
-pub fn builtin() -> Vec<ClientProfile> {
-    use OnFetchFailure::*;
-    let p = |name: &str,
-             ttl: Option<u64>,
-             refetch: bool,
-             cooldown: Option<u64>,
-             honours: bool,
-             fail| ClientProfile {
-        name: name.to_owned(),
-        ttl: ttl.map(Duration::from_secs),
-        refetch_on_unknown_kid: refetch,
-        cooldown: cooldown.map(Duration::from_secs),
-        honours_headers: honours,
-        on_fetch_failure: fail,
-    };
-    vec![
-        p("jose", Some(10 * MIN), true, Some(30), false, Error),
-        p("jwks-rsa", Some(10 * MIN), true, None, false, Error),
-        p(
-            "keyfunc",
-            Some(HOUR),
-            true,
-            Some(5 * MIN),
-            false,
-            KeepLastGood,
-        ),
-        p("go_oidc", None, true, None, false, KeepLastGood),
-        p("spring", Some(5 * MIN), true, None, false, Error),
-        p("spring_webflux", None, true, None, false, KeepLastGood),
-        p("nimbus", Some(5 * MIN), true, Some(30), false, Error),
-        p(
-            "microsoft",
-            Some(12 * HOUR),
-            true,
-            Some(5 * MIN),
-            false,
-            KeepLastGood,
-        ),
-        p("pyjwt", Some(5 * MIN), true, None, false, ClearCache),
-        p("quarkus", None, true, Some(10 * MIN), false, KeepLastGood),
-        p(
-            "jwks_client_rs",
-            Some(24 * HOUR),
-            true,
-            None,
-            false,
-            KeepLastGood,
-        ),
-        p("envoy", Some(10 * MIN), false, None, false, Error),
-        p("istio", Some(20 * MIN), false, None, false, KeepLastGood),
-        p("kong_oidc", None, true, Some(30), false, KeepLastGood),
-        p(
-            "azure_apim",
-            Some(HOUR),
-            true,
-            Some(5 * MIN),
-            false,
-            KeepLastGood,
-        ),
-        p("apigee", Some(5 * MIN), false, None, false, Unknown),
-        p("aws_http_api", Some(2 * HOUR), false, None, false, Unknown),
-        p("oathkeeper", Some(30), true, None, false, Error),
-        p("honours_http", None, true, Some(30), true, KeepLastGood),
-    ]
-}
-
-/// Profiles simulated for a tenant that names none.
-pub const DEFAULT_PROFILES: &[&str] = &["jose", "keyfunc", "spring", "envoy", "honours_http"];
 
 /// How long after its view changes a client of this profile may still act on the old key
 /// set: its cooldown (none: zero) if it refetches on an unknown kid, else its TTL — for
@@ -348,6 +250,9 @@ pub fn human(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MIN: u64 = 60;
+    const HOUR: u64 = 3600;
 
     #[test]
     fn builtin_names_are_unique_and_defaults_exist() {

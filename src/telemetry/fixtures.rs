@@ -1,33 +1,19 @@
 //! Test fixtures shared by the metrics and status-page tests: a one-tenant config and a
 //! snapshot of the seed incident (the `io` edge serves `k1` from cache while `k2` signs).
 
-use crate::config::{Config, SecretSource};
+use crate::config::fixtures::TomlFixture;
+use crate::config::{self, Config, MemorySecrets};
 use crate::model::*;
 use crate::snapshot::{Snapshot, advance};
+use std::path::Path;
 
 pub fn config() -> Config {
-    let text = r#"
-[[tenant]]
-name = "acme"
-[[tenant.domain]]
-name = "io"
-issuer = "https://idp.example/io/acme"
-[tenant.domain.login]
-client_id = "c"
-client_secret = { env = "S" }
-[[tenant.domain.jwks]]
-name = "cdn"
-"#;
-    let env = |name: &str| (name == "S").then(|| "x".to_owned());
-    Config::from_toml_str(
-        text,
-        "t.toml",
-        &SecretSource {
-            base_dir: std::path::Path::new("."),
-            env: &env,
-        },
-    )
-    .unwrap()
+    let text = TomlFixture::tenant("acme")
+        .domain("io", "https://idp.example/io/acme")
+        .login("c", "S")
+        .to_string();
+    let secrets = MemorySecrets::new().with_env("S", "x");
+    config::parse(&text, "t.toml", Path::new("."), &secrets).unwrap()
 }
 
 pub fn key(kid: &str) -> KeyInfo {

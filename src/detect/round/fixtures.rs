@@ -3,47 +3,33 @@
 //! access token signed by `k1`) that tests bend one field at a time, and [`check`].
 
 use super::round_findings;
-use crate::config::{self, Config, SecretSource};
+use crate::config::fixtures::TomlFixture;
+use crate::config::{self, Config, MemorySecrets};
 use crate::model::*;
+use std::path::Path;
 
 /// `now` of every test round.
 pub const NOW: Timestamp = Timestamp(1_800_000_000_000);
 
-pub const TOML: &str = r#"
-allowed_algs = ["RS256", "ES256", "EdDSA"]
-max_clock_skew = "60s"
-
-[[tenant]]
-name = "acme"
-
-[[tenant.domain]]
-name = "app"
-issuer = "https://idp.example.app/acme"
-[tenant.domain.login]
-client_id = "keycanary"
-client_secret = { env = "SECRET" }
-resource = "https://api.example"
-[[tenant.domain.jwks]]
-name = "cdn"
-
-[[tenant.domain]]
-name = "io"
-issuer = "https://idp.example.io/acme"
-[tenant.domain.login]
-client_id = "keycanary"
-client_secret = { env = "SECRET" }
-resource = "https://api.example"
-[[tenant.domain.jwks]]
-name = "cdn"
-"#;
+/// The fixture's `probes.toml`: tenant `acme` with domains `app` and `io`, each logging in
+/// with a client secret from `SECRET` and serving one JWKS path `cdn`.
+pub fn probes_toml() -> String {
+    let mut t = TomlFixture::tenant("acme")
+        .setting("allowed_algs = [\"RS256\", \"ES256\", \"EdDSA\"]")
+        .setting("max_clock_skew = \"60s\"");
+    for domain in ["app", "io"] {
+        t = t
+            .domain(domain, &issuer(domain))
+            .login("keycanary", "SECRET")
+            .resource("https://api.example");
+    }
+    t.to_string()
+}
 
 pub fn config() -> Config {
-    let env = |_: &str| Some("test-secret".to_owned());
-    let secrets = SecretSource {
-        base_dir: std::path::Path::new("."),
-        env: &env,
-    };
-    Config::from_toml_str(TOML, "test.toml", &secrets).expect("test config is valid")
+    let secrets = MemorySecrets::new().with_env("SECRET", "test-secret");
+    config::parse(&probes_toml(), "test.toml", Path::new("."), &secrets)
+        .expect("test config is valid")
 }
 
 pub fn issuer(domain: &str) -> String {

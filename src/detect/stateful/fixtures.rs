@@ -51,7 +51,7 @@ pub fn config_with(edit: impl FnOnce(&str) -> String) -> Config {
         base_dir: std::path::Path::new("."),
         env: &env,
     };
-    let interval = format!("interval = \"30s\"\n{TOML}");
+    let interval = format!("interval = \"30s\"\n{}", probes_toml());
     Config::from_toml_str(&edit(&interval), "test.toml", &secrets).expect("test config is valid")
 }
 

@@ -1,6 +1,7 @@
-//! The notifier: drains the store's outbox through `alert::channel` (render, then send),
-//! with exponential backoff and jitter, in its own task so a slow or dead receiver never
-//! holds up probing.
+//! Delivery: the notifier drains the store's outbox through [`channel`] (one file per
+//! receiver: a pure `render`, then a short `send` — the only code in keycanary that talks
+//! SMTP or HTTP to receivers), with exponential backoff and jitter, in its own task so a
+//! slow or dead receiver never holds up probing.
 //!
 //! Delivery is **at least once**: a row is deleted only after the receiver accepted it,
 //! so a crash between "accepted" and "deleted" sends it again on the next start. Every
@@ -13,10 +14,12 @@
 //! Not here: deciding what to send (the alert state machine did that, and the round
 //! committed it to the outbox together with the state), or talking SQL (the store does).
 
-use crate::alert::channel::{self, Channel, RenderContext, SendError};
+pub mod channel;
+
 use crate::clock::SharedClock;
 use crate::config::Config;
 use crate::store::{self, OutboxRow, SharedStore, StoreError};
+use channel::{Channel, RenderContext, SendError};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -275,10 +278,10 @@ pub fn render_context(config: &Config) -> RenderContext {
 mod tests {
     use super::*;
     use crate::alert::AlertState;
-    use crate::alert::channel::fixtures;
     use crate::clock::ManualClock;
     use crate::detect::stateful::fixtures::config_with;
     use crate::model::Timestamp;
+    use crate::notify::channel::fixtures;
     use crate::store::Store;
     use std::sync::Mutex;
 

@@ -10,14 +10,8 @@
 
 use super::{HttpRequest, RenderContext, join_path};
 use crate::alert::state::{Notification, Status};
+pub use crate::config::AlertmanagerConfig;
 use serde_json::json;
-use url::Url;
-
-#[derive(Debug, Clone)]
-pub struct AlertmanagerConfig {
-    /// Alertmanager's base URL, e.g. `http://127.0.0.1:9093/`.
-    pub url: Url,
-}
 
 /// Pure: the alerts request for `n`.
 pub fn render(n: &Notification, cfg: &AlertmanagerConfig, ctx: &RenderContext) -> HttpRequest {
@@ -77,7 +71,8 @@ pub fn render(n: &Notification, cfg: &AlertmanagerConfig, ctx: &RenderContext) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::channel::fixtures;
+    use crate::notify::channel::fixtures;
+    use url::Url;
 
     fn cfg() -> AlertmanagerConfig {
         AlertmanagerConfig {

@@ -7,46 +7,14 @@
 
 use super::{RenderContext, SEND_TIMEOUT, SendError, gate_line, title};
 use crate::alert::state::{Member, Notification, Status};
+pub use crate::config::{EmailConfig, SmtpTls};
 use crate::model::Subject;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use maud::{DOCTYPE, html};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use std::fmt::Write as _;
-
-#[derive(Debug, Clone)]
-pub struct EmailConfig {
-    pub smtp_host: String,
-    pub smtp_port: u16,
-    pub tls: SmtpTls,
-    /// With `password`: SMTP AUTH. Both or neither (config validation sees to it).
-    pub username: Option<String>,
-    pub password: Option<SecretString>,
-    /// A mailbox, `keycanary@example.com` or `Keycanary <keycanary@example.com>`.
-    pub from: String,
-    pub to: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain SMTP (a local relay or a test server only).
-    None,
-    /// Plain connect, then STARTTLS (required). Port 587 by default.
-    StartTls,
-    /// TLS from the first byte (SMTPS). Port 465 by default.
-    Implicit,
-}
-
-impl SmtpTls {
-    pub fn default_port(self) -> u16 {
-        match self {
-            SmtpTls::None => 25,
-            SmtpTls::StartTls => 587,
-            SmtpTls::Implicit => 465,
-        }
-    }
-}
 
 /// A rendered email.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,7 +199,8 @@ pub async fn send(cfg: &EmailConfig, msg: &EmailMessage) -> Result<(), SendError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::channel::fixtures;
+    use crate::notify::channel::fixtures;
+    use secrecy::SecretString;
 
     fn cfg(port: u16) -> EmailConfig {
         EmailConfig {

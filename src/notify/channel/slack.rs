@@ -6,17 +6,13 @@
 
 use super::{HttpRequest, RenderContext, gate_line, title};
 use crate::alert::state::{Notification, Status};
-use secrecy::{ExposeSecret, SecretString};
+pub use crate::config::SlackConfig;
+use secrecy::ExposeSecret;
 use serde_json::json;
 use std::fmt::Write as _;
 
 /// Findings listed in one message, at most.
 const MAX_LISTED: usize = 20;
-
-#[derive(Debug, Clone)]
-pub struct SlackConfig {
-    pub webhook_url: SecretString,
-}
 
 /// Slack's mrkdwn needs only `&`, `<` and `>` escaped.
 fn esc(s: &str) -> String {
@@ -62,7 +58,8 @@ pub fn render(n: &Notification, cfg: &SlackConfig, ctx: &RenderContext) -> HttpR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::channel::fixtures;
+    use crate::notify::channel::fixtures;
+    use secrecy::SecretString;
 
     fn cfg() -> SlackConfig {
         SlackConfig {

@@ -8,23 +8,13 @@
 
 use super::{HttpRequest, RenderContext, gate_line, title};
 use crate::alert::state::{Notification, Status};
+pub use crate::config::{PAGERDUTY_DEFAULT_URL as DEFAULT_URL, PagerDutyConfig};
 use crate::model::Severity;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use serde_json::json;
-use url::Url;
-
-pub const DEFAULT_URL: &str = "https://events.pagerduty.com/v2/enqueue";
 
 /// Findings listed in `custom_details`, at most (PagerDuty caps the payload at 512 KB).
 const MAX_DETAILS: usize = 50;
-
-#[derive(Debug, Clone)]
-pub struct PagerDutyConfig {
-    /// The integration's routing key (Events API v2).
-    pub routing_key: SecretString,
-    /// The enqueue endpoint; [`DEFAULT_URL`] unless tests point it elsewhere.
-    pub url: Url,
-}
 
 fn pd_severity(s: Severity) -> &'static str {
     match s {
@@ -104,7 +94,9 @@ pub fn render(n: &Notification, cfg: &PagerDutyConfig, ctx: &RenderContext) -> H
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::channel::fixtures;
+    use crate::notify::channel::fixtures;
+    use secrecy::SecretString;
+    use url::Url;
 
     fn cfg() -> PagerDutyConfig {
         PagerDutyConfig {

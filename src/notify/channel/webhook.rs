@@ -12,19 +12,13 @@
 
 use super::{HttpRequest, RenderContext, gate_line, title};
 use crate::alert::state::{Notification, Status};
+pub use crate::config::WebhookConfig;
 use crate::model::hex;
 use aws_lc_rs::hmac;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use url::Url;
 
 pub const SIGNATURE_HEADER: &str = "X-Keycanary-Signature";
-
-#[derive(Debug, Clone)]
-pub struct WebhookConfig {
-    pub url: Url,
-    pub hmac_key: Option<SecretString>,
-}
 
 /// `sha256=<hex HMAC-SHA256 of body>`.
 pub fn signature(key: &SecretString, body: &[u8]) -> String {
@@ -82,7 +76,8 @@ pub fn render(n: &Notification, cfg: &WebhookConfig, ctx: &RenderContext) -> Htt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::channel::{SendError, fixtures, send_http};
+    use crate::notify::channel::{SendError, fixtures, send_http};
+    use url::Url;
 
     fn cfg(url: &str, key: Option<&str>) -> WebhookConfig {
         WebhookConfig {

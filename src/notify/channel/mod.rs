@@ -19,37 +19,10 @@ pub mod slack;
 pub mod webhook;
 
 use crate::alert::state::{Notification, Status};
+pub use crate::config::{Channel, ChannelConfig};
 use crate::model::Code;
 use std::fmt;
 use std::time::Duration;
-
-/// One `[[alerting.channel]]`.
-#[derive(Debug, Clone)]
-pub struct Channel {
-    pub name: String,
-    pub config: ChannelConfig,
-}
-
-#[derive(Debug, Clone)]
-pub enum ChannelConfig {
-    Email(email::EmailConfig),
-    PagerDuty(pagerduty::PagerDutyConfig),
-    Slack(slack::SlackConfig),
-    Webhook(webhook::WebhookConfig),
-    Alertmanager(alertmanager::AlertmanagerConfig),
-}
-
-impl ChannelConfig {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ChannelConfig::Email(_) => "email",
-            ChannelConfig::PagerDuty(_) => "pagerduty",
-            ChannelConfig::Slack(_) => "slack",
-            ChannelConfig::Webhook(_) => "webhook",
-            ChannelConfig::Alertmanager(_) => "alertmanager",
-        }
-    }
-}
 
 /// What a render needs besides the notification and the channel.
 #[derive(Debug, Clone, PartialEq, Eq)]

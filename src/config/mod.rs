@@ -1,0 +1,346 @@
+//! `probes.toml`: raw serde structs, then validation into a [`Config`] the rest of the
+//! program trusts.
+//!
+//! Validation reports **every** problem at once, each with its TOML path
+//! (`tenant[0].domain[1].jwks[0].url`) and what to do. Unknown keys are collected the same
+//! way (with `serde_ignored`) rather than aborting at the first one. Secrets are read
+//! through an injected [`SecretReader`] and held as [`SecretString`] from then on.
+//!
+//! This file holds the validated types and the entry points: [`parse`] (pure: text, base
+//! directory and a secret reader in, `Config` out), [`Config::from_toml_str`] (the same
+//! with the real reader) and [`load`] (reads the file). The pieces: `raw` (serde),
+//! `validate` (settings, tenants), `alerting`, `channels`, `profiles` (client profile
+//! data), `secrets`, `error`. Only `load` (the file) and [`SecretSource`] (secrets) touch
+//! the outside; nothing here fetches anything or holds runtime state, and config depends
+//! on `model` and `alert`'s plain types only.
+
+mod alerting;
+pub mod channels;
+mod error;
+#[cfg(test)]
+pub(crate) mod fixtures;
+pub mod profiles;
+mod raw;
+mod secrets;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+/// Name of the origin view's path in reports; defined in `model` (re-exported here).
+pub use crate::model::ORIGIN_PATH;
+pub use alerting::Alerting;
+pub use channels::{
+    AlertmanagerConfig, Channel, ChannelConfig, EmailConfig, PAGERDUTY_DEFAULT_URL,
+    PagerDutyConfig, SlackConfig, SmtpTls, WebhookConfig,
+};
+pub use error::{ConfigError, Problem};
+pub use profiles::{ClientProfile, DEFAULT_PROFILES, OnFetchFailure};
+pub use secrets::{MemorySecrets, SecretReader, SecretSource};
+
+use crate::model::ViewId;
+use secrecy::SecretString;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use url::Url;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub settings: Settings,
+    /// Start the built-in lab in-process before probing.
+    pub lab: Option<LabConfig>,
+    /// `[api]`: the HTTP API and status page served by `run`.
+    pub api: ApiConfig,
+    /// Every profile that can be named: built-ins plus user-defined ones.
+    pub profiles: Vec<ClientProfile>,
+    pub tenants: Vec<Tenant>,
+    /// `[alerting]`: when findings page, and where to.
+    pub alerting: Alerting,
+    /// `[telemetry]`: where traces go (off unless configured).
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[telemetry]`.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// `[telemetry.otlp]`, or `OTEL_EXPORTER_OTLP_ENDPOINT` when the table is absent.
+    pub otlp: Option<OtlpConfig>,
+}
+
+/// Export to `OTEL_EXPORTER_OTLP_ENDPOINT` (read with `env`) when `[telemetry.otlp]` is
+/// absent; `Ok(None)` when the variable is unset or empty. Kept out of [`Config::from_toml_str`]
+/// because that variable is not a secret and the secret lookup may answer any name.
+pub fn otlp_from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, String> {
+    const VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    let Some(raw) = env(VAR).filter(|e| !e.trim().is_empty()) else {
+        return Ok(None);
+    };
+    match Url::parse(raw.trim()) {
+        Ok(endpoint) if endpoint.scheme() == "http" && endpoint.host().is_some() => {
+            Ok(Some(OtlpConfig {
+                endpoint,
+                headers: Vec::new(),
+                service_name: DEFAULT_SERVICE_NAME.to_owned(),
+            }))
+        }
+        _ => Err(format!(
+            "{VAR} `{raw}` is not an http URL with a host: fix it, unset it, or configure [telemetry.otlp]"
+        )),
+    }
+}
+
+/// Where spans are exported (OTLP over gRPC).
+#[derive(Debug, Clone)]
+pub struct OtlpConfig {
+    pub endpoint: Url,
+    /// gRPC metadata sent with every export (e.g. an API key); values may be secrets.
+    pub headers: Vec<(String, SecretString)>,
+    /// `service.name` of the resource; default `keycanary`.
+    pub service_name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub location: String,
+    pub allowed_algs: Vec<String>,
+    pub max_clock_skew: Duration,
+    pub rotation_lead_time: Duration,
+    pub max_body_bytes: u64,
+    pub max_redirects: usize,
+    /// `tls_certificate` fires when a TLS leaf expires within this; default 14 days.
+    pub tls_expiry_warning: Duration,
+    /// Extra wait on top of the staleness budget before the rotation gate says safe.
+    pub gate_margin: Duration,
+    /// Where `run` keeps its durable state (SQLite); default `.state` next to the config
+    /// file (relative paths resolve against the config file's directory).
+    pub state_dir: PathBuf,
+    /// How long detection history and dead letters are kept; default 7 days.
+    pub retention: Duration,
+    /// Most tenants `run` probes at the same time; default 16.
+    pub max_concurrency: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct LabConfig {
+    pub listen: SocketAddr,
+}
+
+/// Where `run` serves the HTTP API, and the optional bearer token guarding it.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Default [`DEFAULT_API_LISTEN`] (loopback). Any address is accepted; `run` warns
+    /// when it is not a loopback one.
+    pub listen: SocketAddr,
+    /// When set, every route but `/healthz` and `/readyz` needs `Authorization: Bearer …`.
+    pub bearer_token: Option<SecretString>,
+}
+
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9464";
+/// `state_dir` when unset, relative to the config file.
+pub const DEFAULT_STATE_DIR: &str = ".state";
+/// `retention` when unset: a week of history.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+/// `service.name` of exported traces when unset.
+pub const DEFAULT_SERVICE_NAME: &str = "keycanary";
+/// `max_concurrency` when unset.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 16;
+
+#[derive(Debug, Clone)]
+pub struct Tenant {
+    pub name: String,
+    pub client_profiles: Vec<String>,
+    /// Longest lifetime of tokens this tenant issues (retirement gate); default 1 h.
+    pub max_token_lifetime: Duration,
+    pub domains: Vec<Domain>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Domain {
+    pub name: String,
+    pub issuer: Url,
+    pub discovery: bool,
+    /// Domains with the same group must behave alike (same keys, same caching).
+    pub group: String,
+    pub login: Option<Login>,
+    pub jwks: Vec<JwksPath>,
+    pub origin: Origin,
+}
+
+impl Domain {
+    /// Where discovery is fetched from.
+    pub fn discovery_url(&self) -> Url {
+        let mut s = self.issuer.as_str().trim_end_matches('/').to_owned();
+        s.push_str("/.well-known/openid-configuration");
+        Url::parse(&s).unwrap_or_else(|_| self.issuer.clone())
+    }
+
+    /// The views of this domain, in the order they are probed and reported: each JWKS
+    /// path once per pinned edge (or once, unpinned), then the origin view.
+    pub fn views(&self) -> Vec<ConfiguredView<'_>> {
+        let mut out = Vec::new();
+        for path in &self.jwks {
+            let edges: Vec<Option<IpAddr>> = if path.edges.is_empty() {
+                vec![None]
+            } else {
+                path.edges.iter().copied().map(Some).collect()
+            };
+            for edge in edges {
+                out.push(ConfiguredView {
+                    id: ViewId {
+                        path: path.name.clone(),
+                        edge: edge.map(|ip| ip.to_string()),
+                    },
+                    path: Some(path),
+                    edge,
+                });
+            }
+        }
+        out.push(ConfiguredView {
+            id: ViewId::origin(),
+            path: None,
+            edge: None,
+        });
+        out
+    }
+}
+
+/// One view of a configured domain (see [`Domain::views`]).
+#[derive(Debug, Clone)]
+pub struct ConfiguredView<'a> {
+    pub id: ViewId,
+    /// The JWKS path; `None` for the origin view.
+    pub path: Option<&'a JwksPath>,
+    /// The pinned edge address.
+    pub edge: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Login {
+    pub grant: Grant,
+    /// Explicit token URL; `None` means the discovery document's `token_endpoint`.
+    pub token_url: Option<Url>,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub auth: ClientAuth,
+    pub resource: Option<String>,
+    pub audience: Option<String>,
+    pub scope: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Grant {
+    ClientCredentials,
+    Password {
+        username: String,
+        password: SecretString,
+    },
+    RefreshToken {
+        refresh_token: SecretString,
+    },
+}
+
+impl Grant {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Grant::ClientCredentials => "client_credentials",
+            Grant::Password { .. } => "password",
+            Grant::RefreshToken { .. } => "refresh_token",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+#[derive(Debug, Clone)]
+pub struct JwksPath {
+    pub name: String,
+    /// `None`: the discovery document's `jwks_uri`.
+    pub url: Option<Url>,
+    /// Pin requests to these addresses (Host and SNI kept). Empty: normal DNS.
+    pub edges: Vec<IpAddr>,
+}
+
+/// How the cache-bypassing origin view is fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// An explicit URL that no cache answers.
+    Url(Url),
+    /// The first JWKS path's URL with this query parameter set to a fresh random value.
+    Bust { param: String },
+}
+
+/// Parses and validates config text, named `origin` in messages. Pure: relative secret
+/// files and `state_dir` resolve against `base_dir`, and every secret reference is read
+/// through `secrets` ([`SecretSource`] for the real environment and filesystem,
+/// [`MemorySecrets`] in tests).
+pub fn parse(
+    text: &str,
+    origin: &str,
+    base_dir: &Path,
+    secrets: &dyn SecretReader,
+) -> Result<Config, ConfigError> {
+    validate::run(text, origin, base_dir, secrets)
+}
+
+/// Reads and validates a config file. Relative secret files resolve against its directory.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let base = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    parse(
+        &text,
+        &path.display().to_string(),
+        base,
+        &SecretSource::process(base),
+    )
+}
+
+impl Config {
+    /// Parses and validates config text with `secrets` as the reader and its `base_dir`
+    /// as the base directory (see [`parse`]). `origin` names the text in messages.
+    pub fn from_toml_str(
+        text: &str,
+        origin: &str,
+        secrets: &SecretSource<'_>,
+    ) -> Result<Config, ConfigError> {
+        parse(text, origin, secrets.base_dir, secrets)
+    }
+
+    pub fn profile(&self, name: &str) -> Option<&ClientProfile> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// The client profiles that matter for `tenant` (its `client_profiles`, in order).
+    pub fn tenant_profiles(&self, tenant: &Tenant) -> Vec<&ClientProfile> {
+        tenant
+            .client_profiles
+            .iter()
+            .filter_map(|n| self.profile(n))
+            .collect()
+    }
+
+    pub fn tenant(&self, name: &str) -> Option<&Tenant> {
+        self.tenants.iter().find(|t| t.name == name)
+    }
+}
+
+/// Every tenant × domain pair's group, for rules that compare domains that must behave alike.
+pub fn groups(tenant: &Tenant) -> BTreeMap<&str, Vec<&Domain>> {
+    let mut out: BTreeMap<&str, Vec<&Domain>> = BTreeMap::new();
+    for d in &tenant.domains {
+        out.entry(d.group.as_str()).or_default().push(d);
+    }
+    out
+}

@@ -1,0 +1,207 @@
+//! The top-level settings (`interval`, `timeout`, `allowed_algs`, `state_dir`, …) and the
+//! `[api]` and `[telemetry]` tables, validated.
+//!
+//! Defaults are the `DEFAULT_*` constants of `config`; nothing here touches the
+//! filesystem (`state_dir` is only resolved, never created) or the environment.
+
+use super::{Validator, is_label};
+use crate::config::raw::{RawApi, RawConfig, RawTelemetry};
+use crate::config::{
+    ApiConfig, DEFAULT_API_LISTEN, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETENTION,
+    DEFAULT_SERVICE_NAME, DEFAULT_STATE_DIR, OtlpConfig, Settings, TelemetryConfig,
+};
+use secrecy::SecretString;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const KNOWN_ALGS: &[&str] = &[
+    "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA",
+];
+const MIN_RETENTION: Duration = Duration::from_secs(3600);
+
+impl Validator<'_> {
+    pub(super) fn telemetry(&mut self, raw: Option<&RawTelemetry>) -> TelemetryConfig {
+        let Some(raw) = raw.and_then(|t| t.otlp.as_ref()) else {
+            return TelemetryConfig::default();
+        };
+        let endpoint = match raw.endpoint.as_deref() {
+            Some(e) => self.url("telemetry.otlp.endpoint", e).filter(|u| {
+                let plain = u.scheme() == "http";
+                if !plain {
+                    self.problem(
+                        "telemetry.otlp.endpoint",
+                        "https is not supported yet: export to a local collector over http",
+                    );
+                }
+                plain
+            }),
+            None => {
+                self.problem(
+                    "telemetry.otlp.endpoint",
+                    "missing: set the collector's OTLP/gRPC address, e.g. \"http://127.0.0.1:4317\", or remove [telemetry.otlp]",
+                );
+                None
+            }
+        };
+        let mut headers = Vec::new();
+        for (name, value) in &raw.headers {
+            let path = format!("telemetry.otlp.headers.{name}");
+            let lower = name.to_ascii_lowercase();
+            if http::HeaderName::from_bytes(lower.as_bytes()).is_err() {
+                self.problem(&path, format!("`{name}` is not a valid header name"));
+                continue;
+            }
+            let value = match value {
+                toml::Value::String(v) => Some(SecretString::from(v.clone())),
+                other => self.secret(&path, other),
+            };
+            if let Some(v) = value {
+                if http::HeaderValue::from_str(secrecy::ExposeSecret::expose_secret(&v)).is_err() {
+                    self.problem(&path, "the value is not a valid header value");
+                    continue;
+                }
+                headers.push((lower, v));
+            }
+        }
+        headers.sort_by(|a, b| a.0.cmp(&b.0));
+        let service_name = match raw.service_name.as_deref().map(str::trim) {
+            None => DEFAULT_SERVICE_NAME.to_owned(),
+            Some("") => {
+                self.problem(
+                    "telemetry.otlp.service_name",
+                    "empty: remove it for the default \"keycanary\"",
+                );
+                DEFAULT_SERVICE_NAME.to_owned()
+            }
+            Some(s) => s.to_owned(),
+        };
+        TelemetryConfig {
+            otlp: endpoint.map(|endpoint| OtlpConfig {
+                endpoint,
+                headers,
+                service_name,
+            }),
+        }
+    }
+
+    pub(super) fn api(&mut self, raw: Option<&RawApi>) -> ApiConfig {
+        let default: SocketAddr = DEFAULT_API_LISTEN.parse().expect("static address");
+        let listen = match raw.and_then(|a| a.listen.as_deref()) {
+            None => default,
+            Some(s) => s.parse().unwrap_or_else(|_| {
+                self.problem(
+                    "api.listen",
+                    format!("`{s}` is not an address: write it like \"{DEFAULT_API_LISTEN}\""),
+                );
+                default
+            }),
+        };
+        let bearer_token = raw
+            .and_then(|a| a.bearer_token.as_ref())
+            .and_then(|t| self.secret("api.bearer_token", t));
+        ApiConfig {
+            listen,
+            bearer_token,
+        }
+    }
+
+    pub(super) fn settings(&mut self, raw: &RawConfig) -> Settings {
+        let interval = self.duration("interval", raw.interval.as_deref(), Duration::from_secs(30));
+        if interval < Duration::from_secs(1) {
+            self.problem("interval", "must be at least 1s");
+        }
+        let timeout = self.duration(
+            "timeout",
+            raw.timeout.as_deref(),
+            Duration::from_secs(10).min(interval),
+        );
+        if timeout.is_zero() || timeout > interval {
+            self.problem("timeout", "must be more than 0s and at most the interval");
+        }
+        let location = raw.location.clone().unwrap_or_else(|| "default".to_owned());
+        if !is_label(&location) {
+            self.problem(
+                "location",
+                format!("`{location}` is not a valid label: use letters, digits, `_`, `-` or `.`"),
+            );
+        }
+        let allowed_algs = raw
+            .allowed_algs
+            .clone()
+            .unwrap_or_else(|| vec!["RS256".into(), "ES256".into(), "EdDSA".into()]);
+        for (i, alg) in allowed_algs.iter().enumerate() {
+            if alg == "none" || alg.starts_with("HS") {
+                self.problem(&format!("allowed_algs[{i}]"), format!("`{alg}` cannot be allowed: tokens must be verifiable with a public key from the JWKS"));
+            } else if !KNOWN_ALGS.contains(&alg.as_str()) {
+                self.problem(
+                    &format!("allowed_algs[{i}]"),
+                    format!("unknown alg `{alg}`: use one of {}", KNOWN_ALGS.join(", ")),
+                );
+            }
+        }
+        if allowed_algs.is_empty() {
+            self.problem("allowed_algs", "must list at least one alg");
+        }
+        Settings {
+            interval,
+            timeout,
+            location,
+            allowed_algs,
+            max_clock_skew: self.duration(
+                "max_clock_skew",
+                raw.max_clock_skew.as_deref(),
+                Duration::from_secs(60),
+            ),
+            rotation_lead_time: self.duration(
+                "rotation_lead_time",
+                raw.rotation_lead_time.as_deref(),
+                Duration::from_secs(3600),
+            ),
+            max_body_bytes: raw.max_body_bytes.unwrap_or(1024 * 1024),
+            max_redirects: raw.max_redirects.unwrap_or(3),
+            gate_margin: self.duration("gate_margin", raw.gate_margin.as_deref(), Duration::ZERO),
+            tls_expiry_warning: self.duration(
+                "tls_expiry_warning",
+                raw.tls_expiry_warning.as_deref(),
+                Duration::from_secs(14 * 24 * 3600),
+            ),
+            state_dir: self.state_dir(raw.state_dir.as_deref()),
+            retention: self.retention(raw.retention.as_deref()),
+            max_concurrency: match raw.max_concurrency {
+                None => DEFAULT_MAX_CONCURRENCY,
+                Some(0) => {
+                    self.problem(
+                        "max_concurrency",
+                        "must be at least 1 (tenants probed at once)",
+                    );
+                    1
+                }
+                Some(n) => n,
+            },
+        }
+    }
+
+    /// `state_dir`, resolved against the config file's directory.
+    pub(super) fn state_dir(&mut self, raw: Option<&str>) -> PathBuf {
+        let raw = raw.unwrap_or(DEFAULT_STATE_DIR);
+        if raw.trim().is_empty() {
+            self.problem(
+                "state_dir",
+                format!("must not be empty: name a directory, e.g. \"{DEFAULT_STATE_DIR}\""),
+            );
+        }
+        self.base_dir.join(raw)
+    }
+
+    pub(super) fn retention(&mut self, raw: Option<&str>) -> Duration {
+        let retention = self.duration("retention", raw, DEFAULT_RETENTION);
+        if retention < MIN_RETENTION {
+            self.problem(
+                "retention",
+                "must be at least 1h: history rules look back over token lifetimes and rotations",
+            );
+        }
+        retention
+    }
+}
