@@ -316,15 +316,12 @@ fn no_gate_samples_before_the_first_round() {
 
 #[test]
 fn outbox_and_notification_counts() {
+    let toml = crate::config::fixtures::TomlFixture::tenant("acme")
+        .domain("io", "https://idp.example/io/acme")
+        .to_string();
     let cfg = Config::from_toml_str(
-        r#"
-[[tenant]]
-name = "acme"
-[[tenant.domain]]
-name = "io"
-issuer = "https://idp.example/io/acme"
-[[tenant.domain.jwks]]
-name = "cdn"
+        &format!(
+            r#"{toml}
 [alerting]
 [[alerting.channel]]
 name = "hook"
@@ -332,7 +329,8 @@ type = "webhook"
 url = "http://127.0.0.1:9/hook"
 [[alerting.route]]
 channels = ["hook"]
-"#,
+"#
+        ),
         "t.toml",
         &crate::config::SecretSource {
             base_dir: std::path::Path::new("."),
