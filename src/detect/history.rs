@@ -347,6 +347,17 @@ pub(crate) fn ok_keys(v: &ViewObservation) -> Option<&[crate::model::KeyInfo]> {
 }
 
 impl History {
+    /// A history made of per-tenant parts (as the store keeps them, one row per tenant).
+    pub fn from_tenants(
+        first_recorded: Option<Timestamp>,
+        tenants: impl IntoIterator<Item = (String, TenantHistory)>,
+    ) -> History {
+        History {
+            first_recorded,
+            tenants: tenants.into_iter().collect(),
+        }
+    }
+
     pub fn tenant(&self, name: &str) -> Option<&TenantHistory> {
         self.tenants.get(name)
     }
