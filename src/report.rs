@@ -5,7 +5,11 @@
 
 use crate::model::{FetchOutcome, Finding, Observation, Severity, ViewKind, view_label, worst};
 use serde::Serialize;
+use std::collections::HashMap;
 use std::fmt::Write;
+
+/// A view as findings name it: tenant, domain, path, edge.
+type ViewKey<'a> = (&'a str, &'a str, &'a str, Option<&'a str>);
 
 /// One row of the matrix: a JWKS view as a client saw it this round.
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -41,15 +45,33 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(observations: &[Observation], findings: Vec<Finding>) -> Report {
+    /// The rows of every view of `observations`, each with the findings about it. Linear in
+    /// views plus findings: the findings are grouped by view once.
+    pub fn new<'a>(
+        observations: impl IntoIterator<Item = &'a Observation>,
+        findings: Vec<Finding>,
+    ) -> Report {
+        let mut by_view: HashMap<ViewKey<'_>, Vec<&Finding>> = HashMap::new();
+        for f in &findings {
+            let s = &f.subject;
+            if let (Some(domain), Some(path)) = (s.domain.as_deref(), s.path.as_deref()) {
+                by_view
+                    .entry((s.tenant.as_str(), domain, path, s.edge.as_deref()))
+                    .or_default()
+                    .push(f);
+            }
+        }
         let mut views = Vec::new();
         for obs in observations {
             for d in &obs.domains {
                 for v in &d.views {
-                    let about: Vec<&Finding> = findings
-                        .iter()
-                        .filter(|f| f.subject.is_view(&obs.tenant, &d.domain, &v.id))
-                        .collect();
+                    let key = (
+                        obs.tenant.as_str(),
+                        d.domain.as_str(),
+                        v.id.path.as_str(),
+                        v.id.edge.as_deref(),
+                    );
+                    let about: &[&Finding] = by_view.get(&key).map_or(&[], Vec::as_slice);
                     let mut codes: Vec<String> =
                         about.iter().map(|f| f.code.as_str().to_owned()).collect();
                     codes.dedup();
@@ -68,7 +90,7 @@ impl Report {
                             (None, Some(message.clone()), None, None, None)
                         }
                     };
-                    views.push(ViewRow {
+                    let row = ViewRow {
                         tenant: obs.tenant.clone(),
                         domain: d.domain.clone(),
                         path: v.id.path.clone(),
@@ -87,7 +109,8 @@ impl Report {
                         cache_control,
                         verdict,
                         findings: codes,
-                    });
+                    };
+                    views.push(row);
                 }
             }
         }

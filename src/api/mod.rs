@@ -275,7 +275,11 @@ pub fn status_of(s: &Snapshot) -> Status {
     };
     Status {
         last_round,
-        views: Report::new(&s.observations, s.findings.clone()).views,
+        views: Report::new(
+            s.observations(),
+            s.findings().into_iter().cloned().collect(),
+        )
+        .views,
     }
 }
 
@@ -355,17 +359,14 @@ async fn findings(
     };
     let body = read(&state, |s, _| {
         let findings: Vec<FindingOut<'_>> = s
-            .findings
-            .iter()
+            .findings()
+            .into_iter()
             .filter(|f| q.tenant.as_deref().is_none_or(|t| f.subject.tenant == t))
             .filter(|f| code.is_none_or(|c| f.code == c))
             .filter(|f| severity.is_none_or(|min| f.severity.at_least(min)))
             .map(|f| FindingOut {
                 finding: f,
-                since: s
-                    .since
-                    .get(&(f.code, f.subject.clone()))
-                    .map(|t| t.to_rfc3339()),
+                since: s.since(f).map(|t| t.to_rfc3339()),
             })
             .collect();
         serde_json::to_string(&FindingsOut { findings })
@@ -438,11 +439,18 @@ fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
         } else {
             Question::Rotation(q.kid.as_deref())
         };
+        // The tenant's own part: its history (copied for this question), latest round
+        // and open findings.
+        let observations = s
+            .observation(&q.tenant)
+            .map(std::slice::from_ref)
+            .unwrap_or(&[]);
+        let open = s.tenants.get(&q.tenant).map_or(&[][..], |t| &t.findings);
         Some(detect::gate::answer(
             config,
-            &s.history,
-            &s.observations,
-            &s.findings,
+            &s.history_of(&q.tenant),
+            observations,
+            open,
             &q.tenant,
             question,
             now,
@@ -528,13 +536,10 @@ mod tests {
     #[test]
     fn readiness_waits_for_a_finished_round() {
         assert!(readiness(&Snapshot::default()).is_err());
-        let s = crate::snapshot::advance(
-            &Snapshot::default(),
-            vec![],
-            vec![],
-            crate::model::Timestamp(1),
-            crate::model::Timestamp(2),
-        );
+        let mut s = Snapshot::default();
+        s.rounds = 1;
+        s.last_round_started = Some(crate::model::Timestamp(1));
+        s.last_round_finished = Some(crate::model::Timestamp(2));
         assert_eq!(readiness(&s), Ok(()));
         // A failed commit makes it unready, with the reason, until one succeeds again.
         let mut failing = s.clone();
@@ -542,10 +547,13 @@ mod tests {
         let reason = readiness(&failing).unwrap_err();
         assert!(reason.contains("state store is not writable"), "{reason}");
         assert!(reason.contains("disk I/O error"), "{reason}");
-        let next = crate::snapshot::advance(
-            &failing,
+        let mut next = failing.clone();
+        next.judged(
+            &crate::telemetry::fixtures::config(),
+            "acme",
+            None,
             vec![],
-            vec![],
+            &crate::detect::history::History::default(),
             crate::model::Timestamp(3),
             crate::model::Timestamp(4),
         );

@@ -121,13 +121,22 @@ td.since{white-space:nowrap}
 
 /// The whole page.
 pub fn render(snapshot: &Snapshot, config: &Config, now: Timestamp) -> String {
-    let report = Report::new(&snapshot.observations, snapshot.findings.clone());
+    let findings = snapshot.findings();
+    let report = Report::new(
+        snapshot.observations(),
+        findings.iter().map(|f| (*f).clone()).collect(),
+    );
     let bad = report
         .views
         .iter()
         .filter(|v| !v.findings.is_empty())
         .count();
-    let title = match (snapshot.rounds, snapshot.findings.len()) {
+    let mut rows_by_tenant: std::collections::BTreeMap<&str, Vec<&ViewRow>> =
+        std::collections::BTreeMap::new();
+    for r in &report.views {
+        rows_by_tenant.entry(r.tenant.as_str()).or_default().push(r);
+    }
+    let title = match (snapshot.rounds, findings.len()) {
         (0, _) => "keycanary · waiting for the first round".to_owned(),
         (_, 0) => "keycanary · all clear".to_owned(),
         (_, n) => format!("keycanary · {n} open finding(s)"),
@@ -149,15 +158,15 @@ pub fn render(snapshot: &Snapshot, config: &Config, now: Timestamp) -> String {
                     @if snapshot.rounds > 0 {
                         span.meta {
                             (report.views.len()) " views · " (bad) " with findings · "
-                            (snapshot.findings.len()) " open finding(s)"
+                            (findings.len()) " open finding(s)"
                         }
                     }
                 }
                 main {
-                    (findings_section(snapshot, now))
+                    (findings_section(snapshot, &findings, now))
                     section.tenants {
                         @for t in &config.tenants {
-                            (tenant_card(&t.name, snapshot, &report.views))
+                            (tenant_card(&t.name, snapshot, rows_by_tenant.get(t.name.as_str()).map_or(&[][..], Vec::as_slice)))
                         }
                     }
                 }
@@ -194,22 +203,22 @@ fn round_line(s: &Snapshot, config: &Config, now: Timestamp) -> Markup {
     }
 }
 
-fn findings_section(s: &Snapshot, now: Timestamp) -> Markup {
+fn findings_section(s: &Snapshot, findings: &[&Finding], now: Timestamp) -> Markup {
     if s.rounds == 0 {
         return html! {};
     }
     html! {
         section.card #findings {
-            h2 { "Open findings " span.muted { "(" (s.findings.len()) ")" } }
-            @if s.findings.is_empty() {
+            h2 { "Open findings " span.muted { "(" (findings.len()) ")" } }
+            @if findings.is_empty() {
                 p.muted { "None: every view of every tenant agrees with its origin and verifies fresh tokens." }
             } @else {
                 div.scroll {
                     table {
                         thead { tr { th { "severity" } th { "code" } th { "subject" } th { "since" } th { "message" } } }
                         tbody {
-                            @for f in &s.findings {
-                                @let since = s.since.get(&(f.code, f.subject.clone()));
+                            @for f in findings {
+                                @let since = s.since(f);
                                 tr {
                                     td { span class={ "badge " (class_of(Some(f.severity))) } { (f.severity) } }
                                     td { code { (f.code) } }
@@ -237,7 +246,9 @@ fn later(tenant: &str, s: &Snapshot) -> Markup {
     // Computed by the daemon when it judged the tenant, not per request.
     let gate = s.gate(tenant).filter(|_| s.rounds > 0);
     let failing: Vec<&Finding> = s
-        .findings
+        .tenants
+        .get(tenant)
+        .map_or(&[][..], |t| &t.findings)
         .iter()
         .filter(|f| f.subject.tenant == tenant && f.code == crate::model::Code::ClientWouldFail)
         .collect();
@@ -275,7 +286,7 @@ fn later(tenant: &str, s: &Snapshot) -> Markup {
 /// seen in each view, oldest first.
 fn rotation_timeline(s: &Snapshot, tenant: &str) -> Vec<(String, String, Timestamp)> {
     use crate::detect::history::Since;
-    let Some(h) = s.history.tenant(tenant) else {
+    let Some(h) = s.history(tenant) else {
         return Vec::new();
     };
     /// A kid, when it first appeared anywhere, and when in each view.
@@ -305,21 +316,22 @@ fn rotation_timeline(s: &Snapshot, tenant: &str) -> Vec<(String, String, Timesta
 
 /// Findings about one view (same matching as the report rows).
 fn about_view<'a>(
-    findings: &'a [Finding],
+    findings: &'a [&'a Finding],
     tenant: &'a str,
     domain: &'a str,
     id: &'a ViewId,
 ) -> impl Iterator<Item = &'a Finding> + 'a {
     findings
         .iter()
+        .copied()
         .filter(move |f| f.subject.is_view(tenant, domain, id))
 }
 
-fn tenant_card(tenant: &str, s: &Snapshot, rows: &[ViewRow]) -> Markup {
-    let obs: Option<&Observation> = s.observations.iter().find(|o| o.tenant == tenant);
-    let rows: Vec<&ViewRow> = rows.iter().filter(|r| r.tenant == tenant).collect();
+/// One tenant's card; `rows` are that tenant's rows of the report.
+fn tenant_card(tenant: &str, s: &Snapshot, rows: &[&ViewRow]) -> Markup {
+    let obs: Option<&Observation> = s.observation(tenant);
     let mut columns: Vec<ViewId> = Vec::new();
-    for r in &rows {
+    for r in rows {
         let id = ViewId {
             path: r.path.clone(),
             edge: r.edge.clone(),
@@ -329,9 +341,10 @@ fn tenant_card(tenant: &str, s: &Snapshot, rows: &[ViewRow]) -> Markup {
         }
     }
     let tenant_findings: Vec<&Finding> = s
-        .findings
+        .tenants
+        .get(tenant)
+        .map_or(&[][..], |t| &t.findings)
         .iter()
-        .filter(|f| f.subject.tenant == tenant)
         .collect();
     let tenant_level: Vec<&Finding> = tenant_findings
         .iter()
@@ -369,7 +382,7 @@ fn tenant_card(tenant: &str, s: &Snapshot, rows: &[ViewRow]) -> Markup {
                                     th { (d.domain) }
                                     @for c in &columns {
                                         @match rows.iter().find(|r| r.domain == d.domain && r.path == c.path && r.edge == c.edge) {
-                                            Some(r) => (view_cell(tenant, r, &about_view(&s.findings, tenant, &d.domain, c).collect::<Vec<_>>())),
+                                            Some(r) => (view_cell(tenant, r, &about_view(&tenant_findings, tenant, &d.domain, c).collect::<Vec<_>>())),
                                             None => td.none { "—" },
                                         }
                                     }
@@ -430,7 +443,9 @@ fn view_cell(tenant: &str, r: &ViewRow, findings: &[&Finding]) -> Markup {
 /// Discovery, login and domain-wide findings (those without a path).
 fn login_cell(tenant: &str, d: &crate::model::DomainObservation, s: &Snapshot) -> Markup {
     let findings: Vec<&Finding> = s
-        .findings
+        .tenants
+        .get(tenant)
+        .map_or(&[][..], |t| &t.findings)
         .iter()
         .filter(|f| {
             f.subject.tenant == tenant
@@ -485,10 +500,12 @@ mod tests {
     #[test]
     fn seed_incident_cell_is_red_and_everything_is_escaped() {
         let mut s = incident();
-        s.findings[0].message = "<script>alert(1)</script> & \"quotes\"".into();
-        s.observations[0].domains[0].views[0].key_set = Some(crate::model::KeySetParse::Parsed {
-            keys: vec![crate::telemetry::fixtures::key("<b>k1</b>")],
-        });
+        crate::telemetry::fixtures::findings_mut(&mut s)[0].message =
+            "<script>alert(1)</script> & \"quotes\"".into();
+        crate::telemetry::fixtures::obs_mut(&mut s).domains[0].views[0].key_set =
+            Some(crate::model::KeySetParse::Parsed {
+                keys: vec![crate::telemetry::fixtures::key("<b>k1</b>")],
+            });
         let html = render(&s, &config(), Timestamp(62_500));
         assert_eq!(cell_class(&html, "acme/io/cdn"), "cell bad");
         assert_eq!(cell_class(&html, "acme/io/origin"), "cell ok");

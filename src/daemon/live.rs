@@ -34,7 +34,7 @@ pub(super) struct TenantRound {
 #[derive(Debug, Default)]
 pub(super) struct Live {
     /// Latest observation and findings per tenant.
-    pub(super) latest: BTreeMap<String, (Observation, Vec<Finding>)>,
+    pub(super) latest: BTreeMap<String, Vec<Finding>>,
     /// When each tenant's latest round finished (or the daemon started).
     pub(super) last_seen: BTreeMap<String, Timestamp>,
     /// Tenants not yet probed in the current full round, and when it began.

@@ -122,7 +122,7 @@ pub async fn run_with_options(
         .clone();
     let (round_tx, mut round_rx) = mpsc::channel::<TenantRound>(64);
     let config = Arc::new(config);
-    publish_config(&snapshot, &config, clock.now());
+    publish_config(&snapshot, &config, &memory.history, clock.now());
     let record_durations = |r: &TenantRound| {
         if let Some(recorder) = &options.durations {
             recorder.record(&r.observation);
@@ -171,7 +171,7 @@ pub async fn run_with_options(
                         &deliveries,
                     );
                     live.reset(&workers.config, clock.now());
-                    publish_config(&snapshot, &workers.config, clock.now());
+                    publish_config(&snapshot, &workers.config, &memory.history, clock.now());
                     tick = tokio::time::interval(workers.config.settings.interval);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     tick.tick().await;

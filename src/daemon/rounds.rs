@@ -7,7 +7,7 @@
 
 use super::commit::{api_silences, commit};
 use super::live::{Live, Memory, TenantRound};
-use super::publish::publish;
+use super::publish::{Judged, publish};
 use crate::config::Config;
 use crate::detect::stateful::STALE_INTERVALS;
 use crate::judge::judge;
@@ -64,20 +64,15 @@ pub(super) async fn on_round(
     if queued > 0 {
         wake.notify_one();
     }
-    live.latest
-        .insert(tenant.clone(), (round.observation, findings));
-    let history = Arc::new(memory.history.clone());
-    publish(
-        config,
-        snapshot,
-        live,
-        history,
-        round.started,
-        now,
-        &tenant,
-        true,
+    live.latest.insert(tenant.clone(), findings.clone());
+    let judged = Judged {
+        tenant: &tenant,
+        observation: Some(Arc::new(round.observation)),
+        findings,
+        started: round.started,
         queued,
-    );
+    };
+    publish(config, snapshot, live, &memory.history, judged, now);
     memory
 }
 
@@ -124,7 +119,7 @@ pub(super) async fn on_tick(
         let carried: Vec<Finding> = live
             .latest
             .get(tenant)
-            .map(|(_, f)| {
+            .map(|f| {
                 f.iter()
                     .filter(|f| f.code != Code::ProbeStale)
                     .cloned()
@@ -150,13 +145,17 @@ pub(super) async fn on_tick(
         if queued > 0 {
             wake.notify_one();
         }
-        if let Some((_, f)) = live.latest.get_mut(tenant) {
-            *f = findings;
+        if let Some(f) = live.latest.get_mut(tenant) {
+            *f = findings.clone();
         }
-        let history = Arc::new(memory.history.clone());
-        publish(
-            config, snapshot, live, history, now, now, tenant, false, queued,
-        );
+        let judged = Judged {
+            tenant,
+            observation: None,
+            findings,
+            started: now,
+            queued,
+        };
+        publish(config, snapshot, live, &memory.history, judged, now);
     }
     memory
 }

@@ -3,8 +3,9 @@
 
 use crate::config::fixtures::TomlFixture;
 use crate::config::{self, Config, MemorySecrets};
+use crate::detect::history::History;
 use crate::model::*;
-use crate::snapshot::{Snapshot, advance};
+use crate::snapshot::Snapshot;
 use std::path::Path;
 
 pub fn config() -> Config {
@@ -129,13 +130,33 @@ pub fn incident() -> Snapshot {
         .with_kid(Some("k2")),
         "k2 missing",
     );
-    let mut s = advance(
-        &Snapshot::default(),
+    let mut s = Snapshot::default().after_round(
+        &config(),
         vec![obs],
         vec![finding],
+        &History::default(),
         Timestamp(1_000),
         Timestamp(2_500),
     );
-    s.durations.observe(&s.observations[0]);
+    let observation = s.observation("acme").cloned().expect("judged");
+    s.durations.observe(&observation);
     s
+}
+
+/// acme's latest observation in `s`, to edit in a test.
+pub fn obs_mut(s: &mut Snapshot) -> &mut Observation {
+    let entry = s.tenants.get_mut("acme").expect("acme was judged");
+    std::sync::Arc::make_mut(entry.observation.as_mut().expect("acme has a round"))
+}
+
+/// acme's open findings in `s`, to edit in a test.
+pub fn findings_mut(s: &mut Snapshot) -> &mut Vec<Finding> {
+    &mut s.tenants.get_mut("acme").expect("acme was judged").findings
+}
+
+/// `s` with acme's history replaced by `history`'s acme part.
+pub fn set_history(s: &mut Snapshot, history: &History) {
+    s.tenants.get_mut("acme").expect("acme was judged").history = history
+        .tenant("acme")
+        .map(|h| std::sync::Arc::new(h.clone()));
 }

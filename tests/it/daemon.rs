@@ -556,8 +556,8 @@ async fn api_silence_mutes_the_seed_incident() {
         d.snapshot
             .read()
             .unwrap()
-            .findings
-            .iter()
+            .findings()
+            .into_iter()
             .any(|f| f.subject.tenant == "acme" && f.code.as_str() == "kid_missing")
     };
     wait_until("kid_missing for acme", BOUND, || async { kid_missing() }).await;
@@ -636,7 +636,7 @@ async fn a_hanging_idp_does_not_delay_the_other_tenants() {
         Mutex::default();
     let count = |tenant: &str| seen.lock().unwrap().get(tenant).map_or(0, |s| s.len());
     wait_until("8 rounds of acme", BOUND, || async {
-        for o in &d.snapshot.read().unwrap().observations {
+        for o in d.snapshot.read().unwrap().observations() {
             seen.lock()
                 .unwrap()
                 .entry(o.tenant.clone())
@@ -653,7 +653,14 @@ async fn a_hanging_idp_does_not_delay_the_other_tenants() {
         "the hanging tenant cannot have done more than ~half as many rounds: {hung} vs {acme}"
     );
     // It is reported, not waited for.
-    let findings = d.snapshot.read().unwrap().findings.clone();
+    let findings: Vec<_> = d
+        .snapshot
+        .read()
+        .unwrap()
+        .findings()
+        .into_iter()
+        .cloned()
+        .collect();
     assert!(
         findings
             .iter()

@@ -10,7 +10,7 @@ use crate::model::{LoginResult, Observation, TokenCheckResult};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Login up, token verifications by view and result, and the signing kid, per domain.
-pub(super) fn login_families(observations: &[Observation]) -> Vec<Family> {
+pub(super) fn login_families(observations: &[&Observation]) -> Vec<Family> {
     let mut up = Family::gauge(
         "keycanary_login_up",
         "1 when the latest login on the domain returned tokens, else 0 (absent without a login).",

@@ -72,8 +72,9 @@ pub fn families(snapshot: &Snapshot, config: &Config, build: BuildInfo) -> Vec<F
         .with(&[("version", build.version)], 1.0),
     ];
     out.extend(process::round_families(snapshot));
-    out.extend(views::view_families(&snapshot.observations));
-    out.extend(login::login_families(&snapshot.observations));
+    let observations = snapshot.observations();
+    out.extend(views::view_families(&observations));
+    out.extend(login::login_families(&observations));
     out.extend(process::duration_families(&snapshot.durations));
     out.push(verdicts::findings_open(snapshot, config));
     out.extend(views::freshness_families(snapshot, config));

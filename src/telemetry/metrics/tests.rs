@@ -8,7 +8,7 @@ use crate::detect::gate::{rotation_gate, view_budget};
 use crate::detect::profiles::Budget;
 use crate::model::{FetchOutcome, Timestamp, ViewKind};
 use crate::telemetry::exposition::number;
-use crate::telemetry::fixtures::{config, incident, view};
+use crate::telemetry::fixtures::{config, findings_mut, incident, obs_mut, set_history, view};
 use std::collections::BTreeSet;
 
 fn check(body: &str, line: &str) {
@@ -105,7 +105,7 @@ fn before_the_first_round_families_are_there_without_samples() {
 #[test]
 fn kids_from_the_wire_are_bounded_and_escaped() {
     let mut s = incident();
-    let d = &mut s.observations[0].domains[0];
+    let d = &mut obs_mut(&mut s).domains[0];
     let many: Vec<String> = (0..50)
         .map(|i| format!("k{i}\"\\\n{}", "x".repeat(300)))
         .collect();
@@ -125,13 +125,13 @@ fn kids_from_the_wire_are_bounded_and_escaped() {
 /// the cdn edge sending caching headers.
 fn incident_with_history() -> Snapshot {
     let mut s = incident();
-    let cdn = &mut s.observations[0].domains[0].views[0];
+    let cdn = &mut obs_mut(&mut s).domains[0].views[0];
     if let FetchOutcome::Response(r) = &mut cdn.fetch.outcome {
         r.headers.cache_control = Some("public, max-age=300".into());
     }
     let mut history = crate::detect::history::History::default();
-    history.record(&s.observations[0], Timestamp(2_000));
-    s.history = std::sync::Arc::new(history);
+    history.record(obs_mut(&mut s), Timestamp(2_000));
+    set_history(&mut s, &history);
     s
 }
 
@@ -173,12 +173,12 @@ fn staleness_budget_is_the_gates() {
     let cfg = config();
     let s = incident_with_history();
     let body = render(&s, &cfg, BuildInfo::current());
-    let h = s.history.tenant("acme").unwrap();
+    let h = s.history("acme").unwrap();
     let t = cfg.tenant("acme").unwrap();
     let profiles = cfg.tenant_profiles(t);
     for (labels, view) in [
-        (CDN, &s.observations[0].domains[0].views[0]),
-        (ORIGIN, &s.observations[0].domains[0].views[1]),
+        (CDN, &s.observations()[0].domains[0].views[0]),
+        (ORIGIN, &s.observations()[0].domains[0].views[1]),
     ] {
         let Budget::Bounded(want) = view_budget(h, "io", &view.id, &profiles) else {
             panic!("the default profiles are bounded");
@@ -258,12 +258,23 @@ fn rotation_gate_for_the_current_signer() {
     let cfg = config();
     let mut s = incident_with_history();
     let now = Timestamp(2_500);
-    s.refresh_gates(&cfg, ["acme"], now);
+    let mut history = crate::detect::history::History::default();
+    history.record(obs_mut(&mut s), Timestamp(2_000));
+    let findings = findings_mut(&mut s).clone();
+    s.judged(
+        &cfg,
+        "acme",
+        None,
+        findings.clone(),
+        &history,
+        Timestamp(1_000),
+        now,
+    );
     let want = rotation_gate(
         &cfg,
-        &s.history,
-        Some(&s.observations[0]),
-        &s.findings,
+        &history,
+        s.observation("acme"),
+        &findings,
         "acme",
         None,
         now,
@@ -281,23 +292,29 @@ fn rotation_gate_for_the_current_signer() {
     assert!(!want.blocking.is_empty());
     // A healthy tenant: every view serves the signer, nothing open, settled for long.
     let mut healthy = s.clone();
-    healthy.findings.clear();
-    healthy.observations[0].domains[0].views[0] = view("cdn", ViewKind::Edge, None, &["k1", "k2"]);
+    obs_mut(&mut healthy).domains[0].views[0] = view("cdn", ViewKind::Edge, None, &["k1", "k2"]);
     let mut history = crate::detect::history::History::default();
-    history.record(&healthy.observations[0], Timestamp(2_000));
-    healthy.history = std::sync::Arc::new(history);
+    history.record(obs_mut(&mut healthy), Timestamp(2_000));
     let later = Timestamp(2_000 + 30 * 86_400_000);
     let answer = rotation_gate(
         &cfg,
-        &healthy.history,
-        Some(&healthy.observations[0]),
+        &history,
+        healthy.observation("acme"),
         &[],
         "acme",
         None,
         later,
     );
     assert!(answer.safe, "{answer:?}");
-    healthy.refresh_gates(&cfg, ["acme"], later);
+    healthy.judged(
+        &cfg,
+        "acme",
+        None,
+        vec![],
+        &history,
+        Timestamp(2_000),
+        later,
+    );
     let body = render(&healthy, &cfg, BuildInfo::current());
     check(&body, r#"keycanary_gate_safe{tenant="acme"} 1"#);
     check(&body, r#"keycanary_gate_blockers{tenant="acme"} 0"#);
@@ -410,7 +427,7 @@ fn duration_histograms_accumulate_across_rounds() {
     // Three rounds of the incident: the io edge fetch takes 250 ms, 30 ms, then 12 s
     // (the origin and the login keep their durations).
     let mut s = incident();
-    let obs = s.observations[0].clone();
+    let obs = s.observations()[0].clone();
     for ms in [30, 12_000] {
         let mut o = obs.clone();
         o.domains[0].views[0].fetch.duration_ms = ms;
@@ -446,7 +463,16 @@ fn duration_histograms_accumulate_across_rounds() {
     assert_eq!(buckets.last().unwrap().1, count);
     assert_eq!(count, 3.0);
     // A fresh snapshot after the incident's round keeps the histograms.
-    let next = crate::snapshot::advance(&s, vec![], vec![], Timestamp(3_000), Timestamp(3_100));
+    let mut next = s.clone();
+    next.judged(
+        &config(),
+        "acme",
+        None,
+        vec![],
+        &crate::detect::history::History::default(),
+        Timestamp(3_000),
+        Timestamp(3_100),
+    );
     assert_eq!(next.durations, s.durations);
 }
 
@@ -461,7 +487,7 @@ fn histogram_families_are_there_before_the_first_round() {
 
 #[test]
 fn a_login_without_a_request_has_no_duration() {
-    let mut obs = incident().observations[0].clone();
+    let mut obs = incident().observations()[0].clone();
     if let Some(login) = &mut obs.domains[0].login {
         login.fetch = None;
     }

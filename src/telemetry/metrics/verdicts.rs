@@ -23,7 +23,7 @@ pub(super) fn findings_open(s: &Snapshot, config: &Config) -> Family {
             counts.insert((t.name.as_str(), code), 0);
         }
     }
-    for f in &s.findings {
+    for f in s.tenants.values().flat_map(|t| &t.findings) {
         *counts
             .entry((f.subject.tenant.as_str(), f.code))
             .or_default() += 1;

@@ -16,7 +16,7 @@ use crate::snapshot::durations::view_labels;
 use std::collections::BTreeSet;
 
 /// Up, kid presence and Age of every view in the latest round.
-pub(super) fn view_families(observations: &[Observation]) -> Vec<Family> {
+pub(super) fn view_families(observations: &[&Observation]) -> Vec<Family> {
     let mut up = Family::gauge(
         "keycanary_view_up",
         "1 when the JWKS view answered 2xx with at least one key in the latest round, else 0.",
@@ -74,10 +74,10 @@ pub(super) fn freshness_families(s: &Snapshot, config: &Config) -> Vec<Family> {
         "keycanary_view_staleness_budget_unbounded",
         "1 when the view's staleness budget is unbounded because of the named client profile.",
     );
-    for obs in &s.observations {
+    for obs in s.observations() {
         let tenant = config.tenant(&obs.tenant);
         let profiles = tenant.map(|t| config.tenant_profiles(t));
-        let history = s.history.tenant(&obs.tenant);
+        let history = s.history(&obs.tenant);
         for d in &obs.domains {
             for v in &d.views {
                 let labels = view_labels(obs, d, v);
