@@ -536,10 +536,12 @@ mod tests {
     #[test]
     fn readiness_waits_for_a_finished_round() {
         assert!(readiness(&Snapshot::default()).is_err());
-        let mut s = Snapshot::default();
-        s.rounds = 1;
-        s.last_round_started = Some(crate::model::Timestamp(1));
-        s.last_round_finished = Some(crate::model::Timestamp(2));
+        let s = Snapshot {
+            rounds: 1,
+            last_round_started: Some(crate::model::Timestamp(1)),
+            last_round_finished: Some(crate::model::Timestamp(2)),
+            ..Default::default()
+        };
         assert_eq!(readiness(&s), Ok(()));
         // A failed commit makes it unready, with the reason, until one succeeds again.
         let mut failing = s.clone();
