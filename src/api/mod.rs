@@ -208,8 +208,19 @@ fn readiness(s: &Snapshot) -> Result<(), String> {
             "the state store is not writable: the latest commit failed: {e}"
         ));
     }
+    if let Some(config) = &s.config
+        && s.lag > config.settings.interval * LAG_INTERVALS
+    {
+        return Err(format!(
+            "keycanary is behind: rounds wait {} s for a concurrency permit or the judge (more than {LAG_INTERVALS} intervals); raise max_concurrency or the interval, or shard the tenants",
+            s.lag.as_secs()
+        ));
+    }
     Ok(())
 }
+
+/// keycanary's own lag beyond this many intervals makes it unready.
+const LAG_INTERVALS: u32 = 2;
 
 /// `GET /readyz` when ready.
 #[derive(Debug, Serialize)]
@@ -221,6 +232,8 @@ struct Ready {
     /// The latest successful commit to the state store.
     #[serde(skip_serializing_if = "Option::is_none")]
     last_commit: Option<String>,
+    /// keycanary's own lag (see `keycanary_scheduler_lag_seconds`).
+    scheduler_lag_seconds: f64,
 }
 
 async fn readyz(State(state): State<ApiState>) -> Response {
@@ -230,6 +243,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
             rounds: s.rounds,
             last_round_finished: s.last_round_finished.map(|t| t.to_rfc3339()),
             last_commit: s.store.last_commit.map(|t| t.to_rfc3339()),
+            scheduler_lag_seconds: s.lag.as_secs_f64(),
         })
         .into_response(),
         Err(reason) => (

@@ -10,7 +10,8 @@ use crate::detect::history::History;
 use crate::model::{Finding, Observation, Timestamp};
 use crate::snapshot::StoreHealth;
 use crate::telemetry::traces::RoundTrace;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// What the daemon carries from one round to the next; the store persists it.
 #[derive(Debug, Clone, Default)]
@@ -25,9 +26,58 @@ pub struct Memory {
 #[derive(Debug)]
 pub(super) struct TenantRound {
     pub(super) observation: Observation,
+    /// When the round was due (its task woke for it).
+    pub(super) due: Timestamp,
+    /// When probing began (a concurrency permit was free).
     pub(super) started: Timestamp,
+    /// When probing ended (before the round waited for the judge).
+    pub(super) finished: Timestamp,
     /// The round's trace, which its judgement joins.
     pub(super) trace: RoundTrace,
+}
+
+/// Where a tenant's task is, written by the task itself (not through the round channel,
+/// so a busy run loop never makes a tenant look silent).
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub(super) struct TaskProgress {
+    /// When its current (or latest) round became due.
+    pub(super) due: Option<Timestamp>,
+    /// When probing of that round began.
+    pub(super) started: Option<Timestamp>,
+    /// When its latest round finished probing.
+    pub(super) finished: Option<Timestamp>,
+}
+
+/// Every tenant task's progress, shared by the tasks and the run loop.
+pub(super) type Progress = Arc<Mutex<HashMap<String, TaskProgress>>>;
+
+/// What a tick finds about a tenant that has finished no round for a while.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Silent {
+    /// Its round has been probing for that long: the identity provider is not answering.
+    Probing,
+    /// Its round is waiting for keycanary (a concurrency permit): keycanary's own lag,
+    /// not the identity provider's.
+    Waiting,
+}
+
+impl TaskProgress {
+    /// Whether the tenant has finished no round within `limit` ms before `now` (counting
+    /// from `since` when it has finished none), and if so, why.
+    pub(super) fn silent(&self, since: Timestamp, now: Timestamp, limit: i64) -> Option<Silent> {
+        let last = self.finished.unwrap_or(since).max(since);
+        if now.0 - last.0 <= limit {
+            return None;
+        }
+        let probing = self
+            .started
+            .is_some_and(|s| self.finished.is_none_or(|f| s > f));
+        Some(if probing {
+            Silent::Probing
+        } else {
+            Silent::Waiting
+        })
+    }
 }
 
 /// The judge's view of each tenant (not persisted).
@@ -46,6 +96,11 @@ pub(super) struct Live {
     pub(super) rounds: u64,
     /// What the latest commit found.
     pub(super) store: StoreHealth,
+    /// keycanary's own lag (ms): the longest a tenant round of the current full round
+    /// waited for a concurrency permit plus for the judge, and the same of the latest full
+    /// round.
+    pub(super) lag: u64,
+    pub(super) last_lag: u64,
 }
 
 impl Live {
@@ -67,6 +122,17 @@ impl Live {
         self.round_started = None;
     }
 
+    /// Counts one round's lag (ms) into the current full round's.
+    pub(super) fn lagged(&mut self, ms: u64) {
+        self.lag = self.lag.max(ms);
+    }
+
+    /// keycanary's lag as it stands: the latest full round's, or the current one's when
+    /// that is already worse.
+    pub(super) fn lag_ms(&self) -> u64 {
+        self.lag.max(self.last_lag)
+    }
+
     /// Records `tenant`'s round; returns the full round it completes, if it does.
     pub(super) fn finished(
         &mut self,
@@ -82,6 +148,7 @@ impl Live {
         }
         let round = (self.round_started.take().unwrap_or(started), now);
         self.last_round = Some(round);
+        self.last_lag = std::mem::take(&mut self.lag);
         self.rounds += 1;
         self.pending = self.last_seen.keys().cloned().collect();
         Some(round)
@@ -114,5 +181,35 @@ mod tests {
             Some((Timestamp(60), Timestamp(80)))
         );
         assert_eq!(live.rounds, 2);
+    }
+
+    #[test]
+    fn a_silent_tenant_is_the_idp_only_while_its_round_is_probing() {
+        let at = Timestamp;
+        let limit = 90_000;
+        let check = |p: TaskProgress, now: i64, want: Option<Silent>| {
+            assert_eq!(p.silent(at(0), at(now), limit), want, "{p:?} at {now}");
+        };
+        let never = TaskProgress::default();
+        check(never, 90_000, None);
+        check(never, 90_001, Some(Silent::Waiting));
+        let done = TaskProgress {
+            due: Some(at(10_000)),
+            started: Some(at(10_000)),
+            finished: Some(at(12_000)),
+        };
+        check(done, 100_000, None);
+        check(done, 102_001, Some(Silent::Waiting));
+        let probing = TaskProgress {
+            started: Some(at(40_000)),
+            ..done
+        };
+        check(probing, 102_001, Some(Silent::Probing));
+        let probing_first = TaskProgress {
+            due: Some(at(0)),
+            started: Some(at(0)),
+            finished: None,
+        };
+        check(probing_first, 90_001, Some(Silent::Probing));
     }
 }

@@ -51,11 +51,11 @@ use crate::telemetry::otlp_metrics::DurationRecorder;
 use anyhow::Context;
 use commit::save_history;
 use health::{SELF_CHECK_EVERY, log_health};
-use live::{Live, TenantRound};
+use live::{Live, Progress, TenantRound};
 use publish::publish_config;
 use reload::{Hangups, reload};
 use rounds::{on_round, on_tick};
-use scheduler::Workers;
+use scheduler::{Plumbing, Workers};
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -114,13 +114,21 @@ pub async fn run_with_options(
     );
     let mut hangups = Hangups::new(options.config_path.is_some())?;
 
-    let wake = Arc::new(Notify::new());
     let deliveries = snapshot
         .read()
         .unwrap_or_else(|e| e.into_inner())
         .deliveries
         .clone();
     let (round_tx, mut round_rx) = mpsc::channel::<TenantRound>(64);
+    let plumbing = Plumbing {
+        store: store.clone(),
+        clock: clock.clone(),
+        backoff: options.backoff,
+        wake: Arc::new(Notify::new()),
+        rounds: round_tx,
+        deliveries,
+        progress: Progress::default(),
+    };
     let config = Arc::new(config);
     publish_config(&snapshot, &config, &memory.history, clock.now());
     let record_durations = |r: &TenantRound| {
@@ -129,16 +137,7 @@ pub async fn run_with_options(
         }
     };
     let mut live = Live::new(&config, clock.now());
-    let mut workers = Workers::start(
-        config.clone(),
-        prober,
-        &store,
-        &clock,
-        options.backoff,
-        &wake,
-        &round_tx,
-        &deliveries,
-    );
+    let mut workers = Workers::start(config.clone(), prober, &plumbing);
     let mut tick = tokio::time::interval(config.settings.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate; nothing can be stale yet
@@ -153,25 +152,29 @@ pub async fn run_with_options(
             _ = &mut shutdown => break,
             Some(r) = round_rx.recv() => {
                 record_durations(&r);
-                memory = on_round(&workers.config, &store, &snapshot, &mut live, memory, r, clock.now(), &wake).await;
+                memory = on_round(&workers.config, &plumbing, &snapshot, &mut live, memory, r, clock.now()).await;
             }
             _ = tick.tick() => {
-                memory = on_tick(&workers.config, &store, &snapshot, &mut live, memory, clock.now(), &wake).await;
+                memory = on_tick(&workers.config, &plumbing, &snapshot, &mut live, memory, clock.now()).await;
             }
             _ = self_check.tick() => log_health(&store, &live, clock.now()).await,
             _ = hangups.recv() => {
                 let path = options.config_path.as_deref().expect("SIGHUP only with a config path");
                 if let Some((new, prober)) = reload(path, &workers.config, &clock) {
                     workers.stop_tenants().await;
-                    while round_rx.try_recv().is_ok() {} // rounds judged by the old config
                     // The old notifier stops before the new one starts: never two senders.
                     workers.stop_notifier().await;
-                    workers = Workers::start(
-                        Arc::new(new), prober, &store, &clock, options.backoff, &wake, &round_tx,
-                        &deliveries,
-                    );
+                    workers = Workers::start(Arc::new(new), prober, &plumbing);
                     live.reset(&workers.config, clock.now());
                     publish_config(&snapshot, &workers.config, &memory.history, clock.now());
+                    // Rounds that finished before the reload are judged, not lost: those of
+                    // tenants the new config still has, by the new config.
+                    while let Ok(r) = round_rx.try_recv() {
+                        if workers.config.tenant(&r.observation.tenant).is_some() {
+                            record_durations(&r);
+                            memory = on_round(&workers.config, &plumbing, &snapshot, &mut live, memory, r, clock.now()).await;
+                        }
+                    }
                     tick = tokio::time::interval(workers.config.settings.interval);
                     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     tick.tick().await;
@@ -186,13 +189,12 @@ pub async fn run_with_options(
         record_durations(&r);
         memory = on_round(
             &workers.config,
-            &store,
+            &plumbing,
             &snapshot,
             &mut live,
             memory,
             r,
             clock.now(),
-            &wake,
         )
         .await;
     }

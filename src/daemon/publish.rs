@@ -66,6 +66,7 @@ pub(super) fn publish(
     s.last_round_started = live.last_round.map(|r| r.0);
     s.last_round_finished = live.last_round.map(|r| r.1);
     s.store = live.store.clone();
+    s.lag = std::time::Duration::from_millis(live.lag_ms());
     drop(s);
     log_changes(&changes);
     info!(

@@ -6,33 +6,36 @@
 //! Not here: the judgement (`crate::judge`, pure), SQL (`crate::store`).
 
 use super::commit::{api_silences, commit};
-use super::live::{Live, Memory, TenantRound};
+use super::live::{Live, Memory, Silent, TenantRound};
 use super::publish::{Judged, publish};
+use super::scheduler::Plumbing;
 use crate::config::Config;
 use crate::detect::stateful::STALE_INTERVALS;
 use crate::judge::judge;
 use crate::model::{Code, Finding, Timestamp};
 use crate::snapshot::SharedSnapshot;
-use crate::store::{RoundRecord, SharedStore};
+use crate::store::RoundRecord;
 use crate::telemetry::traces;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use tokio::sync::Notify;
 use tracing::warn;
 
 /// Judges and commits one tenant's round; publishes the snapshot.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn on_round(
     config: &Config,
-    store: &SharedStore,
+    plumbing: &Plumbing,
     snapshot: &SharedSnapshot,
     live: &mut Live,
     mut memory: Memory,
     round: TenantRound,
     now: Timestamp,
-    wake: &Notify,
 ) -> Memory {
+    let (store, wake) = (&plumbing.store, &plumbing.wake);
     let tenant = round.observation.tenant.clone();
+    // keycanary's own lag for this round: waiting for a permit, then for the judge.
+    let waited = round.started.since(round.due) + now.since(round.finished);
+    live.lagged(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
     let silences = api_silences(store, now).await;
     let span = round.trace.assess_span(&tenant);
     let verdict = span.in_scope(|| {
@@ -76,26 +79,53 @@ pub(super) async fn on_round(
     memory
 }
 
-/// Every interval: tenants whose task has not delivered a round for
-/// [`STALE_INTERVALS`] intervals are judged without an observation (their last findings
+/// Every interval: tenants whose round has been probing for [`STALE_INTERVALS`]
+/// intervals without finishing are judged without an observation (their last findings
 /// carried, plus `probe_stale`), and tenants no longer configured are judged with no
-/// findings, so their incidents resolve.
+/// findings, so their incidents resolve. A tenant whose round is only waiting for
+/// keycanary (a concurrency permit) is keycanary's lag, counted and logged, never a
+/// finding about the identity provider; nor is a round waiting for the judge, since
+/// silence is measured from when probing finished.
 pub(super) async fn on_tick(
     config: &Config,
-    store: &SharedStore,
+    plumbing: &Plumbing,
     snapshot: &SharedSnapshot,
     live: &mut Live,
     mut memory: Memory,
     now: Timestamp,
-    wake: &Notify,
 ) -> Memory {
-    let limit = (config.settings.interval * STALE_INTERVALS).as_millis() as i64;
-    let stale: Vec<String> = live
-        .last_seen
-        .iter()
-        .filter(|(_, at)| now.0 - at.0 > limit)
-        .map(|(t, _)| t.clone())
-        .collect();
+    let (store, wake) = (&plumbing.store, &plumbing.wake);
+    let limit =
+        i64::try_from((config.settings.interval * STALE_INTERVALS).as_millis()).unwrap_or(i64::MAX);
+    let mut stale: Vec<String> = Vec::new();
+    let mut waiting: Vec<(String, u64)> = Vec::new();
+    {
+        let progress = plumbing.progress.lock().unwrap_or_else(|e| e.into_inner());
+        for (tenant, since) in &live.last_seen {
+            let p = progress.get(tenant).copied().unwrap_or_default();
+            match p.silent(*since, now, limit) {
+                Some(Silent::Probing) => stale.push(tenant.clone()),
+                Some(Silent::Waiting) => {
+                    let late = now.since(p.due.unwrap_or(*since));
+                    waiting.push((
+                        tenant.clone(),
+                        u64::try_from(late.as_millis()).unwrap_or(u64::MAX),
+                    ));
+                }
+                None => {}
+            }
+        }
+    }
+    if let Some(worst) = waiting.iter().map(|(_, ms)| *ms).max() {
+        live.lagged(worst);
+        warn!(
+            tenants = waiting.len(),
+            lag_ms = worst,
+            "keycanary is behind: rounds are waiting for a concurrency permit (raise max_concurrency or the interval, or shard the tenants); not a finding"
+        );
+        snapshot.write().unwrap_or_else(|e| e.into_inner()).lag =
+            std::time::Duration::from_millis(live.lag_ms());
+    }
     let configured: BTreeSet<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
     let removed: BTreeSet<String> = memory
         .alerts

@@ -4,7 +4,7 @@
 //!
 //! Not here: what a round does (`crate::probe`), what is made of it (`rounds`).
 
-use super::live::TenantRound;
+use super::live::{Progress, TaskProgress, TenantRound};
 use crate::clock::SharedClock;
 use crate::config::{Config, Tenant};
 use crate::notify::{Backoff, Deliveries, Notifier};
@@ -30,21 +30,37 @@ pub(super) struct Workers {
     pub(super) notifier: Option<JoinHandle<()>>,
 }
 
+/// What every generation of workers shares with the run loop (a reload keeps it).
+pub(super) struct Plumbing {
+    pub(super) store: SharedStore,
+    pub(super) clock: SharedClock,
+    pub(super) backoff: Backoff,
+    /// Wakes the notifier when rows were queued.
+    pub(super) wake: Arc<Notify>,
+    pub(super) rounds: mpsc::Sender<TenantRound>,
+    pub(super) deliveries: Arc<Deliveries>,
+    pub(super) progress: Progress,
+}
+
 impl Workers {
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn start(
-        config: Arc<Config>,
-        prober: Arc<Prober>,
-        store: &SharedStore,
-        clock: &SharedClock,
-        backoff: Backoff,
-        wake: &Arc<Notify>,
-        rounds: &mpsc::Sender<TenantRound>,
-        deliveries: &Arc<Deliveries>,
-    ) -> Workers {
+    pub(super) fn start(config: Arc<Config>, prober: Arc<Prober>, plumbing: &Plumbing) -> Workers {
+        let Plumbing {
+            store,
+            clock,
+            backoff,
+            wake,
+            rounds,
+            deliveries,
+            progress,
+        } = plumbing;
+        {
+            // Tenants a reload removed have no task any more.
+            let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+            p.retain(|t, _| config.tenant(t).is_some());
+        }
         let notifier_stop = CancellationToken::new();
         let notifier = Arc::new(
-            Notifier::new(&config, store.clone(), clock.clone(), backoff)
+            Notifier::new(&config, store.clone(), clock.clone(), *backoff)
                 .with_deliveries(deliveries.clone()),
         );
         let notifier = tokio::spawn(notifier.run(wake.clone(), notifier_stop.clone()));
@@ -60,7 +76,7 @@ impl Workers {
                     prober.clone(),
                     permits.clone(),
                     clock.clone(),
-                    rounds.clone(),
+                    (rounds.clone(), progress.clone()),
                     tenants.clone(),
                 ))
             })
@@ -103,21 +119,32 @@ pub(super) async fn tenant_loop(
     prober: Arc<Prober>,
     permits: Arc<Semaphore>,
     clock: SharedClock,
-    rounds: mpsc::Sender<TenantRound>,
+    (rounds, progress): (mpsc::Sender<TenantRound>, Progress),
     stop: CancellationToken,
 ) {
+    let note = |edit: &dyn Fn(&mut TaskProgress)| {
+        let mut all = progress.lock().unwrap_or_else(|e| e.into_inner());
+        edit(all.entry(tenant.name.clone()).or_default());
+    };
     loop {
         let begin = crate::clock::monotonic();
+        let due = clock.now();
+        note(&|p| p.due = Some(due));
         let round = async {
             let _permit = permits
                 .acquire()
                 .await
                 .expect("the semaphore is never closed");
             let started = clock.now();
+            note(&|p| p.started = Some(started));
             let (observation, trace) = prober.tenant_traced(&tenant).await;
+            let finished = clock.now();
+            note(&|p| p.finished = Some(finished));
             TenantRound {
                 observation,
+                due,
                 started,
+                finished,
                 trace,
             }
         };

@@ -37,6 +37,10 @@ pub struct Snapshot {
     pub rounds: u64,
     /// The state store as the latest commit left it (`/readyz`, `/metrics`).
     pub store: StoreHealth,
+    /// keycanary's own lag: the longest a tenant round waited for a concurrency permit
+    /// plus for the judge, in the latest full round (or so far in the current one when
+    /// worse). Its own health (`/readyz`, `/metrics`), never a finding.
+    pub lag: std::time::Duration,
     /// Notification sends by channel and result; the notifier counts into it.
     pub deliveries: Arc<Deliveries>,
     /// Fetch and login durations of every tenant round since the process started.

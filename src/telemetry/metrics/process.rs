@@ -34,7 +34,12 @@ pub(super) fn round_families(s: &Snapshot) -> Vec<Family> {
         duration.push(&[], secs(end.0 - start.0).max(0.0));
         last.push(&[], secs(end.0));
     }
-    vec![rounds, duration, last]
+    let lag = Family::gauge(
+        "keycanary_scheduler_lag_seconds",
+        "keycanary's own lag: the longest a tenant round waited for a concurrency permit plus for the judge, in the latest full round (or the current one when worse). Its own health, never a finding.",
+    )
+    .with(&[], s.lag.as_secs_f64());
+    vec![rounds, duration, last, lag]
 }
 
 /// The outbox as the latest commit left it, and the notifier's sends since the process
