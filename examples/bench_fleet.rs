@@ -97,7 +97,10 @@ fn generate(alg: Algorithm, kid: &str) -> Result<Key, String> {
             pem.push_str("-----END PRIVATE KEY-----\n");
             let encoding = EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| e.to_string())?;
             let c = rsa::PublicKeyComponents::<Vec<u8>>::from(pair.public_key());
-            (encoding, json!({"kty": "RSA", "n": b64(&c.n), "e": b64(&c.e)}))
+            (
+                encoding,
+                json!({"kty": "RSA", "n": b64(&c.n), "e": b64(&c.e)}),
+            )
         }
         Algorithm::ES256 => {
             let pair = EcdsaKeyPair::generate(&ECDSA_P256_SHA256_FIXED_SIGNING)
@@ -114,7 +117,11 @@ fn generate(alg: Algorithm, kid: &str) -> Result<Key, String> {
         }
         other => return Err(format!("unsupported alg {other:?}")),
     };
-    let alg_name = if alg == Algorithm::RS256 { "RS256" } else { "ES256" };
+    let alg_name = if alg == Algorithm::RS256 {
+        "RS256"
+    } else {
+        "ES256"
+    };
     if let Value::Object(m) = &mut jwk {
         m.insert("kid".into(), kid.into());
         m.insert("use".into(), "sig".into());
@@ -133,7 +140,7 @@ fn write(path: &Path, body: &[u8]) -> Result<(), String> {
 /// Writes one tenant's files; returns its `fleet.json` entry.
 fn tenant(args: &Args, i: usize, now: i64) -> Result<Value, String> {
     let name = tenant_name(i);
-    let rs = args.rs256_every > 0 && i % args.rs256_every == 0;
+    let rs = args.rs256_every > 0 && i.is_multiple_of(args.rs256_every);
     let (alg, alg_name) = if rs {
         (Algorithm::RS256, "RS256")
     } else {
@@ -173,7 +180,8 @@ fn tenant(args: &Args, i: usize, now: i64) -> Result<Value, String> {
         let mut header = Header::new(key.alg);
         header.kid = Some(kid.clone());
         header.typ = Some("at+jwt".into());
-        let token = jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| e.to_string())?;
+        let token =
+            jsonwebtoken::encode(&header, &claims, &key.encoding).map_err(|e| e.to_string())?;
         let mut validation = Validation::new(key.alg);
         validation.set_audience(&[&audience]);
         validation.set_issuer(&[&issuer]);
@@ -220,7 +228,10 @@ fn main() {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a generator thread panicked".into())))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a generator thread panicked".into()))
+            })
             .collect()
     });
     let mut fleet = Vec::with_capacity(args.tenants);
