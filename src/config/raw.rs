@@ -49,6 +49,8 @@ pub(super) struct RawApi {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawTelemetry {
     pub(super) otlp: Option<RawOtlp>,
+    #[serde(default)]
+    pub(super) per_view_histograms: bool,
 }
 
 #[derive(Debug, Deserialize)]

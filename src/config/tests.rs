@@ -377,6 +377,18 @@ fn telemetry_otlp_table_env_fallback_and_validation() {
 }
 
 #[test]
+fn fetch_histograms_are_per_domain_unless_asked_per_view() {
+    let c = parse(GOOD).unwrap();
+    assert!(!c.telemetry.per_view_histograms);
+    let c = parse(&format!(
+        "{GOOD}\n[telemetry]\nper_view_histograms = true\n"
+    ))
+    .unwrap();
+    assert!(c.telemetry.per_view_histograms);
+    assert!(c.telemetry.otlp.is_none());
+}
+
+#[test]
 fn tls_expiry_warning_setting() {
     let base = &minimal();
     let c = parse(base).unwrap();

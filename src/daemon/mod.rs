@@ -131,9 +131,9 @@ pub async fn run_with_options(
     };
     let config = Arc::new(config);
     publish_config(&snapshot, &config, &memory.history, clock.now());
-    let record_durations = |r: &TenantRound| {
+    let record_durations = |r: &TenantRound, config: &Config| {
         if let Some(recorder) = &options.durations {
-            recorder.record(&r.observation);
+            recorder.record(&r.observation, config.telemetry.per_view_histograms);
         }
     };
     let mut live = Live::new(&config, clock.now());
@@ -151,7 +151,7 @@ pub async fn run_with_options(
         tokio::select! {
             _ = &mut shutdown => break,
             Some(r) = round_rx.recv() => {
-                record_durations(&r);
+                record_durations(&r, &workers.config);
                 memory = on_round(&workers.config, &plumbing, &snapshot, &mut live, memory, r, clock.now()).await;
             }
             _ = tick.tick() => {
@@ -171,7 +171,7 @@ pub async fn run_with_options(
                     // tenants the new config still has, by the new config.
                     while let Ok(r) = round_rx.try_recv() {
                         if workers.config.tenant(&r.observation.tenant).is_some() {
-                            record_durations(&r);
+                            record_durations(&r, &workers.config);
                             memory = on_round(&workers.config, &plumbing, &snapshot, &mut live, memory, r, clock.now()).await;
                         }
                     }
@@ -186,7 +186,7 @@ pub async fn run_with_options(
     info!("shutting down: cancelling rounds in flight");
     workers.stop_tenants().await;
     while let Ok(r) = round_rx.try_recv() {
-        record_durations(&r);
+        record_durations(&r, &workers.config);
         memory = on_round(
             &workers.config,
             &plumbing,

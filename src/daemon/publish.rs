@@ -59,7 +59,7 @@ pub(super) fn publish(
     let open = findings.len();
     let mut s = snapshot.write().unwrap_or_else(|e| e.into_inner());
     if let Some(o) = &observation {
-        s.durations.observe(o);
+        s.durations.observe(o, config.telemetry.per_view_histograms);
     }
     let changes = s.judged(config, tenant, observation, findings, history, started, now);
     s.rounds = live.rounds;

@@ -92,8 +92,10 @@ pub enum DurationKind {
 /// Every duration a tenant round measured, with the labels of its histogram series:
 /// each view's fetch (failed ones too: a timeout is a duration worth seeing) and each
 /// domain's token request, when one was sent. `/metrics` ([`Durations`]) and OTLP
-/// (`otlp_metrics`) both label from here.
-pub fn round_durations(obs: &Observation) -> Vec<(DurationKind, Labels, f64)> {
+/// (`otlp_metrics`) both label from here. Fetches are labelled by domain
+/// (`tenant, domain, location`: 14 series per domain) unless `per_view`
+/// (`[telemetry] per_view_histograms`), which labels them by view (14 series per view).
+pub fn round_durations(obs: &Observation, per_view: bool) -> Vec<(DurationKind, Labels, f64)> {
     let owned = |labels: &[(&'static str, &str)]| -> Labels {
         labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect()
     };
@@ -107,13 +109,18 @@ pub fn round_durations(obs: &Observation) -> Vec<(DurationKind, Labels, f64)> {
             ];
             out.push((DurationKind::Login, owned(&labels), millis(f.duration_ms)));
         }
+        let domain = [
+            ("tenant", obs.tenant.as_str()),
+            ("domain", d.domain.as_str()),
+            ("location", obs.location.as_str()),
+        ];
         for v in &d.views {
-            let labels = view_labels(obs, d, v);
-            out.push((
-                DurationKind::Fetch,
-                owned(&labels),
-                millis(v.fetch.duration_ms),
-            ));
+            let labels = if per_view {
+                owned(&view_labels(obs, d, v))
+            } else {
+                owned(&domain)
+            };
+            out.push((DurationKind::Fetch, labels, millis(v.fetch.duration_ms)));
         }
     }
     out
@@ -131,8 +138,9 @@ pub struct Durations {
 
 impl Durations {
     /// Adds one tenant round's durations.
-    pub fn observe(&mut self, obs: &Observation) {
-        for (kind, labels, value) in round_durations(obs) {
+    /// Counts one round's durations (`per_view`: fetches labelled by view, else by domain).
+    pub fn observe(&mut self, obs: &Observation, per_view: bool) {
+        for (kind, labels, value) in round_durations(obs, per_view) {
             let map = match kind {
                 DurationKind::Fetch => &mut self.fetch,
                 DurationKind::Login => &mut self.login,

@@ -139,7 +139,7 @@ pub fn incident() -> Snapshot {
         Timestamp(2_500),
     );
     let observation = s.observation("acme").cloned().expect("judged");
-    s.durations.observe(&observation);
+    s.durations.observe(&observation, true);
     s
 }
 

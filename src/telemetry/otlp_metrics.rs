@@ -47,8 +47,8 @@ pub struct DurationRecorder {
 
 impl DurationRecorder {
     /// Adds one tenant round, labelled as `/metrics` labels it.
-    pub fn record(&self, observation: &Observation) {
-        for (kind, labels, value) in durations::round_durations(observation) {
+    pub fn record(&self, observation: &Observation, per_view: bool) {
+        for (kind, labels, value) in durations::round_durations(observation, per_view) {
             let attrs = attributes(labels);
             match kind {
                 DurationKind::Fetch => self.fetch.record(value, &attrs),

@@ -22,8 +22,12 @@ const MIN_RETENTION: Duration = Duration::from_secs(3600);
 
 impl Validator<'_> {
     pub(super) fn telemetry(&mut self, raw: Option<&RawTelemetry>) -> TelemetryConfig {
+        let per_view_histograms = raw.is_some_and(|t| t.per_view_histograms);
         let Some(raw) = raw.and_then(|t| t.otlp.as_ref()) else {
-            return TelemetryConfig::default();
+            return TelemetryConfig {
+                per_view_histograms,
+                ..TelemetryConfig::default()
+            };
         };
         let endpoint = match raw.endpoint.as_deref() {
             Some(e) => self.url("telemetry.otlp.endpoint", e).filter(|u| {
@@ -82,6 +86,7 @@ impl Validator<'_> {
                 headers,
                 service_name,
             }),
+            per_view_histograms,
         }
     }
 

@@ -431,7 +431,7 @@ fn duration_histograms_accumulate_across_rounds() {
     for ms in [30, 12_000] {
         let mut o = obs.clone();
         o.domains[0].views[0].fetch.duration_ms = ms;
-        s.durations.observe(&o);
+        s.durations.observe(&o, true);
     }
     let body = render(&s, &config(), BuildInfo::current());
     let (buckets, sum, count) = histogram_lines(&body, FETCH_DURATION, CDN);
@@ -491,8 +491,38 @@ fn a_login_without_a_request_has_no_duration() {
     if let Some(login) = &mut obs.domains[0].login {
         login.fetch = None;
     }
-    let kinds: Vec<DurationKind> = round_durations(&obs).into_iter().map(|d| d.0).collect();
+    let kinds: Vec<DurationKind> = round_durations(&obs, false)
+        .into_iter()
+        .map(|d| d.0)
+        .collect();
     assert_eq!(kinds, [DurationKind::Fetch, DurationKind::Fetch]);
+}
+
+#[test]
+fn fetch_durations_are_per_domain_unless_asked_per_view() {
+    let obs = incident().observations()[0].clone();
+    let domain = r#"tenant="acme",domain="io",location="lab""#;
+    let mut by_domain = Snapshot::default();
+    by_domain.durations.observe(&obs, false);
+    let body = render(&by_domain, &config(), BuildInfo::current());
+    let (buckets, sum, count) = histogram_lines(&body, FETCH_DURATION, domain);
+    assert_eq!(buckets.len(), 12, "{body}");
+    assert_eq!(
+        (count, sum),
+        (2.0, 0.5),
+        "both views' fetches in the domain's one series"
+    );
+    let series = |body: &str| {
+        body.lines()
+            .filter(|l| l.starts_with(&format!("{FETCH_DURATION}_count{{")))
+            .count()
+    };
+    assert_eq!(series(&body), 1, "{body}");
+    let mut by_view = Snapshot::default();
+    by_view.durations.observe(&obs, true);
+    let body = render(&by_view, &config(), BuildInfo::current());
+    assert_eq!(series(&body), 2, "one per view: {body}");
+    histogram_lines(&body, FETCH_DURATION, CDN);
 }
 
 #[test]
