@@ -64,7 +64,9 @@ pub(super) async fn commit(
                     .filter(|(_, o)| o.id == n.id)
                     .map(|(c, _)| c.as_str())
                     .collect();
-                if channels.is_empty() {
+                if channels.is_empty() && config.alerting.channels.is_empty() {
+                    // No channels at all: said once at start; findings are only logged.
+                } else if channels.is_empty() {
                     warn!(notification = %n.id, status = n.status.as_str(), "no route matches this notification: it is not sent anywhere");
                 } else {
                     info!(notification = %n.id, status = n.status.as_str(), severity = %n.severity, channels = %channels.join(","), "notification queued");
