@@ -148,7 +148,9 @@ pub async fn run_with_options(
     info!(tenants = config.tenants.len(), interval = ?config.settings.interval,
         max_concurrency = config.settings.max_concurrency, "keycanary running");
     if config.alerting.channels.is_empty() {
-        info!("no [alerting] channels: findings are logged and served by the API, not sent anywhere");
+        info!(
+            "no [alerting] channels: findings are logged and served by the API, not sent anywhere"
+        );
     }
     loop {
         tokio::select! {

@@ -8,18 +8,54 @@ use crate::clock::SharedClock;
 use crate::config::Settings;
 use crate::model::{CacheHeaders, Fetch, FetchErrorKind, FetchOutcome, HttpResponse};
 use crate::probe::jwks::sha256_hex;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, RwLock};
 
 const USER_AGENT: &str = concat!("keycanary/", env!("CARGO_PKG_VERSION"));
 
-/// Clients keyed by edge pin, reused across rounds so connection set-up is not re-done.
+/// Clients reused across rounds so connection and TLS set-up are not re-done: one plain
+/// client, and one client per pinned edge address (shared by every host pinned to it, so
+/// a fleet of thousands of tenants behind a few edges builds a few clients, not one per
+/// tenant).
 pub struct Clients {
     settings: Settings,
-    pinned: Mutex<HashMap<(String, IpAddr, u16), reqwest::Client>>,
+    pinned: Mutex<HashMap<IpAddr, (Arc<EdgeResolver>, reqwest::Client)>>,
     plain: reqwest::Client,
+}
+
+/// Name resolution of an edge's client: the hosts pinned to the edge resolve to its
+/// address (the URL's port is kept), any other host (a redirect elsewhere) through the
+/// system resolver as an unpinned client would.
+#[derive(Debug)]
+struct EdgeResolver {
+    edge: IpAddr,
+    hosts: RwLock<HashSet<String>>,
+}
+
+impl Resolve for EdgeResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let host = name.as_str().to_ascii_lowercase();
+        let pinned = self
+            .hosts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&host);
+        let edge = self.edge;
+        Box::pin(async move {
+            if pinned {
+                // reqwest uses the URL's port whatever port is given here.
+                let addrs: Addrs = Box::new(std::iter::once(SocketAddr::new(edge, 0)));
+                return Ok(addrs);
+            }
+            let found: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Addrs = Box::new(found.into_iter());
+            Ok(addrs)
+        })
+    }
 }
 
 impl Clients {
@@ -36,22 +72,35 @@ impl Clients {
         self.plain.clone()
     }
 
-    /// The client for `url`, pinned to `edge` when given (Host and SNI stay the URL's).
+    /// The client for `url`, pinned to `edge` when given (Host and SNI stay the URL's, and
+    /// so does the port).
     pub fn for_url(&self, url: &url::Url, edge: Option<IpAddr>) -> Result<reqwest::Client, String> {
         let Some(ip) = edge else {
             return Ok(self.plain.clone());
         };
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let port = url.port_or_known_default().unwrap_or(443);
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
         let mut pinned = self.pinned.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(c) = pinned.get(&(host.clone(), ip, port)) {
-            return Ok(c.clone());
-        }
-        let client = builder(&self.settings)
-            .resolve(&host, SocketAddr::new(ip, port))
-            .build()
-            .map_err(|e| e.to_string())?;
-        pinned.insert((host, ip, port), client.clone());
+        let (resolver, client) = match pinned.get(&ip) {
+            Some(found) => found.clone(),
+            None => {
+                let resolver = Arc::new(EdgeResolver {
+                    edge: ip,
+                    hosts: RwLock::new(HashSet::new()),
+                });
+                let client = builder(&self.settings)
+                    .dns_resolver(resolver.clone())
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                pinned.insert(ip, (resolver.clone(), client.clone()));
+                (resolver, client)
+            }
+        };
+        drop(pinned);
+        resolver
+            .hosts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host);
         Ok(client)
     }
 

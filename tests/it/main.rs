@@ -11,6 +11,7 @@ mod dashboards;
 mod lab;
 mod oidc_nginx;
 mod otlp;
+mod pinning;
 // Shared with the `rehearsal` binary, which uses other parts of them.
 #[allow(dead_code)]
 #[path = "../support/peers.rs"]

@@ -711,3 +711,70 @@ pub async fn start_stage(opts: StageOpts) -> Stage {
         failures.join("\n")
     );
 }
+
+/// nginx answering as several CDN edges at once: the same port on several loopback
+/// addresses, each serving its own JWKS body at `/jwks` for the host names given, and 421
+/// for any other `Host` (so a request that lost its Host header is seen).
+pub struct Edges {
+    _peer: Peer,
+    pub port: u16,
+}
+
+/// Starts [`Edges`]: `bodies` are `(edge address, host name, JWKS body)`.
+pub async fn start_edges(bodies: &[(&str, &str, String)]) -> Edges {
+    let nginx = program("nginx");
+    let mut last_logs = String::new();
+    // A port free on 127.0.0.1 may be taken on another address by then: retry.
+    for _ in 0..5 {
+        let port = free_port();
+        let dir = tempfile::Builder::new()
+            .prefix("edges.")
+            .tempdir()
+            .expect("temp dir");
+        let prefix = dir.path().to_str().expect("utf-8 temp dir").to_owned();
+        std::fs::create_dir_all(dir.path().join("tmp")).expect("create nginx tmp dir");
+        let mut edges: Vec<&str> = bodies.iter().map(|b| b.0).collect();
+        edges.sort_unstable();
+        edges.dedup();
+        let mut servers = String::new();
+        for edge in &edges {
+            servers.push_str(&format!(
+                "  server {{ listen {edge}:{port} default_server; return 421; }}\n"
+            ));
+        }
+        for (edge, host, body) in bodies {
+            let body = body.replace('\'', "\\'");
+            servers.push_str(&format!(
+                "  server {{ listen {edge}:{port}; server_name {host};\n    location = /jwks {{ default_type application/json; return 200 '{body}'; }}\n  }}\n"
+            ));
+        }
+        let conf = format!(
+            "daemon off;\nworker_processes 1;\npid {prefix}/nginx.pid;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {prefix}/access.log;\n  client_body_temp_path {prefix}/tmp;\n  proxy_temp_path {prefix}/tmp;\n  fastcgi_temp_path {prefix}/tmp;\n  uwsgi_temp_path {prefix}/tmp;\n  scgi_temp_path {prefix}/tmp;\n{servers}}}\n"
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("write nginx.conf");
+        let mut cmd = Command::new(&nginx);
+        cmd.arg("-p").arg(&prefix).arg("-c").arg(&conf_path);
+        cmd.arg("-e").arg(dir.path().join("error.log"));
+        let mut peer = Peer::spawn("nginx-edges", dir, &["error.log", "access.log"], cmd);
+        let pid_file = peer.dir().join("nginx.pid");
+        let first = edges[0].to_owned();
+        let ready = wait_until("nginx edges", START_TIMEOUT, || {
+            let (pid_file, first) = (pid_file.clone(), first.clone());
+            async move {
+                pid_file.exists()
+                    && tokio::net::TcpStream::connect((first.as_str(), port))
+                        .await
+                        .is_ok()
+            }
+        });
+        tokio::select! {
+            status = peer.proc.child.wait() => {
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                last_logs = format!("nginx exited: {status}\n{}", peer.proc.logs());
+            }
+            () = ready => return Edges { _peer: peer, port },
+        }
+    }
+    panic!("nginx edges did not start\n{last_logs}");
+}
