@@ -92,7 +92,7 @@ fn toml_path(p: &serde_ignored::Path<'_>) -> String {
 
 /// Names and labels (tenants, domains, paths, location): non-empty, letters, digits, `_`,
 /// `-` or `.`, so they are safe as metric labels and in URLs.
-pub(super) fn is_label(s: &str) -> bool {
+fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
