@@ -50,7 +50,7 @@ pub fn judge(
         findings.extend(carried.iter().cloned());
         findings.sort_by(|a, b| a.rank().cmp(&b.rank()));
     }
-    history.prune(now, config.settings.retention);
+    history.prune_tenant(tenant, now, config.settings.retention);
     let all_silences: Vec<Silence> = config
         .alerting
         .silences

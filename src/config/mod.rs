@@ -55,6 +55,8 @@ pub struct Config {
     /// Every profile that can be named: built-ins plus user-defined ones.
     pub profiles: Vec<ClientProfile>,
     pub tenants: Vec<Tenant>,
+    /// Tenant name → position in `tenants`, for [`Config::tenant`]; built by validation.
+    tenant_index: TenantIndex,
     /// `[alerting]`: when findings page, and where to.
     pub alerting: Alerting,
     /// `[telemetry]`: where traces go (off unless configured).
@@ -334,8 +336,47 @@ impl Config {
             .collect()
     }
 
+    /// The tenant named `name`: O(log n) through the index built with the config.
     pub fn tenant(&self, name: &str) -> Option<&Tenant> {
-        self.tenants.iter().find(|t| t.name == name)
+        self.tenant_position(name).map(|i| &self.tenants[i])
+    }
+
+    /// Where tenant `name` is in `tenants` (config order). Looked up in the index and
+    /// checked against `tenants`; should `tenants` have been edited after validation so
+    /// the index misses or disagrees, the list itself is searched, so the answer is right
+    /// either way (and a name no tenant has costs a scan).
+    pub fn tenant_position(&self, name: &str) -> Option<usize> {
+        match self.tenant_index.0.get(name) {
+            Some(&i) if self.tenants.get(i).is_some_and(|t| t.name == name) => Some(i),
+            _ => self.tenants.iter().position(|t| t.name == name),
+        }
+    }
+
+    /// Rebuilds the tenant index after `tenants` was edited in place (lookups stay right
+    /// without it, only slower for edited names).
+    pub fn reindex_tenants(&mut self) {
+        self.tenant_index = TenantIndex::of(&self.tenants);
+    }
+}
+
+/// Tenant name → position in [`Config::tenants`] (the first, should a name repeat).
+#[derive(Clone, Default)]
+struct TenantIndex(BTreeMap<String, usize>);
+
+impl TenantIndex {
+    fn of(tenants: &[Tenant]) -> Self {
+        let mut map = BTreeMap::new();
+        for (i, t) in tenants.iter().enumerate() {
+            map.entry(t.name.clone()).or_insert(i);
+        }
+        TenantIndex(map)
+    }
+}
+
+impl std::fmt::Debug for TenantIndex {
+    /// Short: the tenants are printed beside it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TenantIndex({} tenants)", self.0.len())
     }
 }
 

@@ -858,3 +858,71 @@ fn real_reader_reads_variables_and_files_beside_the_config() {
         "{err}"
     );
 }
+
+#[test]
+fn tenant_lookup_through_the_index_stays_right_when_tenants_are_edited() {
+    let mut fx = TomlFixture::tenant("t0").domain("app", "https://idp.example.app/t0");
+    for i in 1..50 {
+        fx = fx
+            .and_tenant(&format!("t{i}"))
+            .domain("app", &format!("https://idp.example.app/t{i}"));
+    }
+    let mut c = super::parse(
+        &fx.to_string(),
+        "t.toml",
+        Path::new("."),
+        &MemorySecrets::new(),
+    )
+    .expect("valid");
+    let pos = |c: &Config, n: &str| c.tenant_position(n);
+    let name = |c: &Config, n: &str| c.tenant(n).map(|t| t.name.clone());
+    // (name, position) in config order, and names no tenant has.
+    for (n, want) in [
+        ("t0", Some(0)),
+        ("t17", Some(17)),
+        ("t49", Some(49)),
+        ("t50", None),
+    ] {
+        assert_eq!(pos(&c, n), want, "{n}");
+        assert_eq!(name(&c, n), want.map(|_| n.to_owned()), "{n}");
+    }
+    assert_eq!(pos(&c, ""), None);
+    // Edited in place after validation: still right, before and after reindexing.
+    type Edit<'a> = (&'a str, fn(&mut Config), &'a [(&'a str, Option<usize>)]);
+    let edits: &[Edit<'_>] = &[
+        (
+            "removed first",
+            |c| {
+                c.tenants.remove(0);
+            },
+            &[("t0", None), ("t1", Some(0)), ("t49", Some(48))],
+        ),
+        (
+            "renamed",
+            |c| c.tenants[3].name = "renamed".into(),
+            &[("t4", None), ("renamed", Some(3)), ("t5", Some(4))],
+        ),
+        (
+            "pushed",
+            |c| {
+                let mut t = c.tenants[0].clone();
+                t.name = "new".into();
+                c.tenants.push(t);
+            },
+            &[("new", Some(49)), ("t1", Some(0))],
+        ),
+    ];
+    for (what, edit, want) in edits {
+        edit(&mut c);
+        for reindexed in [false, true] {
+            if reindexed {
+                c.reindex_tenants();
+            }
+            for (n, p) in *want {
+                assert_eq!(pos(&c, n), *p, "{what}, reindexed {reindexed}: {n}");
+                assert_eq!(name(&c, n).as_deref(), p.map(|_| *n), "{what}: {n}");
+            }
+        }
+    }
+    assert!(format!("{c:?}").contains("TenantIndex(50 tenants)"));
+}

@@ -1,7 +1,8 @@
 //! What keycanary remembers between rounds: a [`History`] per tenant of every view, every
 //! kid (the **key ledger**), validators, TLS leaves and which kids signed tokens. Rules that
 //! need the past (`detect::stateful`, client profiles, the gates) read it; only
-//! [`History::record`] and [`History::prune`] change it.
+//! [`History::record`], [`History::prune_tenant`] (or [`History::prune`], every tenant) and
+//! [`History::remove_tenant`] change it.
 //!
 //! The history is a plain, serialisable value with one owner (the daemon holds it; the
 //! store persists it). Nothing here does I/O or reads a clock: every time recorded is the
@@ -23,6 +24,8 @@
 //! ## Reading it (for client profiles, staleness, gates)
 //!
 //! - [`History::tenant`]`(name)` → [`TenantHistory`]; [`History::first_recorded`].
+//! - [`History::key_index`] → [`KeyIndex`]: which keys each tenant serves now, and which
+//!   tenants serve a kid or a key material (derived, never stored; see `history/index.rs`).
 //! - [`TenantHistory::kid`]`(kid)` → [`KidLedger`]:
 //!   - [`KidLedger::present_since_in`]`(domain, view)` → `Some(Since)` while the kid is in
 //!     that view: [`Since::BeforeWatch`] when it was there in the view's first ok round,
@@ -61,13 +64,39 @@ pub const TIMELINE_LEN: usize = 100;
 pub const SIGNING_ROUNDS: usize = 100;
 
 /// Everything remembered, per tenant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(from = "StoredHistory")]
 pub struct History {
     /// The first round recorded, of any tenant.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     first_recorded: Option<Timestamp>,
     #[serde(default)]
     tenants: BTreeMap<String, TenantHistory>,
+    /// Derived from `tenants`, kept current by every change, rebuilt when deserialised.
+    #[serde(skip)]
+    key_index: KeyIndex,
+}
+
+/// [`History`] as stored: deserialised into this, then indexed.
+#[derive(Deserialize)]
+struct StoredHistory {
+    #[serde(default)]
+    first_recorded: Option<Timestamp>,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantHistory>,
+}
+
+impl From<StoredHistory> for History {
+    fn from(s: StoredHistory) -> History {
+        History::from_tenants(s.first_recorded, s.tenants)
+    }
+}
+
+/// Equal when what is remembered is equal (the key index follows from it).
+impl PartialEq for History {
+    fn eq(&self, other: &History) -> bool {
+        self.first_recorded == other.first_recorded && self.tenants == other.tenants
+    }
 }
 
 /// A view of a tenant: its domain and its id within the domain.
@@ -352,9 +381,12 @@ impl History {
         first_recorded: Option<Timestamp>,
         tenants: impl IntoIterator<Item = (String, TenantHistory)>,
     ) -> History {
+        let tenants: BTreeMap<String, TenantHistory> = tenants.into_iter().collect();
+        let key_index = KeyIndex::of(tenants.iter().map(|(n, t)| (n.as_str(), t)));
         History {
             first_recorded,
-            tenants: tenants.into_iter().collect(),
+            tenants,
+            key_index,
         }
     }
 
@@ -585,7 +617,10 @@ mod pairs {
     }
 }
 
+mod index;
 mod record;
+
+pub use index::KeyIndex;
 
 #[cfg(test)]
 mod tests;

@@ -42,14 +42,16 @@ pub fn assess(
     let mut all = Vec::new();
     for t in &config.tenants {
         all.extend(tenant_findings(config, history, t, observations, now));
+        all.extend(stateful::cross_tenant_key_for(history, config, &t.name));
     }
-    all.extend(stateful::cross_tenant_key(history, config));
     round::finish(all)
 }
 
 /// [`assess`] for one tenant, as the daemon judges each tenant round: records
 /// `observation` (that tenant's round, `None` when it has none to judge) and returns the
-/// findings about `tenant` only, without judging the other tenants.
+/// findings about `tenant` only, without judging the other tenants: its cost is the
+/// tenant's own size (the other tenants are reached only through the history's key index
+/// and the config's tenant index).
 pub fn assess_tenant(
     config: &Config,
     history: &mut History,
@@ -66,11 +68,7 @@ pub fn assess_tenant(
     let history = &*history;
     let observations = observation.map(std::slice::from_ref).unwrap_or(&[]);
     let mut all = tenant_findings(config, history, t, observations, now);
-    all.extend(
-        stateful::cross_tenant_key(history, config)
-            .into_iter()
-            .filter(|f| f.subject.tenant == tenant),
-    );
+    all.extend(stateful::cross_tenant_key_for(history, config, tenant));
     round::finish(all)
 }
 

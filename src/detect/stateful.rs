@@ -2,7 +2,8 @@
 //! round's [`Observation`] to findings. Per tenant ([`history_findings`]): `kid_reused`,
 //! `key_removed_early` (`keys`), `signing_key_inconsistent` (`signing`),
 //! `validator_inconsistent`, `tls_certificate` (`transport`) and `probe_stale` (`stale`);
-//! across tenants ([`cross_tenant_key`], run by `detect::assess`).
+//! across tenants ([`cross_tenant_key_for`], one tenant's side, run by `detect::assess` and
+//! `detect::assess_tenant`).
 //!
 //! **Record first, then judge.** Every rule reads the history *after* this round was
 //! recorded ([`crate::detect::assess`] does exactly that), so "the past" below includes this
@@ -20,7 +21,8 @@
 //! - `tls_certificate` — the view's leaf record remembers the previous leaf; a change fires
 //!   in the round it is first seen.
 //! - `probe_stale` — the last ok round of each configured view, this round's included.
-//! - `cross_tenant_key` — what each tenant's views served in their latest ok round.
+//! - `cross_tenant_key` — what each tenant's views served in their latest ok round (the
+//!   history's key index, current as of this round).
 //!
 //! Pure: no I/O, no clock reads, no `async`, no `Result`.
 
@@ -34,7 +36,7 @@ pub(crate) mod fixtures;
 #[cfg(test)]
 mod replay;
 
-pub use keys::cross_tenant_key;
+pub use keys::cross_tenant_key_for;
 pub use stale::{STALE_INTERVALS, configured_views, probe_stale};
 
 use crate::config::{self, Config};

@@ -223,6 +223,7 @@ impl Validator<'_> {
             lab,
             api,
             profiles,
+            tenant_index: super::TenantIndex::of(&tenants),
             tenants,
             alerting,
             telemetry,

@@ -1,6 +1,9 @@
 //! Recording and pruning: the only code that changes a [`History`]. One round of one
 //! tenant is folded in by [`History::record`] (with the time of the round); what was last
-//! seen before the retention window is dropped by [`History::prune`].
+//! seen before the retention window is dropped by [`History::prune_tenant`] (one tenant,
+//! as the daemon prunes the tenant it judged) or [`History::prune`] (every tenant); a
+//! tenant the config no longer names goes with [`History::remove_tenant`]. Each keeps the
+//! key index (`history/index.rs`) current for the tenant it changes.
 //!
 //! Not here: reading the history (the accessors in `history.rs`), judging it.
 
@@ -15,17 +18,41 @@ impl History {
             .entry(obs.tenant.clone())
             .or_insert_with(|| TenantHistory::new(now))
             .record(obs, now);
+        self.reindex_tenant(&obs.tenant);
     }
 
     /// Drops what was last seen before `now - keep`: tenants, views and kids no longer
     /// observed, old timeline runs, ETag bodies, previous TLS leaves and signing rounds.
     /// Current state (a view's latest run, a kid still served) is always newer than that.
+    /// Walks every tenant; [`prune_tenant`](Self::prune_tenant) does one.
     pub fn prune(&mut self, now: Timestamp, keep: Duration) {
+        let names: Vec<String> = self.tenants.keys().cloned().collect();
+        for name in names {
+            self.prune_tenant(&name, now, keep);
+        }
+    }
+
+    /// [`prune`](Self::prune) for `tenant` alone: drops it when it was last recorded before
+    /// `now - keep`, else drops its parts last seen before then. Other tenants are left
+    /// as they are; a tenant the history does not know is a no-op.
+    pub fn prune_tenant(&mut self, tenant: &str, now: Timestamp, keep: Duration) {
         let cutoff = Timestamp(now.0.saturating_sub(keep.as_millis() as i64));
-        self.tenants.retain(|_, t| t.last_recorded >= cutoff);
-        for t in self.tenants.values_mut() {
+        let Some(t) = self.tenants.get_mut(tenant) else {
+            return;
+        };
+        if t.last_recorded < cutoff {
+            self.tenants.remove(tenant);
+        } else {
             t.prune(cutoff);
         }
+        self.reindex_tenant(tenant);
+    }
+
+    /// Forgets `tenant` entirely (say, once a reload removed it from the config).
+    /// `first_recorded` stays: it is the first round of any tenant.
+    pub fn remove_tenant(&mut self, tenant: &str) {
+        self.tenants.remove(tenant);
+        self.reindex_tenant(tenant);
     }
 }
 

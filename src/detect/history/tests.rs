@@ -318,3 +318,114 @@ fn serde_round_trip() {
         History::default()
     );
 }
+
+#[test]
+fn the_key_index_follows_every_change_and_is_rebuilt_when_loaded() {
+    // Rebuilt from scratch (what deserialising does) it must equal the one kept current.
+    let rebuilt =
+        |h: &History| serde_json::from_str::<History>(&serde_json::to_string(h).unwrap()).unwrap();
+    let served = |h: &History, t: &str| -> Vec<String> {
+        h.key_index()
+            .served(t)
+            .map(|(k, tp)| format!("{}={}", k.unwrap_or("-"), tp.unwrap_or("-")))
+            .collect()
+    };
+    let mut other = serving(1, &["k1"]);
+    other.tenant = "globex".into();
+    let mut down = serving(2, &["k2"]);
+    for d in 0..2 {
+        for v in 0..2 {
+            down.domains[d].views[v].fetch.outcome = response(503, hit_headers());
+            down.domains[d].views[v].key_set = None;
+        }
+    }
+    let mut untried = serving(3, &["k3"]);
+    untried.domains.truncate(1);
+    untried.domains[0].views.truncate(1);
+    type Step = (
+        &'static str,
+        Box<dyn Fn(&mut History)>,
+        &'static [&'static str],
+    );
+    let table: Vec<Step> = vec![
+        (
+            "recorded",
+            Box::new(|h| h.record(&serving(0, &["k0", "k1"]), at(0))),
+            &["k0=tp-k0", "k1=tp-k1"],
+        ),
+        (
+            "another tenant leaves acme's keys alone",
+            Box::new(move |h| h.record(&other, at(1))),
+            &["k0=tp-k0", "k1=tp-k1"],
+        ),
+        (
+            "a failed round keeps the latest ok answer",
+            Box::new(move |h| h.record(&down, at(2))),
+            &["k0=tp-k0", "k1=tp-k1"],
+        ),
+        (
+            "only the views the latest round tried count",
+            Box::new(move |h| h.record(&untried, at(3))),
+            &["k3=tp-k3"],
+        ),
+        (
+            "pruning another tenant changes nothing here",
+            Box::new(|h| h.prune_tenant("globex", at(3), Duration::from_secs(3600))),
+            &["k3=tp-k3"],
+        ),
+        (
+            "pruned away with its tenant",
+            Box::new(|h| h.prune_tenant("acme", at(200), Duration::from_secs(60))),
+            &[],
+        ),
+    ];
+    let mut h = History::default();
+    for (what, step, want) in table {
+        step(&mut h);
+        assert_eq!(served(&h, "acme"), want, "{what}");
+        assert_eq!(rebuilt(&h).key_index(), h.key_index(), "{what}");
+    }
+    assert_eq!(served(&h, "globex"), ["k1=tp-k1"]);
+    assert_eq!(
+        h.key_index().tenants_with_kid("k1").collect::<Vec<_>>(),
+        ["globex"]
+    );
+    h.remove_tenant("globex");
+    assert_eq!(served(&h, "globex"), Vec::<String>::new());
+    assert_eq!(h.key_index(), &KeyIndex::default());
+    assert_eq!(
+        h.first_recorded(),
+        Some(at(0)),
+        "removal keeps the first round"
+    );
+}
+
+#[test]
+fn prune_tenant_prunes_that_tenant_only() {
+    let mut gone = serving(0, &["k0"]);
+    gone.tenant = "gone".into();
+    let mut other = serving(0, &["k0"]);
+    other.tenant = "other".into();
+    let steps: Vec<Observation> = vec![serving(0, &["k0"]), gone, other]
+        .into_iter()
+        .chain((1..10).map(|i| serving(i, &["k1"])))
+        .collect();
+    let mut h = recorded(&steps);
+    let keep = Duration::from_secs(30 * 6);
+    let mut everything = h.clone();
+    everything.prune(at(9), keep);
+    for t in ["acme", "gone", "other", "nobody"] {
+        h.prune_tenant(t, at(9), keep);
+    }
+    assert_eq!(h, everything, "prune_tenant of each equals prune");
+    let mut h = recorded(&steps);
+    h.prune_tenant("gone", at(9), keep);
+    assert!(h.tenant("gone").is_none());
+    assert!(h.tenant("other").is_some(), "not judged, not pruned");
+    assert!(
+        h.tenant("acme").unwrap().kid("k0").is_some(),
+        "not pruned yet"
+    );
+    h.remove_tenant("other");
+    assert!(h.tenant("other").is_none());
+}

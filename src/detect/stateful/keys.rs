@@ -1,6 +1,7 @@
 //! Rules over the key ledger: `kid_reused` (one kid, several key materials, across views
 //! or over time), `key_removed_early` (a kid gone from a view while a token it signed is
-//! still valid) and `cross_tenant_key` (two tenants serve the same kid or key).
+//! still valid) and `cross_tenant_key` (two tenants serve the same kid or key), judged
+//! per tenant from the history's key index.
 
 use super::{Ctx, human, short_tp};
 use crate::config::Config;
@@ -93,61 +94,76 @@ pub(super) fn key_removed_early(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-/// `cross_tenant_key` over every configured tenant the history knows: a kid or a key
-/// (thumbprint) that two tenants serve. What a tenant serves is the union of its views'
-/// latest ok answers, for the views its latest round tried. Each side gets a finding
-/// (subject: tenant + kid) naming the other tenant.
-pub fn cross_tenant_key(history: &History, config: &Config) -> Vec<Finding> {
-    /// (kid, thumbprint) of every key a tenant serves.
-    type KeySet<'a> = BTreeSet<(Option<&'a str>, Option<&'a str>)>;
-    let served: Vec<(&str, KeySet<'_>)> = config
-        .tenants
-        .iter()
-        .filter_map(|t| {
-            let th = history.tenant(&t.name)?;
-            let keys = th
-                .views()
-                .filter(|(_, vh)| vh.last_attempt() == th.last_recorded())
-                .filter_map(|(_, vh)| vh.timeline().iter().rev().find(|e| e.served.ok()))
-                .flat_map(|e| e.served.keys.iter().flatten())
-                .map(|k| (k.kid.as_deref(), k.thumbprint.as_deref()))
-                .collect();
-            Some((t.name.as_str(), keys))
-        })
-        .collect();
-    let mut out = Vec::new();
-    for (a, a_keys) in &served {
-        for (b, b_keys) in &served {
-            if a == b {
-                continue;
+/// `cross_tenant_key` about one configured `tenant`: each kid or key (thumbprint) it serves
+/// that another configured tenant serves too. What a tenant serves is the union of its
+/// views' latest ok answers, for the views its latest round tried (the history's
+/// [`KeyIndex`](crate::detect::history::KeyIndex)). One finding per shared pair (subject:
+/// `tenant` + its kid) names the other tenant; the other side gets its own finding when
+/// that tenant is judged. Raw, in config order of the other tenants, then key order; merge
+/// with `round::finish`. Costs `tenant`'s keys times the matches, not the fleet.
+pub fn cross_tenant_key_for(history: &History, config: &Config, tenant: &str) -> Vec<Finding> {
+    if config.tenant(tenant).is_none() {
+        return Vec::new();
+    }
+    let index = history.key_index();
+    let mine: Vec<(Option<&str>, Option<&str>)> = index.served(tenant).collect();
+    // Every other configured tenant sharing a kid or a key, in config order.
+    let mut others: BTreeMap<usize, &str> = BTreeMap::new();
+    for &(kid, tp) in &mine {
+        let by_kid = kid.into_iter().flat_map(|k| index.tenants_with_kid(k));
+        let by_tp = tp
+            .into_iter()
+            .flat_map(|t| index.tenants_with_thumbprint(t));
+        for other in by_kid.chain(by_tp).filter(|o| *o != tenant) {
+            if let Some(pos) = config.tenant_position(other) {
+                others.insert(pos, other);
             }
-            for (kid, tp) in a_keys {
-                for (other_kid, other_tp) in b_keys {
-                    let same_kid = kid.is_some() && kid == other_kid;
-                    let same_key = tp.is_some() && tp == other_tp;
-                    let what = match (same_kid, same_key) {
-                        (true, true) => "the same kid and key".to_owned(),
-                        (true, false) => "the same kid with other key material".to_owned(),
-                        (false, true) => format!(
-                            "the same key ({}…) under kid {}",
-                            short_tp(tp.unwrap_or_default()),
-                            other_kid.unwrap_or("(none)")
-                        ),
-                        (false, false) => continue,
-                    };
-                    let message = format!(
-                        "tenant {b} serves {what}: a cache keyed without the Host may serve one tenant's keys to the other's clients"
-                    );
-                    out.push(Finding::new(
-                        Code::CrossTenantKey,
-                        Subject::tenant(a).with_kid(*kid),
-                        message,
-                    ));
-                }
+        }
+    }
+    let mut out = Vec::new();
+    for other in others.into_values() {
+        for (kid, tp) in &mine {
+            for (other_kid, other_tp) in index.matching(other, *kid, *tp) {
+                out.extend(shared_key(
+                    tenant,
+                    other,
+                    (*kid, *tp),
+                    (other_kid, other_tp),
+                ));
             }
         }
     }
     out
+}
+
+/// The `cross_tenant_key` finding about `a` serving `(kid, tp)` while `b` serves
+/// `(other_kid, other_tp)`, when they share the kid or the key.
+fn shared_key(
+    a: &str,
+    b: &str,
+    (kid, tp): (Option<&str>, Option<&str>),
+    (other_kid, other_tp): (Option<&str>, Option<&str>),
+) -> Option<Finding> {
+    let same_kid = kid.is_some() && kid == other_kid;
+    let same_key = tp.is_some() && tp == other_tp;
+    let what = match (same_kid, same_key) {
+        (true, true) => "the same kid and key".to_owned(),
+        (true, false) => "the same kid with other key material".to_owned(),
+        (false, true) => format!(
+            "the same key ({}…) under kid {}",
+            short_tp(tp.unwrap_or_default()),
+            other_kid.unwrap_or("(none)")
+        ),
+        (false, false) => return None,
+    };
+    let message = format!(
+        "tenant {b} serves {what}: a cache keyed without the Host may serve one tenant's keys to the other's clients"
+    );
+    Some(Finding::new(
+        Code::CrossTenantKey,
+        Subject::tenant(a).with_kid(kid),
+        message,
+    ))
 }
 
 #[cfg(test)]

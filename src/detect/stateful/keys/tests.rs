@@ -273,3 +273,5 @@ fn regression_kid_reused_subject_is_stable_while_the_material_spreads() {
     );
     assert_eq!(first[0].subject, later[0].subject);
 }
+
+mod cross_tenant;
