@@ -171,6 +171,16 @@ pub async fn run_with_options(
                     workers.stop_notifier().await;
                     workers = Workers::start(Arc::new(new), prober, &plumbing);
                     live.reset(&workers.config, clock.now());
+                    // A removed tenant's history goes (its incidents resolve on the next tick).
+                    let removed: Vec<String> = memory
+                        .history
+                        .tenants()
+                        .map(|(t, _)| t.to_owned())
+                        .filter(|t| workers.config.tenant(t).is_none())
+                        .collect();
+                    for t in &removed {
+                        memory.history.remove_tenant(t);
+                    }
                     publish_config(&snapshot, &workers.config, &memory.history, clock.now());
                     // Rounds that finished before the reload are judged, not lost: those of
                     // tenants the new config still has, by the new config.
