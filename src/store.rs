@@ -2,9 +2,12 @@
 //! file so that two daemons never share it.
 //!
 //! What is kept (see [`MIGRATIONS`] for the schema):
-//! - `alert_state`: the alert state machine's [`AlertState`], as JSON, one row;
-//! - `history`: detection's [`History`], as JSON, one row (pruned by the daemon to
-//!   `retention` before it is written);
+//! - `tenant_state`: one row per tenant: its part of the alert state machine's
+//!   [`AlertState`] and its [`TenantHistory`](crate::detect::history::TenantHistory), as
+//!   JSON (the history pruned by the daemon to `retention` before it is written). A tenant's round writes only its own row, and only
+//!   the columns whose JSON changed ([`Store::commit_tenant`], in `tenants.rs`), so a round
+//!   costs the size of its tenant, not of the fleet;
+//! - `meta`: [`History::first_recorded`];
 //! - `last_round`: number and times of the latest full round, every tenant probed once
 //!   (for `keycanary status`);
 //! - `silences`: silences made through the API (`/v1/silences`), read by the daemon each round;
@@ -12,6 +15,10 @@
 //!   the alert state that produced it, deleted only once the receiver accepted it. A row
 //!   whose send failed permanently stays as a *dead letter* (`dead_at` set) until it is
 //!   older than `retention`.
+//!
+//! The first schema kept the whole alert state and the whole history as one row each
+//! (`alert_state`, `history`); opening such a database moves them into per-tenant rows,
+//! once, in the migration's transaction, and leaves those tables empty.
 //!
 //! Durability: WAL journal with `synchronous = FULL`. NORMAL would survive a process
 //! crash (`kill -9`) but may lose the last commits on power loss; FULL makes "queued"
@@ -24,7 +31,8 @@
 use crate::alert::{AlertState, Notification, Silence};
 use crate::detect::history::History;
 use crate::model::Timestamp;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, Transaction, params};
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -78,6 +86,22 @@ pub const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE dead_at IS NULL;
     CREATE INDEX outbox_chain ON outbox (channel, dedup_key, seq);",
+    // 2: one row per tenant, so that a tenant's round writes only its own state; indexes
+    // for the two outbox statements every commit runs (the next `seq`, forgetting dead
+    // letters), so a commit never scans the outbox. `alert_state` and `history` are left
+    // empty (their rows move into `tenant_state` when the database is opened).
+    "CREATE TABLE tenant_state (
+        tenant     TEXT PRIMARY KEY,
+        history    TEXT,                     -- detect::history::TenantHistory as JSON; NULL: none
+        alerts     TEXT NOT NULL,            -- the tenant's part of alert::AlertState as JSON
+        updated_at INTEGER NOT NULL          -- ms since the epoch, the last write's time
+    );
+    CREATE TABLE meta (
+        id             INTEGER PRIMARY KEY CHECK (id = 1),
+        first_recorded INTEGER               -- detect::History::first_recorded, ms
+    );
+    CREATE INDEX outbox_seq ON outbox (seq);
+    CREATE INDEX outbox_dead ON outbox (dead_at) WHERE dead_at IS NOT NULL;",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -217,6 +241,12 @@ pub struct StatusReport {
 #[derive(Debug)]
 pub struct Store {
     conn: Connection,
+    /// Per tenant, what this process last wrote to its row (see `tenants.rs`).
+    written: HashMap<String, tenants::Written>,
+    /// `meta.first_recorded` as this process last wrote it.
+    first_recorded_written: Option<Option<Timestamp>>,
+    /// `tenant_state` writes so far: (rows, bytes of JSON) (tests and diagnostics).
+    tenant_writes: (u64, u64),
 }
 
 /// The store shared by the daemon's tasks.
@@ -281,20 +311,6 @@ fn from_json<T: serde::de::DeserializeOwned>(
 }
 
 impl Store {
-    /// A single-row JSON column (`query` selects it), decoded; the default when absent.
-    fn json_row<T: serde::de::DeserializeOwned + Default>(
-        &self,
-        query: &str,
-        what: &'static str,
-    ) -> Result<T, StoreError> {
-        self.conn
-            .query_row(query, [], |r| r.get::<_, String>(0))
-            .optional()?
-            .map(|s| from_json(what, &s))
-            .transpose()
-            .map(Option::unwrap_or_default)
-    }
-
     /// Opens (creating if needed) `dir/state.db` for the daemon: WAL, `synchronous=FULL`,
     /// migrations applied. Take the [`StateLock`] first.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
@@ -317,7 +333,7 @@ impl Store {
         conn.pragma_update(None, "synchronous", "FULL")
             .map_err(open_err)?;
         Store::migrate(&mut conn, &path)?;
-        Ok(Store { conn })
+        Ok(Store::new(conn))
     }
 
     /// Opens an existing state database read-only (for `keycanary status`, while a daemon
@@ -352,7 +368,16 @@ impl Store {
                 path: dir.to_owned(),
             });
         }
-        Ok(Store { conn })
+        Ok(Store::new(conn))
+    }
+
+    fn new(conn: Connection) -> Store {
+        Store {
+            conn,
+            written: HashMap::new(),
+            first_recorded_written: None,
+            tenant_writes: (0, 0),
+        }
     }
 
     fn migrate(conn: &mut Connection, path: &Path) -> Result<(), StoreError> {
@@ -371,15 +396,15 @@ impl Store {
             tx.execute_batch(sql)?;
         }
         tx.pragma_update(None, "user_version", MIGRATIONS.len() as i64)?;
+        tenants::move_single_rows(&tx)?;
         tx.commit()?;
         Ok(())
     }
 
-    /// What the previous run left: alert state, history, latest round. Defaults when new.
+    /// What the previous run left: alert state, history, latest round, assembled from the
+    /// tenants' rows. Defaults when new.
     pub fn load(&self) -> Result<Persisted, StoreError> {
-        let alert_state =
-            self.json_row("SELECT state FROM alert_state WHERE id = 1", "alert state")?;
-        let history = self.json_row("SELECT history FROM history WHERE id = 1", "history")?;
+        let (alert_state, history) = self.load_tenants()?;
         Ok(Persisted {
             alert_state,
             history,
@@ -402,77 +427,6 @@ impl Store {
                 },
             )
             .optional()?)
-    }
-
-    /// Commits one tenant's round (or a tick) in one transaction, at `now`: the new alert
-    /// state, optionally the (pruned) history and the record of a completed full round,
-    /// and one outbox row per `(channel, notification)` (due at once; a row already there
-    /// is left alone). Also drops dead letters that died before `forget_dead_before`.
-    /// Returns the number of rows queued.
-    ///
-    /// Either all of it is stored or none: a notification is never queued without the
-    /// state that produced it, nor the state advanced without its notifications.
-    pub fn commit_round(
-        &mut self,
-        now: Timestamp,
-        round: Option<RoundRecord>,
-        alert_state: &AlertState,
-        history: Option<&History>,
-        outbox: &[(String, Notification)],
-        forget_dead_before: Timestamp,
-    ) -> Result<usize, StoreError> {
-        let now = now.0;
-        let tx = self.conn.transaction()?;
-        tx.execute(
-            "INSERT INTO alert_state (id, state, updated_at) VALUES (1, ?1, ?2)
-             ON CONFLICT (id) DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-            params![to_json(alert_state), now],
-        )?;
-        if let Some(history) = history {
-            tx.execute(
-                "INSERT INTO history (id, history, updated_at) VALUES (1, ?1, ?2)
-                 ON CONFLICT (id) DO UPDATE SET history = excluded.history, updated_at = excluded.updated_at",
-                params![to_json(history), now],
-            )?;
-        }
-        if let Some(round) = round {
-            tx.execute(
-                "INSERT INTO last_round (id, number, started_at, finished_at) VALUES (1, ?1, ?2, ?3)
-                 ON CONFLICT (id) DO UPDATE SET number = excluded.number,
-                     started_at = excluded.started_at, finished_at = excluded.finished_at",
-                params![round.number as i64, round.started_at.0, round.finished_at.0],
-            )?;
-        }
-        let mut queued = 0;
-        {
-            let mut next_seq: i64 =
-                tx.query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox", [], |r| {
-                    r.get(0)
-                })?;
-            let mut insert = tx.prepare(
-                "INSERT INTO outbox (id, seq, channel, dedup_key, payload, created_at, next_attempt_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
-                 ON CONFLICT (id) DO NOTHING",
-            )?;
-            for (channel, n) in outbox {
-                let added = insert.execute(params![
-                    outbox_id(&n.id, channel),
-                    next_seq,
-                    channel,
-                    n.dedup_key,
-                    to_json(n),
-                    now
-                ])?;
-                queued += added;
-                next_seq += added as i64;
-            }
-        }
-        tx.execute(
-            "DELETE FROM outbox WHERE dead_at IS NOT NULL AND dead_at < ?1",
-            params![forget_dead_before.0],
-        )?;
-        tx.commit()?;
-        Ok(queued)
     }
 
     /// Rows due at `now`, oldest first, at most `limit`. A row is held back while an
@@ -594,8 +548,7 @@ impl Store {
 
     /// Everything `keycanary status` reports.
     pub fn status(&self) -> Result<StatusReport, StoreError> {
-        let alert_state =
-            self.json_row("SELECT state FROM alert_state WHERE id = 1", "alert state")?;
+        let alert_state = self.alert_state()?;
         let (pending, retrying, oldest): (i64, i64, Option<i64>) = self.conn.query_row(
             "SELECT COUNT(*), COALESCE(SUM(attempts > 0), 0), MIN(created_at)
              FROM outbox WHERE dead_at IS NULL",
@@ -616,6 +569,63 @@ impl Store {
         })
     }
 }
+
+/// Records a completed full round.
+fn write_round(tx: &Transaction<'_>, round: &RoundRecord) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO last_round (id, number, started_at, finished_at) VALUES (1, ?1, ?2, ?3)
+         ON CONFLICT (id) DO UPDATE SET number = excluded.number,
+             started_at = excluded.started_at, finished_at = excluded.finished_at",
+        params![round.number as i64, round.started_at.0, round.finished_at.0],
+    )?;
+    Ok(())
+}
+
+/// Queues one outbox row per `(channel, notification)`, due at `now`, after every row
+/// present (a row already there is left alone); the number queued. The next `seq` is read
+/// through the `outbox_seq` index, not by scanning the outbox.
+fn queue_outbox(
+    tx: &Transaction<'_>,
+    now: Timestamp,
+    outbox: &[(String, Notification)],
+) -> Result<usize, StoreError> {
+    if outbox.is_empty() {
+        return Ok(0);
+    }
+    let mut next_seq: i64 = tx.query_row(NEXT_SEQ, [], |r| r.get(0))?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO outbox (id, seq, channel, dedup_key, payload, created_at, next_attempt_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)
+         ON CONFLICT (id) DO NOTHING",
+    )?;
+    let mut queued = 0;
+    for (channel, n) in outbox {
+        let added = insert.execute(params![
+            outbox_id(&n.id, channel),
+            next_seq,
+            channel,
+            n.dedup_key,
+            to_json(n),
+            now.0
+        ])?;
+        queued += added;
+        next_seq += added as i64;
+    }
+    Ok(queued)
+}
+
+/// The `seq` after every outbox row's (an index search: `outbox_seq`).
+const NEXT_SEQ: &str = "SELECT COALESCE(MAX(seq), 0) + 1 FROM outbox";
+/// Forgets dead letters that died before `?1` (an index search: `outbox_dead`).
+const FORGET_DEAD: &str = "DELETE FROM outbox WHERE dead_at IS NOT NULL AND dead_at < ?1";
+
+fn forget_dead(tx: &Transaction<'_>, before: Timestamp) -> Result<(), StoreError> {
+    tx.prepare_cached(FORGET_DEAD)?.execute(params![before.0])?;
+    Ok(())
+}
+
+mod tenants;
+pub use tenants::TenantCommit;
 
 #[cfg(test)]
 mod tests;
