@@ -11,18 +11,22 @@ use crate::config::Config;
 use crate::judge::Verdict;
 use crate::model::Timestamp;
 use crate::snapshot::StoreHealth;
-use crate::store::{self, RoundRecord, SharedStore};
+use crate::store::{self, RoundRecord, SharedStore, TenantCommit};
 use tracing::{error, info, warn};
 
-/// Commits a verdict (alert state, outbox rows; with a full round also its record and
-/// the history) in one transaction. Returns the memory to carry on with and how many rows
-/// were queued. When the commit fails the alert state stays as it was, so the next round
-/// decides again and no notification is lost (it is made again, a round later). `health`
-/// records the outcome and, after a successful commit, the outbox counts.
+/// Commits `tenant`'s verdict in one transaction: its part of the alert state, its
+/// history, the outbox rows (and a completed full round's record). Only that tenant's
+/// row is written, so a commit costs the tenant's size, not the fleet's. Returns the
+/// memory to carry on with and how many rows were queued. When the commit fails the
+/// tenant's alert state stays as it was, so the next round decides again and no
+/// notification is lost (it is made again, a round later). `health` records the outcome
+/// and, after a successful commit, the outbox counts.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn commit(
     config: &Config,
     store: &SharedStore,
     memory: Memory,
+    tenant: &str,
     verdict: Verdict,
     record: Option<RoundRecord>,
     now: Timestamp,
@@ -32,13 +36,18 @@ pub(super) async fn commit(
         now.0
             .saturating_sub(config.settings.retention.as_millis() as i64),
     );
+    let name = tenant.to_owned();
     let (mut memory, verdict, result) = store::blocking(store, move |s| {
-        let result = s.commit_round(
+        let result = s.commit_tenant(
             now,
-            record,
-            &verdict.alerts,
-            record.is_some().then_some(&memory.history),
-            &verdict.outbox,
+            &TenantCommit {
+                tenant: &name,
+                alerts: &verdict.alerts,
+                history: memory.history.tenant(&name),
+                first_recorded: memory.history.first_recorded(),
+                outbox: &verdict.outbox,
+                round: record,
+            },
             forget_dead_before,
         );
         let counts = result.is_ok().then(|| s.outbox_counts());
@@ -72,7 +81,11 @@ pub(super) async fn commit(
                     info!(notification = %n.id, status = n.status.as_str(), severity = %n.severity, channels = %channels.join(","), "notification queued");
                 }
             }
-            memory.alerts = verdict.alerts;
+            if verdict.alerts.is_empty() {
+                memory.alerts.remove(tenant);
+            } else {
+                memory.alerts.insert(tenant.to_owned(), verdict.alerts);
+            }
             (memory, queued)
         }
         Err(e) => {
@@ -83,20 +96,11 @@ pub(super) async fn commit(
     }
 }
 
-/// Writes the history (at shutdown: rounds since the last full one are not stored yet).
-pub(super) async fn save_history(store: &SharedStore, memory: &Memory, now: Timestamp) -> bool {
-    let alerts = memory.alerts.clone();
-    let history = memory.history.clone();
-    let result = store::blocking(store, move |s| {
-        s.commit_round(now, None, &alerts, Some(&history), &[], Timestamp(i64::MIN))
-    })
-    .await;
-    match result {
-        Ok(_) => true,
-        Err(e) => {
-            error!(error = %e, "cannot save the history at shutdown");
-            false
-        }
+/// Deletes the stored state of a tenant no longer configured (logged when it cannot).
+pub(super) async fn forget_tenant(store: &SharedStore, tenant: &str) {
+    let name = tenant.to_owned();
+    if let Err(e) = store::blocking(store, move |s| s.remove_tenant(&name)).await {
+        warn!(tenant, error = %e, "cannot delete the state of a removed tenant; it stays in the state directory");
     }
 }
 

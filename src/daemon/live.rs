@@ -13,11 +13,13 @@ use crate::telemetry::traces::RoundTrace;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// What the daemon carries from one round to the next; the store persists it.
+/// What the daemon carries from one round to the next; the store persists it, one row per
+/// tenant.
 #[derive(Debug, Clone, Default)]
 pub struct Memory {
     pub history: History,
-    pub alerts: AlertState,
+    /// Each tenant's part of the alert state (tenants with nothing tracked are absent).
+    pub alerts: BTreeMap<String, AlertState>,
     /// Full rounds committed since the state directory was created.
     pub rounds: u64,
 }

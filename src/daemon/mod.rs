@@ -49,7 +49,6 @@ use crate::snapshot::SharedSnapshot;
 use crate::store::{SharedStore, StateLock, Store};
 use crate::telemetry::otlp_metrics::DurationRecorder;
 use anyhow::Context;
-use commit::save_history;
 use health::{SELF_CHECK_EVERY, log_health};
 use live::{Live, Progress, TenantRound};
 use publish::publish_config;
@@ -101,14 +100,14 @@ pub async fn run_with_options(
     let store: SharedStore = Arc::new(Mutex::new(store));
     let mut memory = Memory {
         history: persisted.history,
-        alerts: persisted.alert_state,
+        alerts: persisted.alert_state.by_tenant(),
         rounds: persisted.last_round.map_or(0, |r| r.number),
     };
     let prober = Arc::new(Prober::new(&config, clock.clone())?);
     info!(
         state_dir = %dir.display(),
         rounds = memory.rounds,
-        open_incidents = memory.alerts.incidents.len(),
+        open_incidents = memory.alerts.values().map(|a| a.incidents.len()).sum::<usize>(),
         requeued,
         "state loaded"
     );
@@ -180,6 +179,9 @@ pub async fn run_with_options(
                         .collect();
                     for t in &removed {
                         memory.history.remove_tenant(t);
+                        if !memory.alerts.contains_key(t) {
+                            commit::forget_tenant(&store, t).await;
+                        }
                     }
                     publish_config(&snapshot, &workers.config, &memory.history, clock.now());
                     // Rounds that finished before the reload are judged, not lost: those of
@@ -213,10 +215,8 @@ pub async fn run_with_options(
         )
         .await;
     }
-    // Rounds since the last full one have recorded history that is not stored yet.
-    let history_saved = save_history(&store, &memory, clock.now()).await;
     workers.stop_notifier().await;
     drop(lock);
-    info!(history_saved, "stopped");
+    info!("stopped");
     Ok(())
 }

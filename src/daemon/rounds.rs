@@ -5,10 +5,11 @@
 //!
 //! Not here: the judgement (`crate::judge`, pure), SQL (`crate::store`).
 
-use super::commit::{api_silences, commit};
+use super::commit::{api_silences, commit, forget_tenant};
 use super::live::{Live, Memory, Silent, TenantRound};
 use super::publish::{Judged, publish};
 use super::scheduler::Plumbing;
+use crate::alert::AlertState;
 use crate::config::Config;
 use crate::detect::stateful::STALE_INTERVALS;
 use crate::judge::judge;
@@ -42,7 +43,10 @@ pub(super) async fn on_round(
         judge(
             config,
             &mut memory.history,
-            &memory.alerts,
+            memory
+                .alerts
+                .get(tenant.as_str())
+                .unwrap_or(&AlertState::default()),
             &silences,
             &tenant,
             Some(&round.observation),
@@ -62,8 +66,17 @@ pub(super) async fn on_round(
         }
     });
     let findings = verdict.findings.clone();
-    let (memory, queued) =
-        commit(config, store, memory, verdict, record, now, &mut live.store).await;
+    let (memory, queued) = commit(
+        config,
+        store,
+        memory,
+        &tenant,
+        verdict,
+        record,
+        now,
+        &mut live.store,
+    )
+    .await;
     if queued > 0 {
         wake.notify_one();
     }
@@ -126,20 +139,11 @@ pub(super) async fn on_tick(
         snapshot.write().unwrap_or_else(|e| e.into_inner()).lag =
             std::time::Duration::from_millis(live.lag_ms());
     }
-    let configured: BTreeSet<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
     let removed: BTreeSet<String> = memory
         .alerts
-        .episodes
-        .iter()
-        .map(|e| e.finding.subject.tenant.clone())
-        .chain(
-            memory
-                .alerts
-                .incidents
-                .iter()
-                .map(|i| i.group.tenant.clone()),
-        )
-        .filter(|t| !configured.contains(t.as_str()))
+        .keys()
+        .filter(|t| config.tenant(t).is_none())
+        .cloned()
         .collect();
     if stale.is_empty() && removed.is_empty() {
         return memory;
@@ -162,7 +166,10 @@ pub(super) async fn on_tick(
         let verdict = judge(
             config,
             &mut memory.history,
-            &memory.alerts,
+            memory
+                .alerts
+                .get(tenant.as_str())
+                .unwrap_or(&AlertState::default()),
             &silences,
             tenant,
             None,
@@ -171,7 +178,17 @@ pub(super) async fn on_tick(
         );
         let findings = verdict.findings.clone();
         let queued;
-        (memory, queued) = commit(config, store, memory, verdict, None, now, &mut live.store).await;
+        (memory, queued) = commit(
+            config,
+            store,
+            memory,
+            tenant,
+            verdict,
+            None,
+            now,
+            &mut live.store,
+        )
+        .await;
         if queued > 0 {
             wake.notify_one();
         }
@@ -186,6 +203,10 @@ pub(super) async fn on_tick(
             queued,
         };
         publish(config, snapshot, live, &memory.history, judged, now);
+        if removed.contains(tenant) && !memory.alerts.contains_key(tenant) {
+            // Its incidents have resolved: the tenant's row goes.
+            forget_tenant(store, tenant).await;
+        }
     }
     memory
 }

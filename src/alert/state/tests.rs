@@ -636,3 +636,21 @@ fn with_tenant_part_replaces_that_tenants_part_and_keeps_lists_sorted() {
         assert_eq!(state.with_tenant_part(tenant, part), state, "{tenant}");
     }
 }
+
+#[test]
+fn by_tenant_splits_into_every_tenants_part_and_back() {
+    let state = three_tenants();
+    let parts = state.clone().by_tenant();
+    let names: Vec<&str> = parts.keys().map(String::as_str).collect();
+    assert_eq!(names, ["acme", "beta", "zeta"]);
+    for (tenant, part) in &parts {
+        assert_eq!(part, &state.tenant_part(tenant), "{tenant}");
+        assert!(!part.is_empty());
+    }
+    let mut joined = AlertState::default();
+    for (tenant, part) in parts {
+        joined = joined.with_tenant_part(&tenant, part);
+    }
+    assert_eq!(joined, state, "the parts put back together are the state");
+    assert!(AlertState::default().by_tenant().is_empty());
+}

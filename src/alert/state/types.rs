@@ -9,6 +9,7 @@
 use super::policy::GroupBy;
 use crate::model::{Code, Finding, Severity, Subject, Timestamp};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::collections::BTreeSet;
 use std::fmt;
 
@@ -189,6 +190,30 @@ impl AlertState {
                 .cloned()
                 .collect(),
         }
+    }
+
+    /// The state split into each tenant's part (tenants without episodes or incidents are
+    /// absent): how the daemon holds it, so a tenant's judgement touches its part only.
+    pub fn by_tenant(self) -> BTreeMap<String, AlertState> {
+        let mut out: BTreeMap<String, AlertState> = BTreeMap::new();
+        for e in self.episodes {
+            out.entry(e.finding.subject.tenant.clone())
+                .or_default()
+                .episodes
+                .push(e);
+        }
+        for i in self.incidents {
+            out.entry(i.group.tenant.clone())
+                .or_default()
+                .incidents
+                .push(i);
+        }
+        out
+    }
+
+    /// Whether nothing is tracked: no episode, no incident.
+    pub fn is_empty(&self) -> bool {
+        self.episodes.is_empty() && self.incidents.is_empty()
     }
 
     /// This state with `tenant`'s part replaced by `part`, both lists sorted by their keys
