@@ -56,6 +56,7 @@ use crate::model::{
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Most runs a view's timeline keeps (older ones are dropped first).
@@ -70,8 +71,10 @@ pub struct History {
     /// The first round recorded, of any tenant.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     first_recorded: Option<Timestamp>,
+    /// Shared, so a copy of one tenant's history (the snapshot's) costs a pointer; a
+    /// change copies that tenant's part only while someone else still holds it.
     #[serde(default)]
-    tenants: BTreeMap<String, TenantHistory>,
+    tenants: BTreeMap<String, Arc<TenantHistory>>,
     /// Derived from `tenants`, kept current by every change, rebuilt when deserialised.
     #[serde(skip)]
     key_index: KeyIndex,
@@ -381,8 +384,9 @@ impl History {
         first_recorded: Option<Timestamp>,
         tenants: impl IntoIterator<Item = (String, TenantHistory)>,
     ) -> History {
-        let tenants: BTreeMap<String, TenantHistory> = tenants.into_iter().collect();
-        let key_index = KeyIndex::of(tenants.iter().map(|(n, t)| (n.as_str(), t)));
+        let tenants: BTreeMap<String, Arc<TenantHistory>> =
+            tenants.into_iter().map(|(n, t)| (n, Arc::new(t))).collect();
+        let key_index = KeyIndex::of(tenants.iter().map(|(n, t)| (n.as_str(), &**t)));
         History {
             first_recorded,
             tenants,
@@ -391,11 +395,16 @@ impl History {
     }
 
     pub fn tenant(&self, name: &str) -> Option<&TenantHistory> {
-        self.tenants.get(name)
+        self.tenants.get(name).map(|t| &**t)
+    }
+
+    /// `name`'s history, shared (what the snapshot keeps: no copy is made).
+    pub fn tenant_shared(&self, name: &str) -> Option<Arc<TenantHistory>> {
+        self.tenants.get(name).cloned()
     }
 
     pub fn tenants(&self) -> impl Iterator<Item = (&str, &TenantHistory)> {
-        self.tenants.iter().map(|(n, t)| (n.as_str(), t))
+        self.tenants.iter().map(|(n, t)| (n.as_str(), &**t))
     }
 
     /// The first round ever recorded (of any tenant).

@@ -182,7 +182,7 @@ impl Snapshot {
         };
         entry.findings = findings;
         entry.since = since;
-        entry.history = history.tenant(tenant).map(|h| Arc::new(h.clone()));
+        entry.history = history.tenant_shared(tenant);
         entry.gate = Some(gate::rotation_gate(
             config,
             history,

@@ -14,10 +14,11 @@ impl History {
     /// time of the round; the rules then read the history including it.
     pub fn record(&mut self, obs: &Observation, now: Timestamp) {
         self.first_recorded.get_or_insert(now);
-        self.tenants
+        let tenant = self
+            .tenants
             .entry(obs.tenant.clone())
-            .or_insert_with(|| TenantHistory::new(now))
-            .record(obs, now);
+            .or_insert_with(|| Arc::new(TenantHistory::new(now)));
+        Arc::make_mut(tenant).record(obs, now);
         self.reindex_tenant(&obs.tenant);
     }
 
@@ -43,7 +44,7 @@ impl History {
         if t.last_recorded < cutoff {
             self.tenants.remove(tenant);
         } else {
-            t.prune(cutoff);
+            Arc::make_mut(t).prune(cutoff);
         }
         self.reindex_tenant(tenant);
     }
