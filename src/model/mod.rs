@@ -17,17 +17,25 @@ use std::fmt;
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// The latest time [`Timestamp::to_rfc3339`] can write: 9999-12-31T23:59:59Z.
+    pub const MAX_FORMATTED_SECS: i64 = 253_402_300_799;
+
+    /// Numbers from the network (a token's `nbf` in milliseconds, say) may be anything:
+    /// every constructor and step saturates instead of overflowing.
     pub fn from_secs(secs: i64) -> Self {
-        Timestamp(secs * 1000)
+        Timestamp(secs.saturating_mul(1000))
     }
     pub fn as_secs(self) -> i64 {
         self.0.div_euclid(1000)
     }
     pub fn plus_secs(self, secs: i64) -> Self {
-        Timestamp(self.0 + secs * 1000)
+        Timestamp(self.0.saturating_add(secs.saturating_mul(1000)))
     }
     pub fn plus(self, d: std::time::Duration) -> Self {
-        Timestamp(self.0 + d.as_millis() as i64)
+        Timestamp(
+            self.0
+                .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+        )
     }
     /// `t` in Unix milliseconds; `None` before 1970 or past the range.
     pub fn from_system_time(t: std::time::SystemTime) -> Option<Timestamp> {
@@ -38,10 +46,12 @@ impl Timestamp {
     pub fn since(self, earlier: Timestamp) -> std::time::Duration {
         std::time::Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
     }
-    /// RFC 3339 in UTC, second precision (`2026-11-26T01:02:03Z`).
+    /// RFC 3339 in UTC, second precision (`2026-11-26T01:02:03Z`). Times before 1970 are
+    /// written as 1970-01-01T00:00:00Z and times after year 9999 as
+    /// 9999-12-31T23:59:59Z: a value from the network never makes formatting fail.
     pub fn to_rfc3339(self) -> String {
-        let t =
-            std::time::UNIX_EPOCH + std::time::Duration::from_secs(self.as_secs().max(0) as u64);
+        let secs = self.as_secs().clamp(0, Self::MAX_FORMATTED_SECS);
+        let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs as u64);
         humantime::format_rfc3339_seconds(t).to_string()
     }
 }
@@ -521,6 +531,29 @@ pub struct Observation {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn timestamps_from_any_number_format_and_step_without_panicking() {
+        let check = |t: Timestamp, want: &str| assert_eq!(t.to_rfc3339(), want, "{t:?}");
+        check(Timestamp(0), "1970-01-01T00:00:00Z");
+        check(Timestamp::from_secs(1_764_118_923), "2025-11-26T01:02:03Z");
+        // A token's nbf in milliseconds, read as seconds: year ~57000.
+        check(
+            Timestamp::from_secs(1_764_118_923_000),
+            "9999-12-31T23:59:59Z",
+        );
+        check(Timestamp(i64::MAX), "9999-12-31T23:59:59Z");
+        check(Timestamp(i64::MIN), "1970-01-01T00:00:00Z");
+        check(Timestamp(-1), "1970-01-01T00:00:00Z");
+        assert_eq!(Timestamp::from_secs(i64::MAX), Timestamp(i64::MAX));
+        assert_eq!(Timestamp::from_secs(i64::MIN), Timestamp(i64::MIN));
+        assert_eq!(Timestamp(i64::MAX - 1).plus_secs(10), Timestamp(i64::MAX));
+        assert_eq!(
+            Timestamp(1).plus(std::time::Duration::MAX),
+            Timestamp(i64::MAX)
+        );
+        assert_eq!(format!("{}", Timestamp(i64::MAX)), "9999-12-31T23:59:59Z");
+    }
+
     use super::*;
 
     #[test]
