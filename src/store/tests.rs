@@ -1,6 +1,6 @@
 use super::*;
+use crate::alert::state::fixtures;
 use crate::alert::state::{GroupKey, Incident};
-use crate::notify::channel::fixtures;
 
 fn round(n: u64, at: i64) -> RoundRecord {
     RoundRecord {

@@ -32,4 +32,6 @@ pub use step::step;
 pub use types::{AlertState, Episode, GroupKey, Incident, Member, Notification, Sent, Status};
 
 #[cfg(test)]
+pub(crate) mod fixtures;
+#[cfg(test)]
 mod tests;

@@ -1,8 +1,8 @@
 use super::*;
+use crate::alert::state::fixtures;
 use crate::alert::state::{Episode, GroupKey, Incident};
 use crate::detect::round::fixtures::obs;
 use crate::model::{Code, Finding, Subject};
-use crate::notify::channel::fixtures;
 use crate::store::outbox_id;
 use rusqlite::Connection;
 use std::path::Path;
