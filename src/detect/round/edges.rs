@@ -23,12 +23,23 @@ pub(super) fn stale_edge(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
             if got == want {
                 continue;
             }
-            let message = format!(
-                "edge differs from origin ({}): {}, {}",
-                describe_diff(&want, &got),
-                evidence(&r.headers),
-                freshness(v)
-            );
+            // A copy the edge did not serve from its cache (a MISS, Age 0) has no cache
+            // lifetime to predict: say what is known, that the edge fetched it from
+            // somewhere else than the origin view does.
+            let message = if served_from_cache(&r.headers) || r.headers.cache_status.is_none() {
+                format!(
+                    "edge differs from origin ({}): {}, {}",
+                    describe_diff(&want, &got),
+                    evidence(&r.headers),
+                    freshness(v)
+                )
+            } else {
+                format!(
+                    "edge differs from origin ({}): the edge did not answer from its cache ({}), so it fetched this set from another source than the origin view",
+                    describe_diff(&want, &got),
+                    evidence(&r.headers)
+                )
+            };
             out.push(Finding::new(
                 Code::StaleEdge,
                 cx.view_subject(d, &v.id),
@@ -124,6 +135,22 @@ mod tests {
             message(&f)
         );
         assert!(message(&f).ends_with("no max-age or s-maxage to predict freshness"));
+        // Right after a miss the copy is not a cached one: the message says so instead of
+        // predicting when it expires.
+        let f = check(
+            c,
+            |o| {
+                keys(o, 0, 0, vec![key("k1"), key("k2")]);
+                let h = cdn_headers(o, 0);
+                h.cache_status = Some("MISS".into());
+                h.age = Some(0);
+            },
+            &["app/cdn"],
+        );
+        assert_eq!(
+            message(&f),
+            "edge differs from origin (missing k2): the edge did not answer from its cache (cache status MISS (X-Cache-Status), Age 0 s), so it fetched this set from another source than the origin view"
+        );
         // Pinned edges are views of their own; an equal one does not fire.
         check(
             c,
