@@ -24,6 +24,18 @@ pub struct Memory {
     pub rounds: u64,
 }
 
+/// `tenant`'s part of the alert state in `alerts` (empty when nothing is tracked for it).
+pub(super) fn alerts_of<'a>(
+    alerts: &'a BTreeMap<String, AlertState>,
+    tenant: &str,
+) -> &'a AlertState {
+    const NOTHING: &AlertState = &AlertState {
+        episodes: Vec::new(),
+        incidents: Vec::new(),
+    };
+    alerts.get(tenant).unwrap_or(NOTHING)
+}
+
 /// One tenant's finished probe round, sent by its task to the judge.
 #[derive(Debug)]
 pub(super) struct TenantRound {

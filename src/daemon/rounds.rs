@@ -6,13 +6,12 @@
 //! Not here: the judgement (`crate::judge`, pure), SQL (`crate::store`).
 
 use super::commit::{api_silences, commit, forget_tenant};
-use super::live::{Live, Memory, Silent, TenantRound};
+use super::live::{Live, Memory, Silent, TenantRound, alerts_of};
 use super::publish::{Judged, publish};
 use super::scheduler::Plumbing;
-use crate::alert::AlertState;
 use crate::config::Config;
 use crate::detect::stateful::STALE_INTERVALS;
-use crate::judge::judge;
+use crate::judge::{Verdict, judge};
 use crate::model::{Code, Finding, Timestamp};
 use crate::snapshot::SharedSnapshot;
 use crate::store::RoundRecord;
@@ -32,7 +31,7 @@ pub(super) async fn on_round(
     round: TenantRound,
     now: Timestamp,
 ) -> Memory {
-    let (store, wake) = (&plumbing.store, &plumbing.wake);
+    let store = &plumbing.store;
     let tenant = round.observation.tenant.clone();
     // keycanary's own lag for this round: waiting for a permit, then for the judge.
     let waited = round.started.since(round.due) + now.since(round.finished);
@@ -43,10 +42,7 @@ pub(super) async fn on_round(
         judge(
             config,
             &mut memory.history,
-            memory
-                .alerts
-                .get(tenant.as_str())
-                .unwrap_or(&AlertState::default()),
+            alerts_of(&memory.alerts, &tenant),
             &silences,
             &tenant,
             Some(&round.observation),
@@ -65,31 +61,17 @@ pub(super) async fn on_round(
             finished_at: finished,
         }
     });
-    let findings = verdict.findings.clone();
-    let (memory, queued) = commit(
-        config,
-        store,
-        memory,
-        &tenant,
-        verdict,
-        record,
-        now,
-        &mut live.store,
-    )
-    .await;
-    if queued > 0 {
-        wake.notify_one();
-    }
-    live.latest.insert(tenant.clone(), findings.clone());
     let judged = Judged {
         tenant: &tenant,
         observation: Some(Arc::new(round.observation)),
-        findings,
+        findings: Vec::new(),
         started: round.started,
-        queued,
+        queued: 0,
     };
-    publish(config, snapshot, live, &memory.history, judged, now);
-    memory
+    settle(
+        config, plumbing, snapshot, live, memory, verdict, record, judged, now,
+    )
+    .await
 }
 
 /// Every interval: tenants whose round has been probing for [`STALE_INTERVALS`]
@@ -107,7 +89,7 @@ pub(super) async fn on_tick(
     mut memory: Memory,
     now: Timestamp,
 ) -> Memory {
-    let (store, wake) = (&plumbing.store, &plumbing.wake);
+    let store = &plumbing.store;
     let limit =
         i64::try_from((config.settings.interval * STALE_INTERVALS).as_millis()).unwrap_or(i64::MAX);
     let mut stale: Vec<String> = Vec::new();
@@ -166,47 +148,69 @@ pub(super) async fn on_tick(
         let verdict = judge(
             config,
             &mut memory.history,
-            memory
-                .alerts
-                .get(tenant.as_str())
-                .unwrap_or(&AlertState::default()),
+            alerts_of(&memory.alerts, tenant),
             &silences,
             tenant,
             None,
             &carried,
             now,
         );
-        let findings = verdict.findings.clone();
-        let queued;
-        (memory, queued) = commit(
-            config,
-            store,
-            memory,
-            tenant,
-            verdict,
-            None,
-            now,
-            &mut live.store,
-        )
-        .await;
-        if queued > 0 {
-            wake.notify_one();
-        }
-        if let Some(f) = live.latest.get_mut(tenant) {
-            *f = findings.clone();
-        }
         let judged = Judged {
             tenant,
             observation: None,
-            findings,
+            findings: Vec::new(),
             started: now,
-            queued,
+            queued: 0,
         };
-        publish(config, snapshot, live, &memory.history, judged, now);
+        memory = settle(
+            config, plumbing, snapshot, live, memory, verdict, None, judged, now,
+        )
+        .await;
         if removed.contains(tenant) && !memory.alerts.contains_key(tenant) {
             // Its incidents have resolved: the tenant's row goes.
             forget_tenant(store, tenant).await;
         }
     }
+    memory
+}
+
+/// What every judgement ends with: commit the verdict (and a completed full round's
+/// record), wake the notifier when rows were queued, remember the tenant's findings (they
+/// are carried if it goes silent) and publish. `judged` names the tenant and its round;
+/// its findings and queued count are filled in here.
+#[allow(clippy::too_many_arguments)]
+async fn settle(
+    config: &Config,
+    plumbing: &Plumbing,
+    snapshot: &SharedSnapshot,
+    live: &mut Live,
+    memory: Memory,
+    verdict: Verdict,
+    record: Option<RoundRecord>,
+    mut judged: Judged<'_>,
+    now: Timestamp,
+) -> Memory {
+    let tenant = judged.tenant;
+    let findings = verdict.findings.clone();
+    let (memory, queued) = commit(
+        config,
+        &plumbing.store,
+        memory,
+        tenant,
+        verdict,
+        record,
+        now,
+        &mut live.store,
+    )
+    .await;
+    if queued > 0 {
+        plumbing.wake.notify_one();
+    }
+    if judged.observation.is_some() || live.latest.contains_key(tenant) {
+        live.latest.insert(tenant.to_owned(), findings.clone());
+    }
+    judged.findings = findings;
+    judged.queued = queued;
+    publish(config, snapshot, live, &memory.history, judged, now);
     memory
 }

@@ -196,8 +196,9 @@ impl Snapshot {
     }
 
     /// `self` after one more full round of `observations` with `findings` (each tenant
-    /// judged, the round counted): how a fixture or a one-shot command builds a snapshot.
-    pub fn after_round(
+    /// judged, the round counted): how the test fixtures build a snapshot.
+    #[cfg(test)]
+    pub(crate) fn after_round(
         mut self,
         config: &Config,
         observations: Vec<Observation>,

@@ -20,7 +20,7 @@ use crate::alert::{AlertState, Notification};
 use crate::detect::history::{History, TenantHistory};
 use crate::model::Timestamp;
 use rusqlite::{OptionalExtension, Transaction, params};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// One tenant's judgement, committed by [`Store::commit_tenant`].
@@ -67,7 +67,8 @@ fn fingerprint(json: Option<&str>) -> Fingerprint {
 enum HistoryWrite<'a> {
     Keep,
     Set(&'a TenantHistory),
-    /// NULL: the tenant has no history (any more).
+    /// NULL: the tenant has no history (any more); only a whole-state commit says so.
+    #[cfg(test)]
     Clear,
 }
 
@@ -98,6 +99,7 @@ fn write_row(
     let history_json: Option<Option<String>> = match history {
         HistoryWrite::Keep => None,
         HistoryWrite::Set(h) => Some(Some(to_json(h))),
+        #[cfg(test)]
         HistoryWrite::Clear => Some(None),
     };
     let history_fp = history_json.as_ref().map(|j| fingerprint(j.as_deref()));
@@ -159,21 +161,6 @@ fn alert_tenants(state: &AlertState) -> impl Iterator<Item = &str> {
         .iter()
         .map(|e| e.finding.subject.tenant.as_str())
         .chain(state.incidents.iter().map(|i| i.group.tenant.as_str()))
-}
-
-/// `state` split by tenant in one pass: each tenant's part is its
-/// [`AlertState::tenant_part`] (same entries, same order).
-fn split_by_tenant(state: &AlertState) -> BTreeMap<&str, AlertState> {
-    let mut parts: BTreeMap<&str, AlertState> = BTreeMap::new();
-    for e in &state.episodes {
-        let part = parts.entry(e.finding.subject.tenant.as_str()).or_default();
-        part.episodes.push(e.clone());
-    }
-    for i in &state.incidents {
-        let part = parts.entry(i.group.tenant.as_str()).or_default();
-        part.incidents.push(i.clone());
-    }
-    parts
 }
 
 /// The whole alert state from tenants' parts: both lists sorted by their keys, as
@@ -291,10 +278,10 @@ impl Store {
     /// tenant stored or present is brought to its part of `alert_state` (and of `history`;
     /// a tenant with neither an alert part nor, in a given history, a history loses its
     /// row). Only changed columns are written, but every tenant's part is serialised: the
-    /// cost is the fleet's size. Kept for callers that still hold the whole state (the
-    /// daemon's commit and shutdown save, the notifier's tests) until they move to
-    /// [`Store::commit_tenant`].
-    pub fn commit_round(
+    /// cost is the fleet's size, so only tests use it, to set a whole state up in one go;
+    /// the daemon commits tenant by tenant with [`Store::commit_tenant`].
+    #[cfg(test)]
+    pub(crate) fn commit_round(
         &mut self,
         now: Timestamp,
         round: Option<RoundRecord>,
@@ -308,9 +295,10 @@ impl Store {
             .prepare_cached("SELECT tenant FROM tenant_state")?
             .query_map([], |r| r.get(0))?
             .collect::<Result<_, _>>()?;
-        let mut parts = split_by_tenant(alert_state);
+        let mut parts = alert_state.clone().by_tenant();
         let mut tenants: BTreeSet<&str> = stored.iter().map(String::as_str).collect();
-        tenants.extend(parts.keys());
+        let part_names: Vec<String> = parts.keys().cloned().collect();
+        tenants.extend(part_names.iter().map(String::as_str));
         if let Some(h) = history {
             tenants.extend(h.tenants().map(|(t, _)| t));
         }

@@ -410,7 +410,7 @@ fn commit_round_brings_every_tenant_to_the_whole_state() {
 }
 
 #[test]
-fn split_by_tenant_gives_each_tenants_part() {
+fn by_tenant_gives_each_tenants_part_and_assembles_back() {
     let whole = part("zeta")
         .with_tenant_part("acme", part_with("acme", Code::KidMissing, 3_000))
         .with_tenant_part(
@@ -422,9 +422,12 @@ fn split_by_tenant_gives_each_tenants_part() {
         );
     let cases = [AlertState::default(), part("acme"), whole];
     for state in cases {
-        let parts = split_by_tenant(&state);
+        let parts = state.clone().by_tenant();
         let tenants: BTreeSet<&str> = alert_tenants(&state).collect();
-        assert_eq!(parts.keys().copied().collect::<BTreeSet<_>>(), tenants);
+        assert_eq!(
+            parts.keys().map(String::as_str).collect::<BTreeSet<_>>(),
+            tenants
+        );
         for (tenant, p) in &parts {
             assert_eq!(*p, state.tenant_part(tenant), "{tenant}");
         }
