@@ -8,7 +8,7 @@ use super::{Validator, is_label};
 use crate::config::raw::{RawApi, RawConfig, RawTelemetry};
 use crate::config::{
     ApiConfig, DEFAULT_API_LISTEN, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETENTION,
-    DEFAULT_SERVICE_NAME, DEFAULT_STATE_DIR, OtlpConfig, Settings, TelemetryConfig,
+    DEFAULT_SERVICE_NAME, DEFAULT_STATE_DIR, OtlpConfig, Settings, Shard, TelemetryConfig,
 };
 use secrecy::SecretString;
 use std::net::SocketAddr;
@@ -184,6 +184,13 @@ impl Validator<'_> {
                 }
                 Some(n) => n,
             },
+            shard: raw.shard.as_deref().and_then(|s| match Shard::parse(s) {
+                Ok(shard) => Some(shard),
+                Err(message) => {
+                    self.problem("shard", message);
+                    None
+                }
+            }),
         }
     }
 
