@@ -251,10 +251,14 @@ pub fn rotation_gate(
                     Since::At(t) => t,
                     Since::BeforeWatch => h.view(&domain, &view).map(|v| v.first_attempt()).unwrap_or(h.first_recorded()),
                 };
-                // Already signing when keycanary first saw the view serve it: whatever came
-                // before is unknown, but it was not an activation seen here.
+                // Already signing when keycanary first saw the view serve it (or in the
+                // first round that returned tokens at all): whatever came before is
+                // unknown, but it was not an activation seen here.
+                let first_tokens = h.signing().first().map(|r| r.at);
                 let signing_when_found = since == Since::BeforeWatch
-                    && ledger.and_then(|l| l.first_signed()).is_some_and(|f| f <= visible_from);
+                    && ledger
+                        .and_then(|l| l.first_signed())
+                        .is_some_and(|f| f <= visible_from || Some(f) == first_tokens);
                 let ready = visible_from.plus(s + margin);
                 if ready > now && !signing_when_found {
                     blocking.push(Blocker {
@@ -878,6 +882,28 @@ mod tests {
             at(1),
         );
         assert_eq!(a.kid.as_deref(), Some("k1"));
+        assert!(a.safe, "{a:#?}");
+        // The same when the first round's logins failed: k1 signed the first tokens seen.
+        let mut steps = walk(3, None, None);
+        for d in &mut steps[0].domains {
+            d.login = Some(crate::model::LoginObservation {
+                grant: "client_credentials".into(),
+                fetch: None,
+                result: crate::model::LoginResult::Failed {
+                    reason: "503".into(),
+                },
+            });
+        }
+        let (history, findings) = replay(&config, &steps);
+        let a = rotation_gate(
+            &config,
+            &history,
+            steps.last(),
+            findings.last().unwrap(),
+            "acme",
+            None,
+            at(2),
+        );
         assert!(a.safe, "{a:#?}");
         // A new kid found already published (but not signing) on that first start still
         // waits out S from when keycanary first saw it: its history is unknown.
