@@ -73,8 +73,8 @@ pub struct Config {
 pub struct TelemetryConfig {
     /// `[telemetry.otlp]`, or `OTEL_EXPORTER_OTLP_ENDPOINT` when the table is absent.
     pub otlp: Option<OtlpConfig>,
-    /// `per_view_histograms`: label the fetch duration histogram by view (14 series per
-    /// view) instead of by domain (the default: 14 series per domain).
+    /// `per_view_histograms`: label the fetch duration histogram by view (9 series per
+    /// view) instead of by domain (the default: 9 series per domain).
     pub per_view_histograms: bool,
 }
 

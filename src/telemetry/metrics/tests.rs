@@ -445,17 +445,12 @@ fn duration_histograms_accumulate_across_rounds() {
     let body = render(&s, &config(), BuildInfo::current());
     let (buckets, sum, count) = histogram_lines(&body, FETCH_DURATION, CDN);
     let want: Vec<(String, f64)> = [
-        ("0.005", 0.0),
-        ("0.01", 0.0),
         ("0.025", 0.0),
-        ("0.05", 1.0),
         ("0.1", 1.0),
         ("0.25", 2.0),
         ("0.5", 2.0),
         ("1", 2.0),
         ("2.5", 2.0),
-        ("5", 2.0),
-        ("10", 2.0),
         ("+Inf", 3.0),
     ]
     .iter()
@@ -515,7 +510,7 @@ fn fetch_durations_are_per_domain_unless_asked_per_view() {
     by_domain.durations.observe(&obs, false);
     let body = render(&by_domain, &config(), BuildInfo::current());
     let (buckets, sum, count) = histogram_lines(&body, FETCH_DURATION, domain);
-    assert_eq!(buckets.len(), 12, "{body}");
+    assert_eq!(buckets.len(), DURATION_BUCKETS.len() + 1, "{body}");
     assert_eq!(
         (count, sum),
         (2.0, 0.5),
