@@ -8,6 +8,7 @@ mod api;
 mod check;
 mod daemon;
 mod dashboards;
+mod hardening;
 mod lab;
 mod oidc_nginx;
 mod otlp;
