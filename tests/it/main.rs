@@ -9,6 +9,7 @@ mod check;
 mod daemon;
 mod dashboards;
 mod hardening;
+mod hygiene;
 mod lab;
 mod oidc_nginx;
 mod otlp;
