@@ -45,13 +45,8 @@ pub fn ident(s: &str) -> String {
     if clean && s.chars().count() <= IDENT_MAX {
         return s.to_owned();
     }
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in s.bytes() {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
     let head: String = text(s, IDENT_MAX - 24).trim_end_matches('…').to_owned();
-    format!("{head}…#{hash:016x}")
+    format!("{head}…#{:016x}", fnv(s))
 }
 
 /// What replaces a secret value in text from outside.
@@ -61,26 +56,59 @@ pub const REDACTED: &str = "<redacted>";
 /// it is, and as it travels form- or percent-encoded (an IdP may echo the form it got).
 /// Longer secrets are replaced first, so one that contains another is caught whole.
 /// Empty secrets are ignored.
+///
+/// Text that [`text`] or [`ident`] already cut is handled too: the characters just before
+/// a `…` that begin a secret are redacted (the cut may have gone through it), and the
+/// hash [`ident`] appended, which was computed over the value with the secret in it, is
+/// replaced by a hash of the scrubbed text.
 pub fn scrub(s: &str, secrets: &[String]) -> String {
-    let mut out = s.to_owned();
     let mut forms: Vec<String> = Vec::new();
     for secret in secrets.iter().filter(|v| !v.is_empty()) {
+        let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+        forms.push(encoded.replace('+', "%20"));
+        forms.push(encoded);
         forms.push(secret.clone());
-        forms.push(url::form_urlencoded::byte_serialize(secret.as_bytes()).collect());
-        forms.push(
-            url::form_urlencoded::byte_serialize(secret.as_bytes())
-                .collect::<String>()
-                .replace('+', "%20"),
-        );
+    }
+    if forms.is_empty() {
+        return s.to_owned();
     }
     forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
     forms.dedup();
+    let mut out = s.to_owned();
     for form in &forms {
         if out.contains(form.as_str()) {
             out = out.replace(form.as_str(), REDACTED);
         }
     }
+    let cuts: Vec<usize> = out.match_indices('…').map(|(i, _)| i).collect();
+    for &cut in cuts.iter().rev() {
+        let head = &out[..cut];
+        let partial = head.char_indices().map(|(i, _)| i).find(|&i| {
+            forms
+                .iter()
+                .any(|f| f.len() > head.len() - i && f.starts_with(&head[i..]))
+        });
+        if let Some(start) = partial {
+            out = format!("{}{REDACTED}{}", &out[..start], &out[cut..]);
+        }
+    }
+    if out != s
+        && let Some(at) = out.rfind("…#")
+    {
+        let hash = fnv(&out[..at]);
+        out = format!("{}…#{hash:016x}", &out[..at]);
+    }
     out
+}
+
+/// 64-bit FNV-1a.
+fn fnv(s: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash
 }
 
 #[cfg(test)]
@@ -156,5 +184,40 @@ mod tests {
             scrub("[xxabcxx] [abc]", &nested),
             "[<redacted>] [<redacted>]"
         );
+    }
+
+    #[test]
+    fn scrub_after_a_cut_leaves_no_part_of_a_secret() {
+        let secret = "SECRETVALUE-0042".to_owned();
+        let secrets = [secret.clone()];
+        // The cut of `text` goes through the secret: its first characters are redacted.
+        let cut = text(&format!("desc {secret}"), 9);
+        assert_eq!(cut, "desc SECR…");
+        assert_eq!(scrub(&cut, &secrets), "desc <redacted>…");
+        // So does the cut of `ident`, and the hash over the raw value is replaced.
+        let raw = format!("{}{secret}{}", "x".repeat(IDENT_MAX - 28), "y".repeat(50));
+        let id = ident(&raw);
+        assert!(id.contains("xSECR…#"), "{id}");
+        let clean = scrub(&id, &secrets);
+        let head = &clean[..clean.rfind("…#").unwrap()];
+        assert_eq!(clean, format!("{head}…#{:016x}", fnv(head)));
+        assert!(head.ends_with("x<redacted>"), "{clean}");
+        assert!(!clean.contains("SECR"), "{clean}");
+        assert!(
+            !clean.ends_with(&id[id.rfind('#').unwrap()..]),
+            "the raw hash is gone"
+        );
+        // A whole secret inside an ident's head: replaced, and the hash too.
+        let whole = ident(&format!("kid-{secret}-{}", "z".repeat(200)));
+        let clean = scrub(&whole, &secrets);
+        assert!(clean.starts_with("kid-<redacted>-zzz"), "{clean}");
+        assert!(
+            !clean.ends_with(&whole[whole.rfind('#').unwrap()..]),
+            "{clean}"
+        );
+        // Text without secrets, cut or not, is left alone.
+        let plain = ident(&"k".repeat(300));
+        assert_eq!(scrub(&plain, &secrets), plain);
+        assert_eq!(scrub("a … b", &secrets), "a … b");
     }
 }

@@ -124,9 +124,11 @@ impl Prober {
         for ((target, (fetch, body)), span) in targets.iter().zip(fetched).zip(&spans) {
             let key_set = match (fetch.response(), body) {
                 (Some(r), Some(body)) if (200..300).contains(&r.status) => {
-                    let entry = parsed
-                        .entry(r.body_sha256.clone())
-                        .or_insert_with(|| jwks::parse(&body));
+                    let entry = parsed.entry(r.body_sha256.clone()).or_insert_with(|| {
+                        // Kids and members are the IdP's text too: scrubbed once per body.
+                        let (keys, raw) = jwks::parse(&body);
+                        (self.scrubbed(keys), raw)
+                    });
                     Some(entry.0.clone())
                 }
                 _ => None,

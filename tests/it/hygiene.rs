@@ -2,7 +2,8 @@
 //! client secret, the password, the refresh token, the webhook HMAC key, the Slack URL,
 //! the PagerDuty routing key, the SMTP password, the API bearer token, an OTLP header),
 //! the real binary at debug level against a hostile IdP that echoes back everything it is
-//! sent (in `error_description`, in its discovery document, in a redirect's `Location`),
+//! sent (in `error_description`, its discovery document, its keys' kids, a redirect's
+//! `Location`),
 //! and then every output is searched for the markers: stdout, stderr, every file of the
 //! state directory (the database and its WAL), every API route, `/metrics`, and every
 //! notification received (webhook, Slack, PagerDuty, email). Zero hits, but for the
@@ -76,6 +77,15 @@ async fn discovery(State(idp): State<Idp>, UrlPath(t): UrlPath<String>) -> Respo
     .into_response()
 }
 
+/// One (weak) key whose kid and alg are what the IdP heard: findings quote kids.
+async fn jwks(State(idp): State<Idp>) -> Response {
+    let heard = idp.heard.lock().unwrap().clone();
+    axum::Json(json!({"keys": [
+        {"kty": "RSA", "kid": format!("kid-{heard}"), "alg": format!("RS256 {heard}"), "n": "AQAB", "e": "AQAB"}
+    ]}))
+    .into_response()
+}
+
 async fn token(
     State(idp): State<Idp>,
     UrlPath(t): UrlPath<String>,
@@ -104,10 +114,7 @@ async fn start_idp(elsewhere: String) -> (String, Idp) {
     };
     let app = Router::new()
         .route("/{t}/.well-known/openid-configuration", get(discovery))
-        .route(
-            "/{t}/jwks",
-            get(|| async { axum::Json(json!({"keys": []})) }),
-        )
+        .route("/{t}/jwks", get(jwks))
         .route("/{t}/token", post(token))
         .with_state(idp.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -259,8 +266,27 @@ channels = ["hook", "slack", "pd", "mail", "mail-auth"]
         );
     }
 
-    // Every route, with the token.
+    // Two more full rounds, so that what the IdP heard is in its discovery and keys too.
     let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let rounds = || async {
+        let r = http
+            .get(format!("http://127.0.0.1:{api_port}/readyz"))
+            .send()
+            .await;
+        match r {
+            Ok(r) => r.json::<serde_json::Value>().await.unwrap_or_default()["rounds"]
+                .as_u64()
+                .unwrap_or(0),
+            Err(_) => 0,
+        }
+    };
+    let seen = rounds().await;
+    wait_until("two more rounds", BOUND, || async {
+        rounds().await >= seen + 2
+    })
+    .await;
+
+    // Every route, with the token.
     let token = MARKERS
         .iter()
         .find(|(v, _)| *v == "KC_API_TOKEN")
@@ -305,6 +331,18 @@ channels = ["hook", "slack", "pd", "mail", "mail-auth"]
         "the echo was not scrubbed: {findings}"
     );
     assert!(findings.contains("a redirect to"), "{findings}");
+    let parsed: serde_json::Value = serde_json::from_str(findings).unwrap();
+    let echoed_kid = parsed["findings"].as_array().unwrap().iter().any(|f| {
+        f["code"] == "weak_key"
+            && f["subject"]["kid"]
+                .as_str()
+                .unwrap_or("")
+                .contains("<redacted>")
+    });
+    assert!(
+        echoed_kid,
+        "no weak_key about a kid that echoed a secret: {findings}"
+    );
 
     signal(&child, "TERM");
     let exit = tokio::time::timeout(Duration::from_secs(30), child.wait())

@@ -296,3 +296,92 @@ client_secret = {{ env = "SECRET" }}
 "#
     )
 }
+
+/// Every string of a login or discovery observation is scrubbed, nested ones and the
+/// serde-flattened ones included, and the rest comes back unchanged.
+#[test]
+fn observations_are_scrubbed_whole() {
+    use crate::model::{
+        DiscoveryObservation, DiscoveryResult, Fetch, FetchErrorKind, FetchOutcome, TokenCheck,
+        TokenCheckResult, TokenClaims, TokenHeader, TokenInfo, ViewId,
+    };
+    let cfg = config(
+        "https://idp.example/t",
+        Some("https://idp.example/t/token"),
+        "",
+    );
+    let prober = Prober::new(&cfg, clock::system()).unwrap();
+    let fetch = |url: String| Fetch {
+        url,
+        started_at: crate::model::Timestamp(1),
+        duration_ms: 2,
+        outcome: FetchOutcome::Error {
+            kind: FetchErrorKind::Other,
+            message: format!("echo {PASSWORD}"),
+        },
+    };
+    let login = LoginObservation {
+        grant: "password".into(),
+        fetch: Some(fetch(format!("https://idp.example/t/token?s={SECRET}"))),
+        result: LoginResult::Tokens {
+            tokens: vec![TokenInfo {
+                kind: TokenKind::AccessToken,
+                header: TokenHeader {
+                    alg: "RS256".into(),
+                    kid: Some(format!("kid-{SECRET}")),
+                    typ: None,
+                },
+                claims: TokenClaims {
+                    iss: Some(format!("https://idp.example/{PASSWORD}")),
+                    aud: vec![SECRET.into()],
+                    exp: Some(5),
+                    nbf: None,
+                    iat: Some(1),
+                },
+                checks: vec![TokenCheck {
+                    view: ViewId::origin(),
+                    result: TokenCheckResult::SignatureInvalid {
+                        reason: format!("bad {SECRET}"),
+                    },
+                }],
+            }],
+        },
+    };
+    let discovery = DiscoveryObservation {
+        fetch: fetch("https://idp.example/t/.well-known/openid-configuration".into()),
+        result: DiscoveryResult::Parsed {
+            doc: DiscoveryDoc {
+                issuer: format!("https://idp.example/t?{SECRET}"),
+                jwks_uri: "https://idp.example/t/jwks".into(),
+                token_endpoint: Some(format!("https://idp.example/t/token?{PASSWORD}")),
+                id_token_signing_alg_values_supported: vec![format!("RS256{SECRET}")],
+                other_signing_alg_values_supported: Vec::new(),
+            },
+        },
+    };
+    for text in [
+        serde_json::to_string(&prober.scrubbed(login.clone())).unwrap(),
+        serde_json::to_string(&prober.scrubbed(discovery.clone())).unwrap(),
+    ] {
+        assert!(!text.contains(SECRET) && !text.contains(PASSWORD), "{text}");
+        assert!(text.contains("<redacted>"), "{text}");
+    }
+    let scrubbed = prober.scrubbed(login.clone());
+    assert_eq!(scrubbed.grant, login.grant);
+    match scrubbed.result {
+        LoginResult::Tokens { tokens } => {
+            assert_eq!(tokens[0].claims.exp, Some(5));
+            assert_eq!(tokens[0].header.kid.as_deref(), Some("kid-<redacted>"));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing to scrub: the same value back.
+    let clean = LoginObservation {
+        grant: "password".into(),
+        fetch: None,
+        result: LoginResult::Failed {
+            reason: "nothing secret".into(),
+        },
+    };
+    assert_eq!(prober.scrubbed(clean.clone()), clean);
+}
