@@ -25,10 +25,10 @@ use crate::detect::{self, gate::Question};
 use crate::model::{Code, Finding, Severity};
 use crate::report::{Report, ViewRow};
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::telemetry::metrics::{self, BuildInfo};
+use crate::telemetry::metrics::{self, BuildInfo, Selection};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
@@ -261,11 +261,25 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     })
 }
 
-async fn metrics_text(State(state): State<ApiState>) -> Response {
+/// `GET /metrics[?tenant=T…][&name[]=N…]`: the whole exposition, or the part a split
+/// scrape asks for (400 for an unknown parameter or tenant).
+async fn metrics_text(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Response {
+    let selection = match Selection::parse(query.as_deref()) {
+        Ok(s) => s,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
     let body = read(&state, |s, config| {
-        metrics::render(s, config, BuildInfo::current())
+        let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        for t in &selection.tenants {
+            known_tenant(&known, t)?;
+        }
+        let families = metrics::families(s, config, BuildInfo::current());
+        Ok::<_, String>(metrics::encode(&selection.apply(families)))
     });
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
 }
 
 /// The latest round: when, and how long it took.

@@ -22,6 +22,7 @@ pub(crate) mod fixtures;
 pub mod profiles;
 mod raw;
 mod secrets;
+pub mod shard;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -36,6 +37,7 @@ pub use channels::{
 pub use error::{ConfigError, Problem};
 pub use profiles::{ClientProfile, DEFAULT_PROFILES, OnFetchFailure};
 pub use secrets::{MemorySecrets, SecretReader, SecretSource};
+pub use shard::Shard;
 
 use crate::model::ViewId;
 use secrecy::SecretString;
@@ -55,6 +57,9 @@ pub struct Config {
     /// Every profile that can be named: built-ins plus user-defined ones.
     pub profiles: Vec<ClientProfile>,
     pub tenants: Vec<Tenant>,
+    /// How many tenants the file defines; more than `tenants.len()` when a shard watches
+    /// only its part of them.
+    pub tenants_in_file: usize,
     /// Tenant name → position in `tenants`, for [`Config::tenant`]; built by validation.
     tenant_index: TenantIndex,
     /// `[alerting]`: when findings page, and where to.
@@ -126,6 +131,8 @@ pub struct Settings {
     pub retention: Duration,
     /// Most tenants `run` probes at the same time; default 16.
     pub max_concurrency: usize,
+    /// `shard = "i/n"` (or `KEYCANARY_SHARD`): watch only the tenants hashed to shard i.
+    pub shard: Option<Shard>,
 }
 
 #[derive(Debug, Clone)]
@@ -307,8 +314,12 @@ pub fn parse(
     base_dir: &Path,
     secrets: &dyn SecretReader,
 ) -> Result<Config, ConfigError> {
-    validate::run(text, origin, base_dir, secrets)
+    validate::run(text, origin, base_dir, secrets).map(Config::sharded)
 }
+
+/// The variable that sets the shard over the file's `shard`, so one file serves every
+/// instance (e.g. a StatefulSet passing its pod index).
+pub const SHARD_VAR: &str = "KEYCANARY_SHARD";
 
 /// Reads and validates a config file. Relative secret files resolve against its directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -320,12 +331,24 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    parse(
-        &text,
-        &path.display().to_string(),
-        base,
-        &SecretSource::process(base),
-    )
+    let origin = path.display().to_string();
+    let mut config = validate::run(&text, &origin, base, &SecretSource::process(base))?;
+    if let Some(value) = std::env::var(SHARD_VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        config.settings.shard =
+            Some(
+                Shard::parse(&value).map_err(|message| ConfigError::Invalid {
+                    path: origin.clone(),
+                    problems: vec![Problem {
+                        path: String::new(),
+                        message: format!("{SHARD_VAR}: {message}"),
+                    }],
+                })?,
+            );
+    }
+    Ok(config.sharded())
 }
 
 impl Config {
@@ -337,6 +360,17 @@ impl Config {
         secrets: &SecretSource<'_>,
     ) -> Result<Config, ConfigError> {
         parse(text, origin, secrets.base_dir, secrets)
+    }
+
+    /// The config with only this shard's tenants (all of them without a shard). Every
+    /// tenant of the file was validated, so one file is checked the same on every shard.
+    pub fn sharded(mut self) -> Config {
+        self.tenants_in_file = self.tenants.len();
+        if let Some(shard) = self.settings.shard {
+            self.tenants.retain(|t| shard.owns(&t.name));
+            self.reindex_tenants();
+        }
+        self
     }
 
     pub fn profile(&self, name: &str) -> Option<&ClientProfile> {

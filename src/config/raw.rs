@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     pub(super) state_dir: Option<String>,
     pub(super) retention: Option<String>,
     pub(super) max_concurrency: Option<usize>,
+    pub(super) shard: Option<String>,
     pub(super) client_profiles: Option<Vec<String>>,
     pub(super) lab: Option<RawLab>,
     pub(super) api: Option<RawApi>,

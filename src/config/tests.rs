@@ -989,3 +989,40 @@ fn tenant_lookup_through_the_index_stays_right_when_tenants_are_edited() {
     }
     assert!(format!("{c:?}").contains("TenantIndex(50 tenants)"));
 }
+
+/// `shard = "i/n"`: every tenant is validated, each instance keeps the tenants hashed to
+/// its shard, and the n shards together keep every tenant once.
+#[test]
+fn a_shard_keeps_its_part_of_the_tenants() {
+    let names: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+    let file = |shard: &str| {
+        let mut f = TomlFixture::tenant(&names[0]).domain("d", "https://x.example");
+        for n in &names[1..] {
+            f = f.and_tenant(n).domain("d", "https://x.example");
+        }
+        f.setting(&format!("shard = \"{shard}\"")).to_string()
+    };
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let c = parse(&file(&format!("{i}/3"))).unwrap();
+        assert_eq!(c.settings.shard, Some(Shard { index: i, count: 3 }));
+        assert_eq!(c.tenants_in_file, 40);
+        assert!(
+            !c.tenants.is_empty() && c.tenants.len() < 40,
+            "{}",
+            c.tenants.len()
+        );
+        for t in &c.tenants {
+            assert_eq!(c.tenant(&t.name).map(|x| &x.name), Some(&t.name));
+            seen.push(t.name.clone());
+        }
+    }
+    seen.sort();
+    let mut all = names.clone();
+    all.sort();
+    assert_eq!(seen, all);
+
+    let unsharded = parse(&minimal()).unwrap();
+    assert_eq!((unsharded.tenants.len(), unsharded.tenants_in_file), (1, 1));
+    check_problems(&file("3/3"), &[("shard", "is not `i/n`")]);
+}

@@ -247,6 +247,7 @@ impl Validator<'_> {
             api,
             profiles,
             tenant_index: super::TenantIndex::of(&tenants),
+            tenants_in_file: tenants.len(),
             tenants,
             alerting,
             telemetry,

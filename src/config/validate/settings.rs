@@ -8,7 +8,7 @@ use super::{Validator, is_label};
 use crate::config::raw::{RawApi, RawConfig, RawTelemetry};
 use crate::config::{
     ApiConfig, DEFAULT_API_LISTEN, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_SILENCE, DEFAULT_RETENTION,
-    DEFAULT_SERVICE_NAME, DEFAULT_STATE_DIR, MAX_MAX_SILENCE, OtlpConfig, Settings,
+    DEFAULT_SERVICE_NAME, DEFAULT_STATE_DIR, MAX_MAX_SILENCE, OtlpConfig, Settings, Shard,
     TelemetryConfig,
 };
 use secrecy::SecretString;
@@ -217,6 +217,13 @@ impl Validator<'_> {
                 }
                 Some(n) => n,
             },
+            shard: raw.shard.as_deref().and_then(|s| match Shard::parse(s) {
+                Ok(shard) => Some(shard),
+                Err(message) => {
+                    self.problem("shard", message);
+                    None
+                }
+            }),
         }
     }
 

@@ -20,11 +20,14 @@
 
 mod login;
 mod process;
+mod select;
 mod verdicts;
 mod views;
 
 use crate::config::Config;
 use crate::snapshot::Snapshot;
+
+pub use select::Selection;
 
 pub use crate::snapshot::durations::{
     DURATION_BUCKETS, DurationKind, Durations, FETCH_DURATION, Histogram, LOGIN_DURATION,
@@ -76,7 +79,7 @@ pub fn families(snapshot: &Snapshot, config: &Config, build: BuildInfo) -> Vec<F
     out.extend(views::view_families(&observations));
     out.extend(login::login_families(&observations));
     out.extend(process::duration_families(&snapshot.durations));
-    out.push(verdicts::findings_open(snapshot, config));
+    out.push(verdicts::findings_open(snapshot));
     out.extend(views::freshness_families(snapshot, config));
     out.extend(verdicts::gate_families(snapshot, config));
     out.extend(process::notification_families(snapshot, config));

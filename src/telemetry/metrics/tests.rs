@@ -48,10 +48,19 @@ fn seed_incident_as_metrics() {
         r#"keycanary_token_verifications{tenant="acme",domain="io",path="origin",edge="",result="verified"} 1"#.into(),
         r#"keycanary_signing_kid_info{tenant="acme",domain="io",kid="k2"} 1"#.into(),
         r#"keycanary_findings_open{tenant="acme",code="kid_missing",severity="critical"} 1"#.into(),
-        r#"keycanary_findings_open{tenant="acme",code="stale_edge",severity="high"} 0"#.into(),
     ] {
         check(&body, &line);
     }
+    // The series budget: a code with nothing open has no `findings_open` series, and a
+    // view has a `verified` series plus one per failure result that counted something.
+    assert!(!body.contains(r#"keycanary_findings_open{tenant="acme",code="stale_edge""#));
+    assert!(
+        !body
+            .lines()
+            .any(|l| l.starts_with("keycanary_findings_open") && l.ends_with(" 0"))
+    );
+    assert!(!body.contains(r#"path="origin",edge="",result="kid_missing""#));
+    assert!(!body.contains(r#"result="view_unavailable""#));
     // The origin view sends no Age: no sample rather than a made-up zero.
     assert!(
         !body.contains(r#"keycanary_view_age_seconds{tenant="acme",domain="io",path="origin""#)

@@ -10,19 +10,16 @@ use crate::model::Code;
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
 
-/// Open findings per tenant and code; every code of every configured tenant is present
-/// (zero when closed) so alerts need no `absent()`.
-pub(super) fn findings_open(s: &Snapshot, config: &Config) -> Family {
+/// Open findings per tenant and code, for the codes that have any: a code with nothing open
+/// has no series (absent means zero; `keycanary_findings_open{...} > 0` alerts need no
+/// `absent()`, and `sum(...) or vector(0)` draws the zero), so a healthy tenant costs no
+/// series here instead of one per code.
+pub(super) fn findings_open(s: &Snapshot) -> Family {
     let mut family = Family::gauge(
         "keycanary_findings_open",
-        "Findings open after the latest round, by tenant, code and severity.",
+        "Findings open after the latest round, by tenant, code and severity (codes with none open have no series).",
     );
     let mut counts: BTreeMap<(&str, Code), u32> = BTreeMap::new();
-    for t in &config.tenants {
-        for &code in Code::ALL {
-            counts.insert((t.name.as_str(), code), 0);
-        }
-    }
     for f in s.tenants.values().flat_map(|t| &t.findings) {
         *counts
             .entry((f.subject.tenant.as_str(), f.code))
