@@ -130,7 +130,7 @@ pub async fn serve(
         warn!(
             %addr,
             bearer_token = read(&state, |_, c| c.api.bearer_token.is_some()),
-            "the HTTP API listens on a non-loopback address: anyone who can reach it sees the status of every tenant; set [api] bearer_token or listen on 127.0.0.1"
+            "the HTTP API listens on a non-loopback address: anyone who can reach it sees the status of every tenant; set [api] bearer_token or listen on 127.0.0.1 (clients that use a host name need it in [api] allowed_hosts)"
         );
     }
     info!(%addr, "HTTP API and status page listening");

@@ -131,6 +131,20 @@ async fn web_pages_and_foreign_hosts_cannot_drive_the_api() {
     h.stop().await;
 }
 
+/// A request whose body never arrives is answered 408 (after `REQUEST_TIMEOUT`, 30 s)
+/// instead of holding its task for ever.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_whose_body_never_comes_is_answered_408() {
+    let h = Harness::start(None).await;
+    let answer = raw(
+        &h.base,
+        "POST /v1/silences HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{\"tenant\":",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    h.stop().await;
+}
+
 /// The real binary with a bearer token read from a file; the file changes and SIGHUP:
 /// the new token is required from then on, the old one refused.
 #[tokio::test(flavor = "multi_thread")]
