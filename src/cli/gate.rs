@@ -102,8 +102,10 @@ async fn ask(
             q.append_pair("kid", k);
         }
     }
+    // The request carries the bearer token: a redirect is an error, never followed.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let mut req = client.get(url.clone());
     if let Some(token) = bearer {

@@ -147,8 +147,19 @@ pub struct ApiConfig {
     /// when it is not a loopback one.
     pub listen: SocketAddr,
     /// When set, every route but `/healthz` and `/readyz` needs `Authorization: Bearer …`.
+    /// A reload applies a changed token at once.
     pub bearer_token: Option<SecretString>,
+    /// Host names (lowercase, no port) the API answers to besides loopback names and IP
+    /// addresses: any other `Host` header is refused (a DNS-rebinding page).
+    pub allowed_hosts: Vec<String>,
+    /// Longest silence `POST /v1/silences` accepts; default [`DEFAULT_MAX_SILENCE`].
+    pub max_silence: Duration,
 }
+
+/// `[api] max_silence` when unset: 30 days.
+pub const DEFAULT_MAX_SILENCE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The most `[api] max_silence` may be: a year.
+pub const MAX_MAX_SILENCE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9464";
 /// `state_dir` when unset, relative to the config file.
@@ -234,6 +245,11 @@ pub struct Login {
     pub grant: Grant,
     /// Explicit token URL; `None` means the discovery document's `token_endpoint`.
     pub token_url: Option<Url>,
+    /// `token_endpoint_origin`: the one origin other than the issuer's where discovery's
+    /// `token_endpoint` may be (and the opt-in for plain http there). `None`: the
+    /// token request goes only to the issuer's own origin, over https unless it is a
+    /// loopback address.
+    pub token_endpoint_origin: Option<url::Origin>,
     pub client_id: String,
     pub client_secret: Option<SecretString>,
     pub auth: ClientAuth,
@@ -384,6 +400,45 @@ impl Config {
             Some(&i) if self.tenants.get(i).is_some_and(|t| t.name == name) => Some(i),
             _ => self.tenants.iter().position(|t| t.name == name),
         }
+    }
+
+    /// Every secret value this config holds (login client secrets, passwords and
+    /// refresh tokens, channel credentials, the API bearer token, OTLP header values),
+    /// exposed so that text from outside can be scrubbed of them before it is kept
+    /// (`model::wire::scrub`). Empty values are left out.
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let mut out: Vec<&SecretString> = Vec::new();
+        for d in self.tenants.iter().flat_map(|t| &t.domains) {
+            let Some(login) = &d.login else { continue };
+            out.extend(&login.client_secret);
+            match &login.grant {
+                Grant::ClientCredentials => {}
+                Grant::Password { password, .. } => out.push(password),
+                Grant::RefreshToken { refresh_token } => out.push(refresh_token),
+            }
+        }
+        for c in &self.alerting.channels {
+            match &c.config {
+                ChannelConfig::Email(e) => out.extend(&e.password),
+                ChannelConfig::PagerDuty(p) => out.push(&p.routing_key),
+                ChannelConfig::Slack(s) => out.push(&s.webhook_url),
+                ChannelConfig::Webhook(w) => out.extend(&w.hmac_key),
+                ChannelConfig::Alertmanager(_) => {}
+            }
+        }
+        out.extend(&self.api.bearer_token);
+        if let Some(otlp) = &self.telemetry.otlp {
+            out.extend(otlp.headers.iter().map(|(_, v)| v));
+        }
+        let mut values: Vec<String> = out
+            .into_iter()
+            .map(|s| s.expose_secret().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        values.sort();
+        values.dedup();
+        values
     }
 
     /// Rebuilds the tenant index after `tenants` was edited in place (lookups stay right

@@ -30,6 +30,7 @@ pub(crate) struct Harness {
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     dir: tempfile::TempDir,
+    bearer: Option<String>,
 }
 
 /// The shipped probes.toml pointed at `lab`, probing every 2 s, simulating only client
@@ -37,6 +38,11 @@ pub(crate) struct Harness {
 /// the stale one shows red after an unstaged rotation; Envoy-like clients would fail on
 /// every domain for their TTL — see the rotation tests).
 fn config_for(lab: &Lab, dir: &Path) -> Config {
+    config_with_bearer(lab, dir, None)
+}
+
+/// [`config_for`] with `[api] bearer_token` set to `bearer`.
+fn config_with_bearer(lab: &Lab, dir: &Path, bearer: Option<&str>) -> Config {
     let path = shipped_config_for(lab.base_url(), dir);
     let text = std::fs::read_to_string(&path)
         .unwrap()
@@ -54,6 +60,8 @@ fn config_for(lab: &Lab, dir: &Path) -> Config {
         ["jose", "spring", "honours_http"],
         "{text}"
     );
+    let mut config = config;
+    config.api.bearer_token = bearer.map(|b| b.to_owned().into());
     config
 }
 
@@ -71,7 +79,7 @@ impl Harness {
     pub(crate) async fn start(bearer: Option<&str>) -> Harness {
         let lab = start_lab().await;
         let dir = tempfile::tempdir().unwrap();
-        let config = Arc::new(config_for(&lab, dir.path()));
+        let config = Arc::new(config_with_bearer(&lab, dir.path(), bearer));
         let snapshot = snapshot::new_snapshot();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -80,7 +88,6 @@ impl Harness {
             state_dir: Some(config.settings.state_dir.clone()),
             config,
             clock: clock::system(),
-            bearer: bearer.map(|b| b.to_owned().into()),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -98,11 +105,12 @@ impl Harness {
             stops: vec![stop],
             tasks: vec![task],
             dir,
+            bearer: bearer.map(str::to_owned),
         }
     }
 
     pub(crate) fn start_daemon(&mut self) {
-        let config = config_for(&self.lab, self.dir.path());
+        let config = config_with_bearer(&self.lab, self.dir.path(), self.bearer.as_deref());
         let snapshot = self.snapshot.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         self.tasks.push(tokio::spawn(async move {
@@ -113,6 +121,11 @@ impl Harness {
             .unwrap();
         }));
         self.stops.push(stop);
+    }
+
+    /// The daemon's state directory (`.state` beside the config).
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.dir.path().join(".state")
     }
 
     pub(crate) fn rounds(&self) -> u64 {
@@ -141,19 +154,23 @@ impl Harness {
     }
 
     /// `method path` with an optional JSON body.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         token: Option<&str>,
         body: Option<&Value>,
     ) -> reqwest::Response {
+        let write = method != reqwest::Method::GET;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
             req = req.json(b);
+        } else if write {
+            // Every write names JSON, bodiless DELETE included.
+            req = req.header("content-type", "application/json");
         }
         req.send().await.unwrap()
     }
@@ -626,6 +643,10 @@ async fn silences_create_list_delete() {
         "{created:#}"
     );
     // A future one is listed too, not active yet.
+    let planned = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(30 * 24 * 3600),
+    )
+    .to_string();
     let resp = h
         .send(
             Method::POST,
@@ -633,8 +654,8 @@ async fn silences_create_list_delete() {
             t,
             Some(&json!({
                 "severity": "high",
-                "starts": "2099-01-01T00:00:00Z",
-                "ends": "2099-01-01T02:00:00Z",
+                "starts": planned,
+                "ends": "2h",
                 "created_by": "sre",
                 "comment": "planned",
             })),
@@ -728,6 +749,7 @@ async fn silences_create_list_delete() {
         .http
         .post(format!("{}/v1/silences", h.base))
         .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .body("ends=2h")
         .send()
         .await
@@ -980,7 +1002,7 @@ async fn gates_over_http_and_from_the_cli() {
 }
 
 /// Polls `ready` every 100 ms for up to 60 s; on timeout, fails with the daemon's log.
-async fn wait_for<F, Fut>(what: &str, log: &Path, mut ready: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, log: &Path, mut ready: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

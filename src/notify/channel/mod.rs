@@ -121,6 +121,16 @@ pub enum SendError {
 /// How long one delivery may take before it counts as a (retryable) failure.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The client every HTTP channel sends with. It never follows a redirect: a 307 would
+/// re-send the body (PagerDuty's routing key, a signed webhook payload) to wherever the
+/// `Location` says; the redirect is a permanent failure instead ([`classify_status`]).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
 /// Sends a rendered message over `channel`. `http` is shared by every HTTP channel.
 pub async fn send(
     msg: &Message,
@@ -157,10 +167,26 @@ pub async fn send_http(client: &reqwest::Client, req: &HttpRequest) -> Result<()
             SendError::Retryable(format!("request failed: {e}"))
         }
     })?;
-    classify_status(response.status().as_u16())
+    let status = response.status().as_u16();
+    if (300..400).contains(&status) {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| response.url().join(l).ok())
+            .map_or("an unknown place".to_owned(), |u| {
+                u.origin().ascii_serialization()
+            });
+        return Err(SendError::Permanent(format!(
+            "receiver answered {status}, a redirect to {}: notifications never follow redirects (they carry the channel's credentials); set the channel's url to the address that accepts them",
+            crate::model::wire::text(&to, crate::model::wire::TEXT_MAX)
+        )));
+    }
+    classify_status(status)
 }
 
-/// 2xx: delivered. 429 and 5xx: retry. Everything else: permanent.
+/// 2xx: delivered. 429 and 5xx: retry. Everything else (a redirect included):
+/// permanent, since sending the same request again cannot help.
 pub fn classify_status(status: u16) -> Result<(), SendError> {
     match status {
         200..=299 => Ok(()),
