@@ -273,8 +273,12 @@ async fn metrics_text(State(state): State<ApiState>, RawQuery(query): RawQuery) 
         for t in &selection.tenants {
             known_tenant(&known, t)?;
         }
-        let families = metrics::families(s, config, BuildInfo::current());
-        Ok::<_, String>(metrics::encode(&selection.apply(families)))
+        Ok::<_, String>(metrics::render_selected(
+            s,
+            config,
+            BuildInfo::current(),
+            &selection,
+        ))
     });
     match body {
         Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),

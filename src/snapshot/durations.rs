@@ -129,8 +129,8 @@ pub fn round_durations(obs: &Observation, per_view: bool) -> Vec<(DurationKind, 
 
 /// Fetch and login durations accumulated over every tenant round since the process
 /// started, one [`Histogram`] per label set. The daemon keeps it in its snapshot and
-/// [`Durations::observe`]s each round once. Series of a tenant removed by a reload keep
-/// their counts (counters never go back) until the process restarts.
+/// [`Durations::observe`]s each round once. Series of a tenant removed by a reload are
+/// dropped with it ([`Durations::retain_tenants`]).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Durations {
     pub fetch: BTreeMap<Labels, Histogram>,
@@ -138,6 +138,33 @@ pub struct Durations {
 }
 
 impl Durations {
+    /// The fetch and login histograms of `tenant`: a range of each map (every label set
+    /// starts with the tenant), so the cost is the tenant's own series.
+    pub fn of_tenant<'a>(&'a self, tenant: &'a str) -> [Vec<(&'a Labels, &'a Histogram)>; 2] {
+        let start: Labels = vec![("tenant", tenant.to_owned())];
+        let of = |map: &'a BTreeMap<Labels, Histogram>| {
+            map.range(start.clone()..)
+                .take_while(|(labels, _)| {
+                    labels
+                        .first()
+                        .is_some_and(|(k, v)| *k == "tenant" && v == tenant)
+                })
+                .collect()
+        };
+        [of(&self.fetch), of(&self.login)]
+    }
+
+    /// Drops the series of tenants for which `keep` is false (tenants a reload removed).
+    pub fn retain_tenants(&mut self, keep: impl Fn(&str) -> bool) {
+        let keep = |labels: &Labels| {
+            labels
+                .first()
+                .is_none_or(|(k, v)| *k != "tenant" || keep(v))
+        };
+        self.fetch.retain(|labels, _| keep(labels));
+        self.login.retain(|labels, _| keep(labels));
+    }
+
     /// Adds one tenant round's durations.
     /// Counts one round's durations (`per_view`: fetches labelled by view, else by domain).
     pub fn observe(&mut self, obs: &Observation, per_view: bool) {

@@ -115,21 +115,32 @@ pub fn encode(families: &[Family]) -> String {
         .sum();
     let mut out = String::with_capacity(series_count * 110 + families.len() * 160);
     for f in families {
-        let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
-        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
-        for s in &f.samples {
-            series(&mut out, f.name, "", &s.labels, None, s.value);
-        }
-        for h in &f.histograms {
-            for &(le, n) in &h.buckets {
-                let le = number(le);
-                series(&mut out, f.name, "_bucket", &h.labels, Some(&le), n as f64);
-            }
-            series(&mut out, f.name, "_sum", &h.labels, None, h.sum);
-            series(&mut out, f.name, "_count", &h.labels, None, h.count as f64);
-        }
+        write_header(&mut out, f);
+        write_samples(&mut out, f);
     }
     out
+}
+
+/// The HELP and TYPE lines of `f`.
+pub fn write_header(out: &mut String, f: &Family) {
+    let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
+    let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
+}
+
+/// The sample lines of `f` (a histogram's `_bucket`, `_sum` and `_count` series), without
+/// its header: a family's samples may be written in parts, one after another.
+pub fn write_samples(out: &mut String, f: &Family) {
+    for s in &f.samples {
+        series(out, f.name, "", &s.labels, None, s.value);
+    }
+    for h in &f.histograms {
+        for &(le, n) in &h.buckets {
+            let le = number(le);
+            series(out, f.name, "_bucket", &h.labels, Some(&le), n as f64);
+        }
+        series(out, f.name, "_sum", &h.labels, None, h.sum);
+        series(out, f.name, "_count", &h.labels, None, h.count as f64);
+    }
 }
 
 /// One sample line: `name+suffix{labels[,le]} value`, written straight into `out`.

@@ -5,11 +5,10 @@
 //! split one large keycanary into several scrape jobs (per tenant group, or the few
 //! families a dashboard needs).
 //!
-//! Pure: a query string in, a [`Selection`] or a message out; [`Selection::apply`] cuts a
-//! list of families. Not here: which tenants exist (the API refuses unknown ones with the
-//! configuration at hand) or how families are built.
+//! Pure: a query string in, a [`Selection`] or a message out; `render_selected` asks it
+//! which families and tenants to write. Not here: which tenants exist (the API refuses
+//! unknown ones with the configuration at hand) or how families are built.
 
-use super::Family;
 use std::collections::BTreeSet;
 
 /// What a scrape keeps; the default keeps everything.
@@ -61,33 +60,18 @@ impl Selection {
         }
     }
 
-    pub fn is_everything(&self) -> bool {
-        self.tenants.is_empty() && self.names.is_empty()
+    /// Whether the family named `name` is written.
+    pub fn wants_family(&self, name: &str) -> bool {
+        self.names.is_empty() || self.names.contains(name)
     }
 
-    /// `families` cut to the selection. A family that keeps no sample is still written
-    /// (HELP and TYPE) when its name was selected or no name was given, so `absent()`
-    /// alerts and the dashboards see every family of the job.
-    pub fn apply(&self, families: Vec<Family>) -> Vec<Family> {
-        if self.is_everything() {
-            return families;
-        }
-        families
-            .into_iter()
-            .filter(|f| self.names.is_empty() || self.names.contains(f.name))
-            .map(|mut f| {
-                if !self.tenants.is_empty() {
-                    let keep = |labels: &[(&'static str, String)]| {
-                        labels
-                            .iter()
-                            .any(|(k, v)| *k == "tenant" && self.tenants.contains(v))
-                    };
-                    f.samples.retain(|s| keep(&s.labels));
-                    f.histograms.retain(|h| keep(&h.labels));
-                }
-                f
-            })
-            .collect()
+    /// Whether `tenant`'s samples are written.
+    pub fn wants_tenant(&self, tenant: &str) -> bool {
+        self.tenants.is_empty() || self.tenants.contains(tenant)
+    }
+
+    pub fn is_everything(&self) -> bool {
+        self.tenants.is_empty() && self.names.is_empty()
     }
 }
 
@@ -95,59 +79,59 @@ impl Selection {
 mod tests {
     use super::*;
 
-    fn families() -> Vec<Family> {
-        vec![
-            Family::gauge("keycanary_rounds_total", "R.").with(&[], 3.0),
-            Family::gauge("keycanary_view_up", "U.")
-                .with(&[("tenant", "acme"), ("domain", "io")], 1.0)
-                .with(&[("tenant", "globex"), ("domain", "io")], 0.0),
-            Family::gauge("keycanary_gate_safe", "G.").with(&[("tenant", "acme")], 1.0),
-        ]
-    }
-
-    /// `(family, samples)` of what a selection keeps.
-    fn kept(query: &str) -> Vec<(&'static str, usize)> {
-        Selection::parse(Some(query))
-            .unwrap()
-            .apply(families())
-            .iter()
-            .map(|f| (f.name, f.samples.len()))
-            .collect()
+    /// `(family, tenant)` pairs a selection writes, of three families and two tenants.
+    fn kept(query: &str) -> Vec<(&'static str, &'static str)> {
+        let s = Selection::parse(Some(query)).unwrap();
+        let mut out = Vec::new();
+        for family in [
+            "keycanary_view_up",
+            "keycanary_gate_safe",
+            "keycanary_rounds_total",
+        ] {
+            for tenant in ["acme", "globex"] {
+                if s.wants_family(family) && s.wants_tenant(tenant) {
+                    out.push((family, tenant));
+                }
+            }
+        }
+        out
     }
 
     #[test]
     fn selections_keep_what_they_name() {
-        let table: &[(&str, &[(&str, usize)])] = &[
-            (
-                "",
-                &[
-                    ("keycanary_rounds_total", 1),
-                    ("keycanary_view_up", 2),
-                    ("keycanary_gate_safe", 1),
-                ],
-            ),
-            // A tenant keeps its series only: process-wide ones have no tenant.
+        let all = [
+            ("keycanary_view_up", "acme"),
+            ("keycanary_view_up", "globex"),
+            ("keycanary_gate_safe", "acme"),
+            ("keycanary_gate_safe", "globex"),
+            ("keycanary_rounds_total", "acme"),
+            ("keycanary_rounds_total", "globex"),
+        ];
+        let table: &[(&str, &[(&str, &str)])] = &[
+            ("", &all),
             (
                 "tenant=acme",
                 &[
-                    ("keycanary_rounds_total", 0),
-                    ("keycanary_view_up", 1),
-                    ("keycanary_gate_safe", 1),
+                    ("keycanary_view_up", "acme"),
+                    ("keycanary_gate_safe", "acme"),
+                    ("keycanary_rounds_total", "acme"),
                 ],
             ),
+            ("tenant=acme&tenant=globex", &all),
             (
-                "tenant=acme&tenant=globex",
+                "name[]=keycanary_view_up",
                 &[
-                    ("keycanary_rounds_total", 0),
-                    ("keycanary_view_up", 2),
-                    ("keycanary_gate_safe", 1),
+                    ("keycanary_view_up", "acme"),
+                    ("keycanary_view_up", "globex"),
                 ],
             ),
-            ("name[]=keycanary_view_up", &[("keycanary_view_up", 2)]),
             // Percent-encoded brackets, as clients send them, and both filters at once.
             (
                 "name%5B%5D=keycanary_view_up&name%5B%5D=keycanary_gate_safe&tenant=globex",
-                &[("keycanary_view_up", 1), ("keycanary_gate_safe", 0)],
+                &[
+                    ("keycanary_view_up", "globex"),
+                    ("keycanary_gate_safe", "globex"),
+                ],
             ),
             ("name[]=keycanary_nothing", &[]),
         ];

@@ -546,3 +546,40 @@ fn a_histogram_samples_as_its_buckets_sum_and_count() {
     assert_eq!(sample.buckets, h.buckets());
     assert_eq!((sample.sum, sample.count), (h.sum(), 3));
 }
+
+/// A scrape copies each tenant's text rendered after its judgement: the body is the same
+/// with that text as without it, and equal to the families OTLP exports, encoded.
+#[test]
+fn rendered_tenant_text_is_what_the_families_say() {
+    let mut s = incident();
+    let config = config();
+    let build = BuildInfo::current();
+    let fresh = render(&s, &config, build);
+    assert_eq!(fresh, encode(&families(&s, &config, build)));
+    let names: Vec<String> = s.tenants.keys().cloned().collect();
+    assert!(!names.is_empty());
+    for t in &names {
+        let text = render_tenant(&s, &config, t);
+        assert!(text.lines.iter().any(|l| !l.is_empty()), "{t}: {text:?}");
+        s.tenants.get_mut(t).unwrap().exposition = Some(std::sync::Arc::new(text));
+    }
+    assert_eq!(render(&s, &config, build), fresh);
+    // Stale text is what a scrape serves until the daemon renders again: it is used.
+    let t = &names[0];
+    s.tenants.get_mut(t).unwrap().exposition =
+        Some(std::sync::Arc::new(crate::snapshot::TenantExposition {
+            lines: vec!["marker_line 1\n".into()],
+        }));
+    let body = render(&s, &config, build);
+    assert!(
+        body.contains("# TYPE keycanary_view_up gauge\nmarker_line 1\n"),
+        "{body}"
+    );
+    // A split scrape writes only the selected tenants' text and families.
+    let only = Selection::parse(Some(&format!("tenant={t}&name[]=keycanary_view_up"))).unwrap();
+    assert_eq!(
+        render_selected(&s, &config, build, &only),
+        "# HELP keycanary_view_up 1 when the JWKS view answered 2xx with at least one key in the latest round, else 0.\n\
+         # TYPE keycanary_view_up gauge\nmarker_line 1\n"
+    );
+}
