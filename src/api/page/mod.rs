@@ -795,4 +795,25 @@ mod tests {
         assert!(waiting.contains("not probed yet"), "{waiting}");
         assert!(!waiting.contains("data-cell"), "{waiting}");
     }
+
+    #[test]
+    fn a_large_healthy_fleet_is_one_short_line_per_tenant_and_the_list_is_capped() {
+        let all = names("tenant-", MAX_LINES + 3);
+        let (s, config) = fleet(&all, &[]);
+        let html = render(&s, &config, Timestamp(62_500));
+        assert!(
+            !html.contains("<article"),
+            "no full card for a healthy tenant"
+        );
+        assert_eq!(html.matches("<li class=\"ok\"").count(), MAX_LINES);
+        assert!(html.contains("3 more not listed: filter by tenant above."));
+        // Bounded by the lines, not by the views: a full card per tenant was ~2.6 KB.
+        let per_line = (html.len() - CSS.len()) / MAX_LINES;
+        assert!(per_line < 200, "{per_line} bytes per tenant");
+        assert!(html.contains(&format!(
+            "{} tenant(s): 0 with problems · {} healthy",
+            all.len(),
+            all.len()
+        )));
+    }
 }
