@@ -302,7 +302,16 @@ pub struct Status {
     pub views: Vec<ViewRow>,
 }
 
-pub fn status_of(s: &Snapshot) -> Status {
+/// `GET /v1/status[?tenant=T]`.
+#[derive(Debug, Default, Deserialize)]
+pub struct StatusQuery {
+    /// Only this tenant's rows.
+    pub tenant: Option<String>,
+}
+
+/// The status of every tenant, or of `tenant` only (its own part of the snapshot: the
+/// cost of one tenant, not of the fleet). Linear in views plus findings either way.
+pub fn status_of(s: &Snapshot, tenant: Option<&str>) -> Status {
     let last_round = match (s.last_round_started, s.last_round_finished) {
         (Some(start), Some(end)) => Some(LastRound {
             number: s.rounds,
@@ -312,18 +321,49 @@ pub fn status_of(s: &Snapshot) -> Status {
         }),
         _ => None,
     };
+    let report = match tenant {
+        Some(t) => Report::new(
+            s.observation(t),
+            s.tenants
+                .get(t)
+                .map_or_else(Vec::new, |t| t.findings.clone()),
+        ),
+        // Rows need only the findings about views, in any order.
+        None => Report::new(
+            s.observations(),
+            s.tenants
+                .values()
+                .flat_map(|t| &t.findings)
+                .filter(|f| f.subject.path.is_some())
+                .cloned()
+                .collect(),
+        ),
+    };
     Status {
         last_round,
-        views: Report::new(
-            s.observations(),
-            s.findings().into_iter().cloned().collect(),
-        )
-        .views,
+        views: report.views,
     }
 }
 
-async fn status(State(state): State<ApiState>) -> Json<Status> {
-    Json(read(&state, |s, _| status_of(s)))
+async fn status(
+    State(state): State<ApiState>,
+    q: Result<Query<StatusQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
+    let status = read(&state, |s, config| {
+        if let Some(t) = q.tenant.as_deref() {
+            let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+            known_tenant(&known, t)?;
+        }
+        Ok::<_, String>(status_of(s, q.tenant.as_deref()))
+    });
+    match status {
+        Ok(status) => Json(status).into_response(),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -397,10 +437,17 @@ async fn findings(
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let body = read(&state, |s, _| {
-        let findings: Vec<FindingOut<'_>> = s
-            .findings()
+        // One tenant's findings are its own list (already in rank order); every tenant's
+        // are gathered and sorted once.
+        let open: Vec<&Finding> = match q.tenant.as_deref() {
+            Some(t) => s
+                .tenants
+                .get(t)
+                .map_or_else(Vec::new, |t| t.findings.iter().collect()),
+            None => s.findings(),
+        };
+        let findings: Vec<FindingOut<'_>> = open
             .into_iter()
-            .filter(|f| q.tenant.as_deref().is_none_or(|t| f.subject.tenant == t))
             .filter(|f| code.is_none_or(|c| f.code == c))
             .filter(|f| severity.is_none_or(|min| f.severity.at_least(min)))
             .map(|f| FindingOut {
@@ -515,9 +562,21 @@ async fn openapi() -> Response {
     ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
-async fn status_page(State(state): State<ApiState>) -> Html<String> {
+/// `GET /[?q=TEXT | ?tenant=NAME]`: the status page (see [`page`]); 404 with a page for a
+/// tenant that is not configured.
+async fn status_page(
+    State(state): State<ApiState>,
+    q: Result<Query<page::PageQuery>, QueryRejection>,
+) -> Response {
+    let q = match q {
+        Ok(Query(q)) => q,
+        Err(e) => return bad_query(e),
+    };
     let now = state.clock.now();
-    Html(read(&state, |s, config| page::render(s, config, now)))
+    match read(&state, |s, config| page::render_query(s, config, &q, now)) {
+        Ok(html) => Html(html).into_response(),
+        Err(html) => (StatusCode::NOT_FOUND, Html(html)).into_response(),
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! The HTTP API and status page as operators use them: the daemon loop and the API run
 //! in-process against the lab over real HTTP; `promtool` checks `/metrics`; headless
-//! Chromium renders the status page during the seed incident; the real binary reloads
-//! its config on SIGHUP and the API follows.
+//! Chromium renders the status page and a tenant's page during the seed incident; the
+//! real binary reloads its config on SIGHUP and the API follows.
 
 use crate::check::{cache_io_for_ten_minutes, shipped_config_for, start_lab};
 use crate::peers::signal;
@@ -305,6 +305,23 @@ async fn api_on_a_healthy_lab() {
         assert!(ready_fields.contains(k), "Ready.{k} is not in openapi.json");
     }
 
+    // One tenant's rows: `?tenant=`; an unknown tenant is a 400.
+    let globex = h.json("/v1/status?tenant=globex", None).await;
+    let rows = globex["views"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "2 domains x (cdn + origin): {globex:#}");
+    assert!(rows.iter().all(|v| v["tenant"] == "globex"), "{globex:#}");
+    assert_eq!(globex["last_round"], status["last_round"]);
+    let unknown = h.get("/v1/status?tenant=nosuch", None).await;
+    assert_eq!(unknown.status(), 400);
+    let message: Value = unknown.json().await.unwrap();
+    assert!(
+        message["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown tenant `nosuch`"),
+        "{message:#}"
+    );
+
     let findings = h.json("/v1/findings", None).await;
     assert_eq!(findings["findings"], serde_json::json!([]), "{findings:#}");
 
@@ -342,6 +359,8 @@ async fn api_on_a_healthy_lab() {
         assert!(counts.values().all(|n| *n >= 1.0), "{family}: {counts:?}");
     }
 
+    // The status page: every tenant healthy, so each is one line and no matrix is shown;
+    // a tenant's page has its matrix; the filter keeps the names that contain the text.
     let page = h.get("/", None).await;
     assert_eq!(page.status(), 200);
     assert!(
@@ -350,13 +369,45 @@ async fn api_on_a_healthy_lab() {
             .unwrap()
             .starts_with("text/html")
     );
+    let page = page.text().await.unwrap();
+    for tenant in ["acme", "globex", "initech"] {
+        assert_eq!(line_class(&page, tenant), "ok", "{tenant}: {page}");
+        assert!(
+            page.contains(&format!("href=\"/?tenant={tenant}\"")),
+            "{page}"
+        );
+    }
+    assert!(!page.contains("data-cell"), "{page}");
+    let acme = h.get("/?tenant=acme", None).await;
+    assert_eq!(acme.status(), 200);
+    let acme = acme.text().await.unwrap();
+    assert!(has_class(&cell_class(&acme, "acme/io/cdn"), "ok"), "{acme}");
+    assert!(!acme.contains("globex"), "{acme}");
+    let filtered = h.get("/?q=GLOB", None).await.text().await.unwrap();
+    assert_eq!(line_class(&filtered, "globex"), "ok", "{filtered}");
+    assert!(!filtered.contains("data-tenant=\"acme\""), "{filtered}");
+    let missing = h.get("/?tenant=%3Cb%3Enosuch", None).await;
+    assert_eq!(missing.status(), 404);
+    let missing = missing.text().await.unwrap();
     assert!(
-        page.text()
-            .await
-            .unwrap()
-            .contains("data-cell=\"acme/io/cdn\"")
+        missing.contains("No tenant named “&lt;b&gt;nosuch”"),
+        "{missing}"
     );
     h.stop().await;
+}
+
+/// The `class` attribute of the status page's one-line entry for `tenant`.
+fn line_class(page: &str, tenant: &str) -> String {
+    let at = page
+        .find(&format!("data-tenant=\"{tenant}\""))
+        .unwrap_or_else(|| panic!("no line for {tenant} in the page:\n{page}"));
+    let open = page[..at].rfind("<li").expect("the line is an <li>");
+    let tag = &page[open..at];
+    let class = tag
+        .split("class=\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no class on {tag}"));
+    class.split('"').next().unwrap().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -846,15 +897,39 @@ async fn status_page_in_chromium_shows_the_stale_edge_red() {
     let (old_kid, new_kid) = stage_seed_incident(&mut h).await;
     let url = format!("{}/", h.base);
 
+    // acme has problems: its card comes first, with its matrix; the healthy tenants are
+    // one line each, below it.
     let dom = chromium(&url, &["--dump-dom".to_owned()]).await;
     let io = cell_class(&dom, "acme/io/cdn");
     let app = cell_class(&dom, "acme/app/cdn");
     assert!(has_class(&io, "bad"), "acme/io/cdn is `{io}`");
     assert!(has_class(&app, "ok"), "acme/app/cdn is `{app}`");
-    for other in ["globex/io/cdn", "initech/app/cdn", "acme/io/origin"] {
-        assert!(has_class(&cell_class(&dom, other), "ok"), "{other}");
-    }
+    assert!(has_class(&cell_class(&dom, "acme/io/origin"), "ok"));
     assert!(dom.contains("kid_missing") && dom.contains(&new_kid) && dom.contains(&old_kid));
+    let card = dom.find("id=\"tenant-acme\"").expect("acme's card");
+    for other in ["globex", "initech"] {
+        assert_eq!(line_class(&dom, other), "ok", "{other}");
+        let line = dom.find(&format!("data-tenant=\"{other}\"")).unwrap();
+        assert!(card < line, "problems first");
+        assert!(
+            !dom.contains(&format!("data-cell=\"{other}/")),
+            "{other} is folded"
+        );
+    }
+    // A healthy tenant's full matrix is on its page; the filter finds it by part of its
+    // name (the form's GET, as a browser sends it).
+    let globex = chromium(
+        &format!("{}/?tenant=globex", h.base),
+        &["--dump-dom".to_owned()],
+    )
+    .await;
+    for cell in ["globex/io/cdn", "globex/app/origin", "globex/io/login"] {
+        assert!(has_class(&cell_class(&globex, cell), "ok"), "{cell}");
+    }
+    assert!(!globex.contains("acme/io/cdn"), "only globex");
+    let filtered = h.get("/?q=itech", None).await.text().await.unwrap();
+    assert_eq!(line_class(&filtered, "initech"), "ok", "{filtered}");
+    assert!(!filtered.contains("tenant-acme") && !filtered.contains("data-tenant=\"globex\""));
 
     let png = test_output_dir().join("status-page.png");
     let _ = std::fs::remove_file(&png);
