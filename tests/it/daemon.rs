@@ -38,7 +38,7 @@ const THRESHOLD: u64 = 2;
 /// The shipped probes.toml pointed at `lab`, probing every 2 s, with one client profile
 /// that refetches at once (clients recover as soon as the edge does), the API on a free
 /// port, and `alerting` appended. Written to `dir/probes.toml`; state in `dir/.state`.
-fn write_config(lab: &Lab, dir: &Path, alerting: &str) -> PathBuf {
+pub(crate) fn write_config(lab: &Lab, dir: &Path, alerting: &str) -> PathBuf {
     let path = shipped_config_for(lab.base_url(), dir);
     let text = std::fs::read_to_string(&path).unwrap();
     let replaced = text
