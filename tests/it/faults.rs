@@ -1,16 +1,28 @@
-//! The fault matrix for one probe: what an IdP can do wrong on the wire, each as a tenant
-//! of one `keycanary check` run (the binary) against hostile servers on loopback. Every
-//! row is a finding that names the problem, never a crash: the run exits 1 (findings), not
-//! 101 (a panic), and no other tenant's row is mixed into its message.
+//! The fault matrix (README, "Fault matrix"), the rows no other module holds.
+//!
+//! What an IdP can do wrong on the wire, each as a tenant of one `keycanary check` run
+//! (the binary) against hostile servers on loopback: every row is a finding that names
+//! the problem, never a crash (the run exits 1 for findings, not 101 for a panic). And
+//! what the daemon's own ground can do: a state directory that cannot be made, a disk
+//! that fills while it runs, `kill -9` in the middle of a round, SIGTERM with a round and
+//! a send in flight.
 
 use crate::check::{Run, keycanary, start_lab};
-use crate::daemon::write_config;
+use crate::daemon::{
+    alerting, blackhole, committed_rounds, hanging_tenant, spawn_keycanary, stage_steady_incident,
+    status, wait_committed_rounds, webhook_channel, write_config,
+};
 use crate::peers::{Proc, free_port, signal, wait_until};
+use crate::receivers::Hook;
+use keycanary::store::StatusReport;
 use serde_json::Value;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 
 /// The longest any single wait in these tests may take.
 const BOUND: Duration = Duration::from_secs(120);
@@ -455,5 +467,133 @@ async fn a_state_directory_that_cannot_be_made_stops_the_start() {
         "{stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+    lab.shutdown().await;
+}
+
+/// Rounds of the hung tenant's open `discovery_failed` episode.
+fn hung_bad_rounds(s: &StatusReport) -> u32 {
+    s.alert_state
+        .episodes
+        .iter()
+        .filter(|e| {
+            e.finding.subject.tenant == "hung" && e.finding.code.as_str() == "discovery_failed"
+        })
+        .map(|e| e.bad_rounds)
+        .max()
+        .unwrap_or(0)
+}
+
+/// `kill -9` in the middle of a round, after the page went out: a tenant whose IdP never
+/// answers has a round in flight at any moment (each of its requests waits out the 2 s
+/// timeout, and it needs two in a row), so the SIGKILL lands during it. The restarted
+/// daemon opens the same state, goes on committing rounds, still judges the hung tenant,
+/// and does not page the open incident a second time.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigkill_mid_round_restarts_without_a_second_page() {
+    let lab = start_lab().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (port, hole) = blackhole().await;
+    let hook = Hook::start(0).await;
+    let extra = format!(
+        "{}\n{}",
+        hanging_tenant(port),
+        alerting(&[webhook_channel("hook", &hook.url())])
+    );
+    let config = write_config(&lab, dir.path(), &extra);
+    stage_steady_incident(&lab).await;
+
+    let mut first = spawn_keycanary(&config, dir.path(), 1);
+    wait_until("the page", BOUND, || async { hook.bodies().len() == 1 }).await;
+    wait_until("the page's row delivered", BOUND, || async {
+        status(dir.path()).is_some_and(|s| s.pending == 0)
+    })
+    .await;
+    first.kill().await;
+    let killed_at = committed_rounds(dir.path());
+    let hung_before = hung_bad_rounds(&status(dir.path()).unwrap());
+
+    let _second = spawn_keycanary(&config, dir.path(), 2);
+    wait_committed_rounds(dir.path(), killed_at + 4).await;
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    assert_eq!(bodies[0]["status"], "firing");
+    let s = status(dir.path()).unwrap();
+    assert_eq!((s.pending, s.dead.len()), (0, 0), "{s:?}");
+    assert!(
+        hung_bad_rounds(&s) > hung_before,
+        "the hung tenant is judged after the restart: {s:?}"
+    );
+    hole.abort();
+    lab.shutdown().await;
+}
+
+/// A receiver that accepts connections, reads what comes and never answers; counts the
+/// connections it holds.
+async fn silent_receiver() -> (u16, Arc<AtomicUsize>, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let count = accepted.clone();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            held.push(socket);
+        }
+    });
+    (port, accepted, task)
+}
+
+/// SIGTERM with a round and a send in flight: the hung tenant's round is always probing,
+/// and the webhook receiver holds the page's request unanswered. The daemon exits 0, the
+/// page stays in the outbox, and the next start delivers it once to the receiver, now
+/// answering on the same port.
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_with_a_round_and_a_send_in_flight_keeps_the_page_for_the_next_start() {
+    let lab = start_lab().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (idp_port, hole) = blackhole().await;
+    let (hook_port, accepted, silent) = silent_receiver().await;
+    let extra = format!(
+        "{}\n{}",
+        hanging_tenant(idp_port),
+        alerting(&[webhook_channel(
+            "hook",
+            &format!("http://127.0.0.1:{hook_port}/hook")
+        )])
+    );
+    let config = write_config(&lab, dir.path(), &extra);
+    stage_steady_incident(&lab).await;
+
+    let mut first = spawn_keycanary(&config, dir.path(), 1);
+    wait_until("the page's request held by the receiver", BOUND, || async {
+        accepted.load(Ordering::SeqCst) >= 1
+    })
+    .await;
+    signal(&first.child, "TERM");
+    let exit = tokio::time::timeout(BOUND, first.child.wait())
+        .await
+        .expect("stopped within the bound")
+        .unwrap();
+    assert_eq!(exit.code(), Some(0), "{}", first.logs());
+    let s = status(dir.path()).unwrap();
+    assert_eq!((s.pending, s.dead.len()), (1, 0), "the page is kept: {s:?}");
+
+    silent.abort();
+    let _ = silent.await;
+    let hook = Hook::start(hook_port).await;
+    let _second = spawn_keycanary(&config, dir.path(), 2);
+    wait_until("the page after the restart", BOUND, || async {
+        !hook.bodies().is_empty()
+    })
+    .await;
+    let after = committed_rounds(dir.path());
+    wait_committed_rounds(dir.path(), after + 3).await;
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1, "{bodies:#?}");
+    assert_eq!(bodies[0]["status"], "firing");
+    let s = status(dir.path()).unwrap();
+    assert_eq!((s.pending, s.dead.len()), (0, 0), "{s:?}");
+    hole.abort();
     lab.shutdown().await;
 }
