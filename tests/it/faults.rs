@@ -14,6 +14,7 @@ use crate::daemon::{
 };
 use crate::peers::{Proc, free_port, signal, wait_until};
 use crate::receivers::Hook;
+use keycanary::lab::CachePolicyUpdate;
 use keycanary::store::StatusReport;
 use serde_json::Value;
 use std::path::Path;
@@ -359,16 +360,24 @@ async fn every_wire_fault_is_a_finding_that_names_it() {
     }
 }
 
-/// A full disk: the daemon may not grow any file past 400 blocks (`ulimit -f`, with
+/// A full disk: the daemon may not grow any file past 400 blocks (a soft `ulimit -f`, with
 /// SIGXFSZ ignored, so a write past it fails as on a full disk). Its state store's
 /// write-ahead log soon reaches that: the commit error is logged and `/readyz` answers 503
-/// naming it, while the process keeps probing and serving, and stops cleanly on SIGTERM.
+/// naming it, while the process keeps probing and serving. Then space comes back (the
+/// limit is lifted with `prlimit`): `/readyz` is ready again, and the seed incident's
+/// page, whose round could not be committed, is decided again and delivered once.
+/// SIGTERM stops it cleanly.
 #[tokio::test(flavor = "multi_thread")]
-async fn a_full_disk_is_reported_and_the_daemon_keeps_running() {
+async fn a_full_disk_is_reported_and_the_daemon_recovers_when_space_returns() {
     let lab = start_lab().await;
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let config = write_config(&lab, dir.path(), "");
+    let hook = Hook::start(0).await;
+    let config = write_config(
+        &lab,
+        dir.path(),
+        &alerting(&[webhook_channel("hook", &hook.url())]),
+    );
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "listen = \"127.0.0.1:0\"",
         &format!("listen = \"127.0.0.1:{port}\""),
@@ -376,7 +385,7 @@ async fn a_full_disk_is_reported_and_the_daemon_keeps_running() {
     std::fs::write(&config, text).unwrap();
     let mut cmd = tokio::process::Command::new("sh");
     cmd.arg("-c")
-        .arg("trap '' XFSZ; ulimit -f 400; exec \"$0\" run --config \"$1\"")
+        .arg("trap '' XFSZ; ulimit -S -f 400; exec \"$0\" run --config \"$1\"")
         .arg(env!("CARGO_BIN_EXE_keycanary"))
         .arg(&config)
         .env("RUST_LOG", "warn");
@@ -392,13 +401,11 @@ async fn a_full_disk_is_reported_and_the_daemon_keeps_running() {
             Some((status, resp.json::<Value>().await.unwrap_or_default()))
         }
     };
+    let ready = || async { get("/readyz").await.is_some_and(|(s, _)| s == 200) };
     // SQLite's word for a write the file system refused.
     const NOT_WRITABLE: &str =
         "the state store is not writable: the latest commit failed: state database: disk I/O error";
-    wait_until("ready after the first commits", BOUND, || async {
-        get("/readyz").await.is_some_and(|(s, _)| s == 200)
-    })
-    .await;
+    wait_until("ready after the first commits", BOUND, ready).await;
     wait_until("/readyz naming the failed commit", BOUND, || async {
         get("/readyz").await.is_some_and(|(s, body)| {
             s == 503
@@ -413,21 +420,59 @@ async fn a_full_disk_is_reported_and_the_daemon_keeps_running() {
         "{}",
         log()
     );
-    // Still probing and serving: more rounds come, and /healthz answers.
+    // The seed incident now, while nothing can be committed (io purged first, so its
+    // next copy is the 10-minute one the staging warms).
+    for domain in ["app", "io"] {
+        let policy = CachePolicyUpdate {
+            origin_cache_control: Some(Some("public, max-age=600".into())),
+            ..Default::default()
+        };
+        lab.set_cache(domain, policy).unwrap();
+    }
+    lab.purge("io").unwrap();
+    stage_steady_incident(&lab).await;
+    // Still probing and serving: more rounds come (past the failure threshold), and
+    // /healthz answers; no page goes out, since none could be queued.
     let rounds = |body: &Value| body["last_round"]["number"].as_u64();
     let before = get("/v1/status")
         .await
         .and_then(|(_, b)| rounds(&b))
         .unwrap();
-    wait_until("two more rounds", BOUND, || async {
+    wait_until("four more rounds", BOUND, || async {
         get("/v1/status")
             .await
             .and_then(|(_, b)| rounds(&b))
-            .is_some_and(|n| n >= before + 2)
+            .is_some_and(|n| n >= before + 4)
     })
     .await;
     assert_eq!(get("/healthz").await.map(|(s, _)| s), Some(200));
     assert!(daemon.child.try_wait().unwrap().is_none(), "{}", log());
+    let findings = get("/v1/findings?tenant=acme").await.unwrap().1;
+    assert!(
+        findings["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "kid_missing"),
+        "the incident is seen while the disk is full: {findings:#}"
+    );
+    assert!(get("/readyz").await.is_some_and(|(s, _)| s == 503));
+    assert!(hook.bodies().is_empty(), "{:#?}", hook.bodies());
+
+    // Space comes back.
+    let pid = daemon.child.id().unwrap().to_string();
+    let lifted = std::process::Command::new("prlimit")
+        .args(["--pid", &pid, "--fsize=unlimited"])
+        .status()
+        .unwrap();
+    assert!(lifted.success());
+    wait_until("ready again after a commit", BOUND, ready).await;
+    wait_until("the page", BOUND, || async { !hook.bodies().is_empty() }).await;
+    let after = committed_rounds(dir.path());
+    wait_committed_rounds(dir.path(), after + 3).await;
+    let bodies = hook.bodies();
+    assert_eq!(bodies.len(), 1, "one page: {bodies:#?}");
+    assert_eq!(bodies[0]["status"], "firing");
 
     signal(&daemon.child, "TERM");
     let exit = tokio::time::timeout(BOUND, daemon.child.wait())
