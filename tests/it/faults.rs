@@ -484,7 +484,7 @@ async fn a_full_disk_is_reported_and_the_daemon_recovers_when_space_returns() {
 }
 
 /// A state directory that cannot be made (its parent is a regular file): `keycanary run`
-/// refuses to start, exit 2, and says which directory and why.
+/// refuses to start, exit 2, and says which directory and why (once).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_state_directory_that_cannot_be_made_stops_the_start() {
     let lab = start_lab().await;
@@ -511,6 +511,7 @@ async fn a_state_directory_that_cannot_be_made_stops_the_start() {
             && stderr.contains("not-a-dir/state: Not a directory"),
         "{stderr}"
     );
+    assert_eq!(stderr.matches("Not a directory").count(), 1, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     lab.shutdown().await;
 }
