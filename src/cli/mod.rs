@@ -180,7 +180,7 @@ pub fn main() -> ExitCode {
         match wanted.map(start_traces).transpose() {
             Ok(t) => t.flatten(),
             Err(e) => {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {}", error_line(&e));
                 return ExitCode::from(2);
             }
         }
@@ -189,7 +189,7 @@ pub fn main() -> ExitCode {
     let code = match runtime.block_on(dispatch(cli.command, config)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", error_line(&e));
             ExitCode::from(2)
         }
     };
@@ -286,5 +286,62 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<Ex
             gate::run(&cfg(), &path, question, url.as_deref(), format).await
         }
         Command::Lab { listen } => lab::run(listen).await,
+    }
+}
+
+/// An error and its causes on one line, each cause once: a message that already quotes
+/// its cause (`cannot create the state directory …: Not a directory …`) is not followed by
+/// that cause again.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_line;
+    use crate::store::StoreError;
+    use anyhow::Context;
+
+    #[test]
+    fn error_lines_name_each_cause_once() {
+        let os = || std::io::Error::from(std::io::ErrorKind::NotADirectory);
+        let create = |path: &str| {
+            anyhow::Error::new(StoreError::CreateDir {
+                path: path.into(),
+                source: os(),
+            })
+        };
+        let context = |e: anyhow::Error, what: &'static str| e.context(what);
+        let plain = Err::<(), _>(os())
+            .context("reading probes.toml")
+            .unwrap_err();
+        let said = os().to_string();
+        let created = "create it or set `state_dir`";
+        for (e, want) in [
+            // The store's message quotes its cause: once.
+            (
+                create("x/state"),
+                format!("cannot create the state directory x/state: {said}: {created}"),
+            ),
+            // A context that does not: the cause follows it.
+            (plain, format!("reading probes.toml: {said}")),
+            (
+                context(create("y"), "starting"),
+                format!("starting: cannot create the state directory y: {said}: {created}"),
+            ),
+        ] {
+            assert_eq!(error_line(&e), want);
+        }
     }
 }

@@ -38,7 +38,7 @@ const THRESHOLD: u64 = 2;
 /// The shipped probes.toml pointed at `lab`, probing every 2 s, with one client profile
 /// that refetches at once (clients recover as soon as the edge does), the API on a free
 /// port, and `alerting` appended. Written to `dir/probes.toml`; state in `dir/.state`.
-fn write_config(lab: &Lab, dir: &Path, alerting: &str) -> PathBuf {
+pub(crate) fn write_config(lab: &Lab, dir: &Path, alerting: &str) -> PathBuf {
     let path = shipped_config_for(lab.base_url(), dir);
     let text = std::fs::read_to_string(&path).unwrap();
     let replaced = text
@@ -63,12 +63,12 @@ fn email_channel(name: &str, port: u16) -> String {
     )
 }
 
-fn webhook_channel(name: &str, url: &str) -> String {
+pub(crate) fn webhook_channel(name: &str, url: &str) -> String {
     format!("[[alerting.channel]]\nname = \"{name}\"\ntype = \"webhook\"\nurl = \"{url}\"\n")
 }
 
 /// `[alerting]` with `channels` and one route sending acme's notifications to all of them.
-fn alerting(channels: &[String]) -> String {
+pub(crate) fn alerting(channels: &[String]) -> String {
     let names: Vec<String> = channels
         .iter()
         .map(|c| {
@@ -108,7 +108,7 @@ async fn stage_incident(lab: &Lab) {
 /// minute lifetime (`max-age=600`, the same on both, so no drift), so the stale copy
 /// never outlives what its headers say and the incident gains no finding as it ages
 /// (with only the CDN's override, `cache_ttl_exceeded` joins after 60 s and re-pages).
-async fn stage_steady_incident(lab: &Lab) {
+pub(crate) async fn stage_steady_incident(lab: &Lab) {
     for domain in ["app", "io"] {
         lab.set_cache(
             domain,
@@ -210,7 +210,7 @@ impl Drop for Daemon {
 }
 
 /// What `keycanary status` would say about `dir/.state` (read-only, while running).
-fn status(dir: &Path) -> Option<StatusReport> {
+pub(crate) fn status(dir: &Path) -> Option<StatusReport> {
     Store::open_read_only(&dir.join(".state"))
         .and_then(|s| s.status())
         .ok()
@@ -361,7 +361,7 @@ async fn smtp_down_during_the_incident_delivers_when_it_is_back() {
 }
 
 /// `keycanary run` (the binary) against the lab, its stderr in `dir/keycanary-N.log`.
-fn spawn_keycanary(config: &Path, dir: &Path, n: usize) -> Proc {
+pub(crate) fn spawn_keycanary(config: &Path, dir: &Path, n: usize) -> Proc {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_keycanary"));
     cmd.args(["run", "--config"])
         .arg(config)
@@ -369,13 +369,13 @@ fn spawn_keycanary(config: &Path, dir: &Path, n: usize) -> Proc {
     Proc::spawn(&format!("keycanary-{n}"), cmd, dir)
 }
 
-fn committed_rounds(dir: &Path) -> u64 {
+pub(crate) fn committed_rounds(dir: &Path) -> u64 {
     status(dir)
         .and_then(|s| s.last_round)
         .map_or(0, |r| r.number)
 }
 
-async fn wait_committed_rounds(dir: &Path, n: u64) {
+pub(crate) async fn wait_committed_rounds(dir: &Path, n: u64) {
     wait_until(&format!("{n} committed rounds"), BOUND, || async {
         committed_rounds(dir) >= n
     })
@@ -586,7 +586,7 @@ async fn api_silence_mutes_the_seed_incident() {
 }
 
 /// A TCP server that accepts connections and never answers: an IdP that hangs.
-async fn blackhole() -> (u16, JoinHandle<()>) {
+pub(crate) async fn blackhole() -> (u16, JoinHandle<()>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
@@ -600,7 +600,7 @@ async fn blackhole() -> (u16, JoinHandle<()>) {
 
 /// A tenant whose IdP hangs: every request runs into the 2 s timeout, and a round needs
 /// two in a row (discovery, then login and views), so it takes at least 4 s.
-fn hanging_tenant(port: u16) -> String {
+pub(crate) fn hanging_tenant(port: u16) -> String {
     let secret = repo().join("lab/client-secret");
     format!(
         r#"

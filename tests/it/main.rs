@@ -8,6 +8,7 @@ mod api;
 mod check;
 mod daemon;
 mod dashboards;
+mod faults;
 mod hardening;
 mod hygiene;
 mod lab;
