@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the integration tests run: nginx (the CDN), Prometheus and
 # Alertmanager (Debian), aiosmtpd (PyPI) and the Node OIDC/OAuth servers in peers/node
-# (npm, from the committed package-lock.json).
+# (npm, from the committed package-lock.json); openssl (a self-signed TLS server) and
+# util-linux (prlimit) for the fault matrix.
 #
 # Idempotent: each step is skipped when its result is already there, so a warm run takes
 # well under a second. Quiet on success; on failure it prints the full log and exits
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-apt_packages=(nginx prometheus prometheus-alertmanager chromium)
+apt_packages=(nginx prometheus prometheus-alertmanager chromium openssl util-linux)
 pip_packages=("aiosmtpd==1.4.6")
 node_dir="$repo_root/peers/node"
 
