@@ -208,6 +208,12 @@ fn readiness(s: &Snapshot) -> Result<(), String> {
             "the state store is not writable: the latest commit failed: {e}"
         ));
     }
+    if let (n @ 1.., e) = s.deliveries.unrecorded() {
+        return Err(format!(
+            "the state store is not writable: {n} notification outcomes wait in memory to be recorded: {}",
+            e.unwrap_or_default()
+        ));
+    }
     if let Some(config) = &s.config
         && s.lag > config.settings.interval * LAG_INTERVALS
     {

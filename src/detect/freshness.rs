@@ -115,14 +115,16 @@ impl EdgeFreshness {
     /// How long past its lifetime the edge may still serve the copy: stale-while-revalidate
     /// plus stale-if-error.
     pub fn stale_windows(&self) -> Duration {
-        self.stale_while_revalidate + self.stale_if_error
+        self.stale_while_revalidate
+            .saturating_add(self.stale_if_error)
     }
 
     /// The declared lifetime plus [`Self::stale_windows`] for a copy just stored: `Some(0)`
     /// when it may not be stored, `None` when the headers declare no lifetime.
     pub fn declared_serves_for(&self) -> Option<Duration> {
         if self.storable {
-            self.declared_ttl.map(|d| d + self.stale_windows())
+            self.declared_ttl
+                .map(|d| d.saturating_add(self.stale_windows()))
         } else {
             Some(Duration::ZERO)
         }
@@ -135,7 +137,7 @@ impl EdgeFreshness {
         if !self.storable {
             return Some(Duration::ZERO);
         }
-        Some(self.remaining? + self.stale_windows())
+        Some(self.remaining?.saturating_add(self.stale_windows()))
     }
 
     /// [`Self::serves_for`] for a copy the edge has just stored: the declared lifetime plus
@@ -155,7 +157,7 @@ impl EdgeFreshness {
         if !self.source?.is_explicit() {
             return None;
         }
-        let allowed = declared + self.stale_windows();
+        let allowed = declared.saturating_add(self.stale_windows());
         self.age.checked_sub(allowed).filter(|d| !d.is_zero())
     }
 }
