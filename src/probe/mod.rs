@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod jwks;
+pub mod refresh;
 pub mod token;
 
 use crate::clock::SharedClock;
@@ -31,6 +32,8 @@ pub struct Prober {
     clock: SharedClock,
     location: String,
     max_body: u64,
+    /// The newest refresh token of each domain whose IdP rotates them.
+    refresh_tokens: refresh::RefreshTokens,
 }
 
 impl Prober {
@@ -40,6 +43,7 @@ impl Prober {
             clock,
             location: config.settings.location.clone(),
             max_body: config.settings.max_body_bytes,
+            refresh_tokens: refresh::RefreshTokens::in_dir(&config.settings.state_dir),
         })
     }
 
@@ -59,7 +63,7 @@ impl Prober {
     #[instrument(name = "probe.round", parent = None, skip_all, fields(tenant = %tenant.name, location = %self.location))]
     pub async fn tenant_traced(&self, tenant: &Tenant) -> (Observation, RoundTrace) {
         let started_at = self.clock.now();
-        let domains = join_all(tenant.domains.iter().map(|d| self.domain(d))).await;
+        let domains = join_all(tenant.domains.iter().map(|d| self.domain(&tenant.name, d))).await;
         let observation = Observation {
             tenant: tenant.name.clone(),
             location: self.location.clone(),
@@ -71,7 +75,7 @@ impl Prober {
     }
 
     #[instrument(name = "probe.domain", skip_all, fields(domain = %domain.name))]
-    async fn domain(&self, domain: &Domain) -> DomainObservation {
+    async fn domain(&self, tenant: &str, domain: &Domain) -> DomainObservation {
         let discovery = if domain.discovery {
             Some(self.discovery(domain).await)
         } else {
@@ -83,7 +87,10 @@ impl Prober {
         let (login, fetched) = tokio::join!(
             async {
                 match &domain.login {
-                    Some(login) => Some(self.login(login, doc).await),
+                    Some(login) => {
+                        let key = format!("{tenant}/{}", domain.name);
+                        Some(self.login(&key, login, doc).await)
+                    }
                     None => None,
                 }
             },
@@ -188,6 +195,7 @@ impl Prober {
     #[instrument(name = "probe.login", skip_all, fields(grant = login.grant.as_str(), client_id = %login.client_id, http.status = field::Empty, result = field::Empty, error.kind = field::Empty))]
     async fn login(
         &self,
+        refresh_key: &str,
         login: &Login,
         doc: Option<&DiscoveryDoc>,
     ) -> (LoginObservation, Vec<(TokenKind, String)>) {
@@ -212,6 +220,8 @@ impl Prober {
             }
         };
         let mut form: Vec<(&'static str, String)> = vec![("grant_type", grant.clone())];
+        // When the IdP rotated the refresh token, the newest one (see `refresh`).
+        let mut rotated_at = None;
         match &login.grant {
             Grant::ClientCredentials => {}
             Grant::Password { username, password } => {
@@ -219,7 +229,9 @@ impl Prober {
                 form.push(("password", password.expose_secret().to_owned()));
             }
             Grant::RefreshToken { refresh_token } => {
-                form.push(("refresh_token", refresh_token.expose_secret().to_owned()))
+                let current = self.refresh_tokens.current(refresh_key, refresh_token);
+                rotated_at = current.rotated_at;
+                form.push(("refresh_token", current.token.expose_secret().to_owned()))
             }
         }
         for (name, value) in [
@@ -269,6 +281,23 @@ impl Prober {
                                 tokens.push((kind, t.to_owned()));
                             }
                         }
+                        if let Grant::RefreshToken { refresh_token } = &login.grant
+                            && let Some(new) = v.get("refresh_token").and_then(Value::as_str)
+                            && new
+                                != self
+                                    .refresh_tokens
+                                    .current(refresh_key, refresh_token)
+                                    .token
+                                    .expose_secret()
+                            && let Err(e) = self.refresh_tokens.rotated(
+                                refresh_key,
+                                refresh_token,
+                                new,
+                                self.clock.now(),
+                            )
+                        {
+                            tracing::error!(login = refresh_key, error = %e, "cannot store the rotated refresh token in the state directory; it is used until keycanary stops, then the configured one is presented again");
+                        }
                         if tokens.is_empty() {
                             (
                                 LoginResult::Failed {
@@ -291,9 +320,13 @@ impl Prober {
             }
             (Some(r), body) => {
                 let detail = body.as_deref().map(oauth_error).unwrap_or_default();
+                let rotated = rotated_at.map(|at| format!(" (to the rotated refresh token stored at {at} in the state directory; if the IdP revoked it, set a new refresh_token in probes.toml)")).unwrap_or_default();
                 (
                     LoginResult::Failed {
-                        reason: format!("the token endpoint answered HTTP {}{detail}", r.status),
+                        reason: format!(
+                            "the token endpoint answered HTTP {}{detail}{rotated}",
+                            r.status
+                        ),
                     },
                     Vec::new(),
                 )
