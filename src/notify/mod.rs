@@ -143,13 +143,15 @@ impl Deliveries {
         (c.unrecorded, c.last_store_error.clone())
     }
 
-    fn store_failed(&self, error: &StoreError) {
+    /// A write of an outcome failed (the notifier calls this).
+    pub fn store_failed(&self, error: &StoreError) {
         let mut c = self.lock();
         c.store_errors += 1;
         c.last_store_error = Some(error.to_string());
     }
 
-    fn set_unrecorded(&self, n: usize) {
+    /// How many outcomes wait in memory now (the notifier calls this).
+    pub fn set_unrecorded(&self, n: usize) {
         let mut c = self.lock();
         c.unrecorded = n;
         if n == 0 {
