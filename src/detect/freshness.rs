@@ -425,6 +425,62 @@ mod tests {
         f
     }
 
+    /// Regression: lifetimes and windows near 2^64 s overflowed `Duration` sums (a panic
+    /// in every round). Each derived lifetime saturates instead.
+    #[test]
+    fn extreme_lifetimes_saturate() {
+        const MAX: u64 = u64::MAX;
+        let huge = format!("max-age={MAX}, stale-while-revalidate={MAX}, stale-if-error={MAX}");
+        let max = Duration::MAX;
+        // (name, headers, serves_for, worst_serves_for, overage)
+        type Row = (
+            &'static str,
+            CacheHeaders,
+            Option<Duration>,
+            Option<Duration>,
+            Option<Duration>,
+        );
+        let table: &[Row] = &[
+            ("all near 2^64", cc(&huge), Some(max), Some(max), None),
+            (
+                "aged 2^64-1, lifetime 60 s",
+                aged(MAX, cc("max-age=60")),
+                secs(0),
+                secs(MAX),
+                secs(MAX - 60),
+            ),
+            (
+                "aged, all near 2^64",
+                aged(MAX, cc(&huge)),
+                Some(max),
+                Some(max),
+                None,
+            ),
+            (
+                "Expires in year 9999",
+                CacheHeaders {
+                    expires: Some("Fri, 31 Dec 9999 23:59:59 GMT".into()),
+                    date: Some(DATE.into()),
+                    ..Default::default()
+                },
+                secs(253_402_300_799 - 1_800_000_000),
+                secs(253_402_300_799 - 1_800_000_000),
+                None,
+            ),
+        ];
+        for (name, h, serves, worst, over) in table {
+            let f = edge_freshness(h, AT);
+            assert_eq!(f.serves_for(), *serves, "{name}: {f:#?}");
+            assert_eq!(f.worst_serves_for(), *worst, "{name}");
+            assert_eq!(f.overage(), *over, "{name}");
+            let until = f.fresh_until.map(Timestamp::to_rfc3339);
+            assert!(
+                until.is_none_or(|u| u.as_str() <= "9999-12-31T23:59:59Z"),
+                "{name}"
+            );
+        }
+    }
+
     #[test]
     fn freshness_table() {
         use LifetimeSource::*;
