@@ -9,9 +9,14 @@
 //! state written is silences, into the state directory the daemon reads. The
 //! routes live in one table ([`routes`]) that both the router and the OpenAPI check use.
 //! With a bearer token configured, every route but `/healthz` and `/readyz` needs
-//! `Authorization: Bearer <token>`, compared in constant time.
+//! `Authorization: Bearer <token>`, compared in constant time; the token is the running
+//! config's, so a reload that changes it applies at once. Before any of that, `guard`
+//! refuses foreign `Host`s and cross-site or non-JSON writes, and `server` bounds how
+//! long a client may take to send its headers.
 
+mod guard;
 pub mod page;
+mod server;
 pub mod silences;
 
 use crate::clock::SharedClock;
@@ -20,10 +25,10 @@ use crate::detect::{self, gate::Question};
 use crate::model::{Code, Finding, Severity};
 use crate::report::{Report, ViewRow};
 use crate::snapshot::{SharedSnapshot, Snapshot};
-use crate::telemetry::metrics::{self, BuildInfo};
+use crate::telemetry::metrics::{self, BuildInfo, Selection};
 use axum::Router;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, Request, State};
+use axum::extract::{Query, RawQuery, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Json, Response};
@@ -45,8 +50,6 @@ pub struct ApiState {
     /// with in the snapshot (`Snapshot::config`), that one is used instead.
     pub config: Arc<Config>,
     pub clock: SharedClock,
-    /// When set, required on every route that is not [`Access::Public`].
-    pub bearer: Option<SecretString>,
     /// The daemon's state directory, where `/v1/silences` reads and writes; `None`: those
     /// routes answer 503.
     pub state_dir: Option<PathBuf>,
@@ -108,7 +111,11 @@ pub fn router(state: ApiState) -> Router {
         state.clone(),
         require_bearer,
     ));
-    public.merge(guarded).fallback(not_found).with_state(state)
+    public
+        .merge(guarded)
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), guard::guard))
+        .with_state(state)
 }
 
 /// Serves the API on `listener` until `shutdown` completes. A non-loopback address is
@@ -116,20 +123,18 @@ pub fn router(state: ApiState) -> Router {
 pub async fn serve(
     listener: TcpListener,
     state: ApiState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         warn!(
             %addr,
-            bearer_token = state.bearer.is_some(),
-            "the HTTP API listens on a non-loopback address: anyone who can reach it sees the status of every tenant; set [api] bearer_token or listen on 127.0.0.1"
+            bearer_token = read(&state, |_, c| c.api.bearer_token.is_some()),
+            "the HTTP API listens on a non-loopback address: anyone who can reach it sees the status of every tenant; set [api] bearer_token or listen on 127.0.0.1 (clients that use a host name need it in [api] allowed_hosts)"
         );
     }
     info!(%addr, "HTTP API and status page listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    server::serve(listener, router(state), shutdown).await
 }
 
 /// Calls `f` with the snapshot and the config the daemon runs with now (see
@@ -154,7 +159,9 @@ async fn not_found() -> Response {
 // --- authentication ----------------------------------------------------------------------
 
 async fn require_bearer(State(state): State<ApiState>, req: Request, next: Next) -> Response {
-    let Some(expected) = &state.bearer else {
+    // The running config's token: a reload that changes it applies to the next request.
+    let expected: Option<SecretString> = read(&state, |_, c| c.api.bearer_token.clone());
+    let Some(expected) = &expected else {
         return next.run(req).await;
     };
     let given = req
@@ -260,11 +267,29 @@ async fn readyz(State(state): State<ApiState>) -> Response {
     })
 }
 
-async fn metrics_text(State(state): State<ApiState>) -> Response {
+/// `GET /metrics[?tenant=T…][&name[]=N…]`: the whole exposition, or the part a split
+/// scrape asks for (400 for an unknown parameter or tenant).
+async fn metrics_text(State(state): State<ApiState>, RawQuery(query): RawQuery) -> Response {
+    let selection = match Selection::parse(query.as_deref()) {
+        Ok(s) => s,
+        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+    };
     let body = read(&state, |s, config| {
-        metrics::render(s, config, BuildInfo::current())
+        let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+        for t in &selection.tenants {
+            known_tenant(&known, t)?;
+        }
+        Ok::<_, String>(metrics::render_selected(
+            s,
+            config,
+            BuildInfo::current(),
+            &selection,
+        ))
     });
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+    match body {
+        Ok(body) => ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response(),
+        Err(message) => error(StatusCode::BAD_REQUEST, message),
+    }
 }
 
 /// The latest round: when, and how long it took.

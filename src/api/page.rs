@@ -262,9 +262,12 @@ fn later(tenant: &str, s: &Snapshot) -> Markup {
                 Some(g) => dd.gate-unsafe {
                     "unsafe: " (g.blocking.len()) " blocking condition(s)"
                     @if let Some(at) = g.ready_at { ", ready at " (at) }
-                    " — "
-                    @for b in g.blocking.iter().take(4) { code { (b.code) } " " }
+                    @for b in g.blocking.iter().take(6) { div { code { (b.code) } " " (b.subject) } }
                 }
+            }
+            @if let Some(g) = gate.filter(|g| !g.advisories.is_empty()) {
+                dt { "gate advisories (do not block)" }
+                dd { @for a in &g.advisories { div { code { (a.code) } " " (a.subject) " — " (a.why) } } }
             }
             dt { "clients that would fail" }
             @if failing.is_empty() {
@@ -519,6 +522,56 @@ mod tests {
         assert!(html.contains("1m ago"), "since is shown: {html}");
         assert!(html.contains("rotation gate"));
         assert!(html.contains("<meta http-equiv=\"refresh\" content=\"30\">"));
+    }
+
+    #[test]
+    fn the_gate_shows_its_blockers_and_its_advisories_apart() {
+        use crate::detect::gate::{Advisory, Blocker, GateAnswer, GateKind};
+        use crate::model::{Code, Subject};
+        let mut s = incident();
+        let advisory = Advisory {
+            code: Code::CachePolicyDrift,
+            subject: Subject::domain("acme", "io"),
+            detail: "io caches, app does not".into(),
+            why: "a purge planned for one <domain> does not cover the other".into(),
+        };
+        let mut answer = GateAnswer {
+            gate: GateKind::Rotation,
+            tenant: "acme".into(),
+            kid: Some("k2".into()),
+            safe: true,
+            blocking: vec![],
+            advisories: vec![advisory],
+            ready_at: None,
+            evaluated_at: Timestamp(2_000),
+        };
+        s.tenants.get_mut("acme").unwrap().gate = Some(answer.clone());
+        let html = render(&s, &config(), Timestamp(62_500));
+        assert!(
+            html.contains("safe: k2 is served everywhere and settled"),
+            "{html}"
+        );
+        assert!(html.contains("gate advisories (do not block)"), "{html}");
+        assert!(
+            html.contains("a purge planned for one &lt;domain&gt; does not cover the other"),
+            "{html}"
+        );
+        // Unsafe: the blockers are named with their subjects; the advisory stays apart.
+        answer.safe = false;
+        answer.blocking = vec![Blocker {
+            code: Code::StaleEdge,
+            subject: Subject::domain("acme", "io"),
+            detail: "differs".into(),
+            ready_at: None,
+        }];
+        s.tenants.get_mut("acme").unwrap().gate = Some(answer);
+        let html = render(&s, &config(), Timestamp(62_500));
+        assert!(html.contains("unsafe: 1 blocking condition(s)"), "{html}");
+        let gate = &html[html.find("unsafe: 1").unwrap()..html.find("gate advisories").unwrap()];
+        assert!(
+            gate.contains("stale_edge") && !gate.contains("cache_policy_drift"),
+            "{gate}"
+        );
     }
 
     #[test]

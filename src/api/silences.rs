@@ -2,8 +2,11 @@
 //! directory each round (next to those of probes.toml, which this API neither lists nor
 //! changes).
 //!
-//! Each request opens the state database in [`ApiState::state_dir`] on the blocking pool;
-//! the daemon owns the schema, and either side may create it first.
+//! Each request opens the state database in [`ApiState::state_dir`] on the blocking pool:
+//! `GET` read-only (it never writes, and a missing database is an empty list), `POST` and
+//! `DELETE` read-write (the daemon owns the schema, and either side may create it first).
+//! A silence may last at most `[api] max_silence` (30 days by default) and start at most
+//! [`MAX_START_AHEAD`] from now.
 
 use super::{ApiState, error, known_tenant, parse_code, parse_severity};
 use crate::alert::{Silence, SubjectPattern};
@@ -16,6 +19,10 @@ use axum::response::{IntoResponse, Json, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::path::PathBuf;
+use std::time::Duration;
+
+/// How far ahead a silence may start.
+pub const MAX_START_AHEAD: Duration = Duration::from_secs(365 * 24 * 3600);
 
 /// The body of `POST /v1/silences`. Everything is a string so that every problem can be
 /// reported at once rather than the first type error.
@@ -87,6 +94,7 @@ pub fn validate(
     body: &NewSilence,
     tenants: &[&str],
     now: Timestamp,
+    max_length: Duration,
 ) -> Result<Silence, Vec<String>> {
     let mut problems = Vec::new();
     let tenant = present(&body.tenant).map(str::to_owned);
@@ -159,6 +167,18 @@ pub fn validate(
             ));
         } else if en <= now {
             problems.push(format!("ends: {en} is in the past"));
+        } else if en.since(st) > max_length {
+            problems.push(format!(
+                "ends: the silence would last {}, longer than [api] max_silence ({}): end it sooner, or raise max_silence",
+                humantime::format_duration(en.since(st)),
+                humantime::format_duration(max_length)
+            ));
+        }
+        if st.since(now) > MAX_START_AHEAD {
+            problems.push(format!(
+                "starts: {st} is more than {} ahead",
+                humantime::format_duration(MAX_START_AHEAD)
+            ));
         }
     }
     let created_by = present(&body.created_by);
@@ -214,13 +234,25 @@ async fn with_store<T: Send + 'static>(
     }
 }
 
-/// `GET /v1/silences`: active and future silences, by id.
+/// `GET /v1/silences`: active and future silences, by id. Reads only: the database is
+/// opened read-only, and none yet means no silences.
 pub async fn list(State(state): State<ApiState>) -> Response {
     let Some(dir) = state.state_dir.clone() else {
         return unavailable();
     };
     let now = state.clock.now();
-    match with_store(dir, move |s| s.silences(now)).await {
+    let read = tokio::task::spawn_blocking(move || match Store::open_read_only(&dir) {
+        Ok(store) => store.silences(now),
+        Err(StoreError::Missing { .. }) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    })
+    .await;
+    let read = match read {
+        Ok(Ok(list)) => Ok(list),
+        Ok(Err(e)) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+        Err(e) => Err(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    };
+    match read {
         Ok(list) => {
             let silences: Vec<SilenceOut> =
                 list.into_iter().map(|s| SilenceOut::new(s, now)).collect();
@@ -238,11 +270,12 @@ pub async fn create(State(state): State<ApiState>, body: Bytes) -> Response {
     let now = state.clock.now();
     let parsed = serde_json::from_slice::<NewSilence>(&body)
         .map_err(|e| vec![format!("body: not a silence object: {e}")]);
-    let tenants: Vec<String> = super::read(&state, |_, config| {
-        config.tenants.iter().map(|t| t.name.clone()).collect()
+    let (tenants, max_length): (Vec<String>, Duration) = super::read(&state, |_, config| {
+        let names = config.tenants.iter().map(|t| t.name.clone()).collect();
+        (names, config.api.max_silence)
     });
     let tenants: Vec<&str> = tenants.iter().map(String::as_str).collect();
-    let silence = parsed.and_then(|b| validate(&b, &tenants, now));
+    let silence = parsed.and_then(|b| validate(&b, &tenants, now, max_length));
     let mut silence = match silence {
         Ok(s) => s,
         Err(problems) => {
@@ -287,6 +320,7 @@ mod tests {
     use super::*;
 
     const NOW: Timestamp = Timestamp(1_790_000_000_000);
+    const MAX: Duration = crate::config::DEFAULT_MAX_SILENCE;
 
     fn body(v: serde_json::Value) -> NewSilence {
         serde_json::from_value(v).unwrap()
@@ -301,6 +335,7 @@ mod tests {
             })),
             &["acme"],
             NOW,
+            MAX,
         )
         .unwrap();
         assert_eq!(s.starts, NOW);
@@ -314,6 +349,7 @@ mod tests {
             })),
             &["acme"],
             NOW,
+            MAX,
         )
         .unwrap();
         assert_eq!(later.ends.0 - later.starts.0, 7_200_000);
@@ -330,6 +366,7 @@ mod tests {
             })),
             &["acme", "globex"],
             NOW,
+            MAX,
         )
         .unwrap_err();
         let text = problems.join("\n");
@@ -346,7 +383,7 @@ mod tests {
             assert!(text.contains(want), "no `{want}` in:\n{text}");
         }
         assert_eq!(problems.len(), 8, "{text}");
-        let empty = validate(&NewSilence::default(), &["acme"], NOW).unwrap_err();
+        let empty = validate(&NewSilence::default(), &["acme"], NOW, MAX).unwrap_err();
         assert!(
             empty.iter().any(|p| p.starts_with("no matcher")),
             "{empty:?}"
@@ -359,6 +396,7 @@ mod tests {
             })),
             &["acme"],
             NOW,
+            MAX,
         )
         .unwrap_err();
         assert_eq!(backwards.len(), 1, "{backwards:?}");
@@ -370,8 +408,46 @@ mod tests {
             })),
             &["acme"],
             NOW,
+            MAX,
         )
         .unwrap_err();
         assert!(past[0].contains("in the past"), "{past:?}");
+    }
+
+    #[test]
+    fn silence_length_and_start_are_bounded() {
+        let check = |starts: Option<&str>, ends: &str, max: Duration, want: Option<&str>| {
+            let mut v = json!({"tenant": "acme", "ends": ends, "created_by": "a", "comment": "b"});
+            if let Some(s) = starts {
+                v["starts"] = json!(s);
+            }
+            match (validate(&body(v), &["acme"], NOW, max), want) {
+                (Ok(_), None) => {}
+                (Err(p), Some(fragment)) => {
+                    assert_eq!(p.len(), 1, "{p:?}");
+                    assert!(p[0].contains(fragment), "{ends}: {p:?}");
+                }
+                (got, want) => panic!("{starts:?}..{ends}: got {got:?}, want {want:?}"),
+            }
+        };
+        check(None, "30d", MAX, None);
+        check(
+            None,
+            "30d 1s",
+            MAX,
+            Some("longer than [api] max_silence (30days)"),
+        );
+        check(
+            None,
+            "8000-01-01T00:00:00Z",
+            MAX,
+            Some("longer than [api] max_silence"),
+        );
+        check(None, "9999-12-31T23:59:59Z", MAX, Some("max_silence"));
+        check(None, "2h", Duration::from_secs(3600), Some("would last 2h"));
+        check(None, "1h", Duration::from_secs(3600), None);
+        // A window planned ahead is fine; one more than a year ahead is not.
+        check(Some("2027-01-15T08:00:00Z"), "2h", MAX, None);
+        check(Some("8000-01-01T00:00:00Z"), "2h", MAX, Some("starts:"));
     }
 }

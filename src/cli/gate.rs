@@ -102,8 +102,10 @@ async fn ask(
             q.append_pair("kid", k);
         }
     }
+    // The request carries the bearer token: a redirect is an error, never followed.
     let client = reqwest::Client::builder()
         .timeout(std::time::Duration::from_secs(30))
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let mut req = client.get(url.clone());
     if let Some(token) = bearer {
@@ -129,7 +131,8 @@ async fn ask(
 }
 
 /// A gate answer for people: the verdict, then every blocking condition with its subject,
-/// detail and when it will be met.
+/// detail and when it will be met, then every advisory (an open problem that does not make
+/// the answer unsafe) with why it matters for the rotation.
 pub(super) fn gate_text(answer: &GateAnswer) -> String {
     let mut out = String::new();
     let kid = answer
@@ -147,6 +150,9 @@ pub(super) fn gate_text(answer: &GateAnswer) -> String {
     if let Some(at) = answer.ready_at {
         let _ = writeln!(out, "ready at {at} if nothing changes");
     }
+    if !answer.blocking.is_empty() {
+        let _ = writeln!(out, "blocking:");
+    }
     for b in &answer.blocking {
         let ready = b
             .ready_at
@@ -160,13 +166,27 @@ pub(super) fn gate_text(answer: &GateAnswer) -> String {
             b.detail
         );
     }
+    if !answer.advisories.is_empty() {
+        let _ = writeln!(out, "advisories (do not block):");
+    }
+    for a in &answer.advisories {
+        let _ = writeln!(
+            out,
+            "  {:<26} {}  {}\n  {:<26} why: {}",
+            a.code.as_str(),
+            a.subject,
+            a.detail,
+            "",
+            a.why
+        );
+    }
     out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::gate::{Blocker, GateKind};
+    use crate::detect::gate::{Advisory, Blocker, GateKind};
     use crate::model::{Code, Subject, Timestamp, ViewId};
 
     fn unsafe_answer() -> GateAnswer {
@@ -188,6 +208,12 @@ mod tests {
                 detail: "serves key-1 only".into(),
                 ready_at: Some(Timestamp(60_000)),
             }],
+            advisories: vec![Advisory {
+                code: Code::CachePolicyDrift,
+                subject: Subject::domain("acme", "io"),
+                detail: "io caches, app does not".into(),
+                why: "a purge planned for one domain does not cover the other".into(),
+            }],
             ready_at: Some(Timestamp(60_000)),
             evaluated_at: Timestamp(0),
         }
@@ -200,8 +226,12 @@ mod tests {
         assert_eq!(serde_json::from_str::<GateAnswer>(&json).unwrap(), a);
         // A newer daemon may add fields: they are ignored, not an error.
         let mut v: serde_json::Value = serde_json::from_str(&json).unwrap();
-        v["advisories"] = serde_json::json!([]);
-        assert_eq!(serde_json::from_value::<GateAnswer>(v).unwrap(), a);
+        v["later_field"] = serde_json::json!([]);
+        assert_eq!(serde_json::from_value::<GateAnswer>(v.clone()).unwrap(), a);
+        // An older daemon sends no advisories: read as none.
+        v.as_object_mut().unwrap().remove("advisories");
+        let old = serde_json::from_value::<GateAnswer>(v).unwrap();
+        assert!(old.advisories.is_empty() && old.blocking == a.blocking);
     }
 
     #[test]
@@ -213,12 +243,36 @@ mod tests {
             lines[1],
             format!("ready at {} if nothing changes", Timestamp(60_000))
         );
-        assert!(lines[2].contains("stale_edge"), "{text}");
+        assert_eq!(lines[2], "blocking:");
+        assert!(lines[3].contains("stale_edge"), "{text}");
         assert!(
-            lines[2].contains("tenant=acme domain=io path=cdn"),
+            lines[3].contains("tenant=acme domain=io path=cdn"),
             "{text}"
         );
-        assert!(lines[2].contains("serves key-1 only"), "{text}");
-        assert_eq!(lines.len(), 3);
+        assert!(lines[3].contains("serves key-1 only"), "{text}");
+        assert!(lines[3].ends_with(&format!("(ready at {})", Timestamp(60_000))));
+        assert_eq!(lines[4], "advisories (do not block):");
+        assert!(
+            lines[5].contains("cache_policy_drift") && lines[5].contains("io caches"),
+            "{text}"
+        );
+        assert!(
+            lines[6].trim_start().starts_with("why: a purge planned"),
+            "{text}"
+        );
+        assert_eq!(lines.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn a_safe_answer_still_shows_its_advisories() {
+        let mut a = unsafe_answer();
+        a.safe = true;
+        a.blocking.clear();
+        a.ready_at = None;
+        let text = gate_text(&a);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "rotation gate, tenant acme kid key-2: SAFE");
+        assert_eq!(lines[1], "advisories (do not block):");
+        assert!(!text.contains("blocking:"), "{text}");
     }
 }

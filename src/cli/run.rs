@@ -30,7 +30,6 @@ pub(super) async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<ExitCode> 
         snapshot: snapshot.clone(),
         config: Arc::new(cfg.clone()),
         clock: clock.clone(),
-        bearer: cfg.api.bearer_token.clone(),
         state_dir: Some(cfg.settings.state_dir.clone()),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

@@ -12,8 +12,16 @@ pub(super) fn run(path: &Path, cfg: &Config) -> ExitCode {
         .flat_map(|t| &t.domains)
         .map(|d| d.views().len())
         .sum();
+    let shard = match cfg.settings.shard {
+        Some(s) => format!(
+            "; shard {s} watches {} of the file's {} tenant(s)",
+            cfg.tenants.len(),
+            cfg.tenants_in_file
+        ),
+        None => String::new(),
+    };
     println!(
-        "{}: ok ({} tenant(s), {} view(s))",
+        "{}: ok ({} tenant(s), {} view(s){shard})",
         path.display(),
         cfg.tenants.len(),
         views

@@ -22,6 +22,7 @@ pub(crate) mod fixtures;
 pub mod profiles;
 mod raw;
 mod secrets;
+pub mod shard;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -36,6 +37,7 @@ pub use channels::{
 pub use error::{ConfigError, Problem};
 pub use profiles::{ClientProfile, DEFAULT_PROFILES, OnFetchFailure};
 pub use secrets::{MemorySecrets, SecretReader, SecretSource};
+pub use shard::Shard;
 
 use crate::model::ViewId;
 use secrecy::SecretString;
@@ -55,6 +57,9 @@ pub struct Config {
     /// Every profile that can be named: built-ins plus user-defined ones.
     pub profiles: Vec<ClientProfile>,
     pub tenants: Vec<Tenant>,
+    /// How many tenants the file defines; more than `tenants.len()` when a shard watches
+    /// only its part of them.
+    pub tenants_in_file: usize,
     /// Tenant name → position in `tenants`, for [`Config::tenant`]; built by validation.
     tenant_index: TenantIndex,
     /// `[alerting]`: when findings page, and where to.
@@ -68,8 +73,8 @@ pub struct Config {
 pub struct TelemetryConfig {
     /// `[telemetry.otlp]`, or `OTEL_EXPORTER_OTLP_ENDPOINT` when the table is absent.
     pub otlp: Option<OtlpConfig>,
-    /// `per_view_histograms`: label the fetch duration histogram by view (14 series per
-    /// view) instead of by domain (the default: 14 series per domain).
+    /// `per_view_histograms`: label the fetch duration histogram by view (9 series per
+    /// view) instead of by domain (the default: 9 series per domain).
     pub per_view_histograms: bool,
 }
 
@@ -126,6 +131,8 @@ pub struct Settings {
     pub retention: Duration,
     /// Most tenants `run` probes at the same time; default 16.
     pub max_concurrency: usize,
+    /// `shard = "i/n"` (or `KEYCANARY_SHARD`): watch only the tenants hashed to shard i.
+    pub shard: Option<Shard>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,8 +147,19 @@ pub struct ApiConfig {
     /// when it is not a loopback one.
     pub listen: SocketAddr,
     /// When set, every route but `/healthz` and `/readyz` needs `Authorization: Bearer …`.
+    /// A reload applies a changed token at once.
     pub bearer_token: Option<SecretString>,
+    /// Host names (lowercase, no port) the API answers to besides loopback names and IP
+    /// addresses: any other `Host` header is refused (a DNS-rebinding page).
+    pub allowed_hosts: Vec<String>,
+    /// Longest silence `POST /v1/silences` accepts; default [`DEFAULT_MAX_SILENCE`].
+    pub max_silence: Duration,
 }
+
+/// `[api] max_silence` when unset: 30 days.
+pub const DEFAULT_MAX_SILENCE: Duration = Duration::from_secs(30 * 24 * 3600);
+/// The most `[api] max_silence` may be: a year.
+pub const MAX_MAX_SILENCE: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:9464";
 /// `state_dir` when unset, relative to the config file.
@@ -227,6 +245,11 @@ pub struct Login {
     pub grant: Grant,
     /// Explicit token URL; `None` means the discovery document's `token_endpoint`.
     pub token_url: Option<Url>,
+    /// `token_endpoint_origin`: the one origin other than the issuer's where discovery's
+    /// `token_endpoint` may be (and the opt-in for plain http there). `None`: the
+    /// token request goes only to the issuer's own origin, over https unless it is a
+    /// loopback address.
+    pub token_endpoint_origin: Option<url::Origin>,
     pub client_id: String,
     pub client_secret: Option<SecretString>,
     pub auth: ClientAuth,
@@ -291,8 +314,12 @@ pub fn parse(
     base_dir: &Path,
     secrets: &dyn SecretReader,
 ) -> Result<Config, ConfigError> {
-    validate::run(text, origin, base_dir, secrets)
+    validate::run(text, origin, base_dir, secrets).map(Config::sharded)
 }
+
+/// The variable that sets the shard over the file's `shard`, so one file serves every
+/// instance (e.g. a StatefulSet passing its pod index).
+pub const SHARD_VAR: &str = "KEYCANARY_SHARD";
 
 /// Reads and validates a config file. Relative secret files resolve against its directory.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -304,12 +331,24 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    parse(
-        &text,
-        &path.display().to_string(),
-        base,
-        &SecretSource::process(base),
-    )
+    let origin = path.display().to_string();
+    let mut config = validate::run(&text, &origin, base, &SecretSource::process(base))?;
+    if let Some(value) = std::env::var(SHARD_VAR)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+    {
+        config.settings.shard =
+            Some(
+                Shard::parse(&value).map_err(|message| ConfigError::Invalid {
+                    path: origin.clone(),
+                    problems: vec![Problem {
+                        path: String::new(),
+                        message: format!("{SHARD_VAR}: {message}"),
+                    }],
+                })?,
+            );
+    }
+    Ok(config.sharded())
 }
 
 impl Config {
@@ -321,6 +360,17 @@ impl Config {
         secrets: &SecretSource<'_>,
     ) -> Result<Config, ConfigError> {
         parse(text, origin, secrets.base_dir, secrets)
+    }
+
+    /// The config with only this shard's tenants (all of them without a shard). Every
+    /// tenant of the file was validated, so one file is checked the same on every shard.
+    pub fn sharded(mut self) -> Config {
+        self.tenants_in_file = self.tenants.len();
+        if let Some(shard) = self.settings.shard {
+            self.tenants.retain(|t| shard.owns(&t.name));
+            self.reindex_tenants();
+        }
+        self
     }
 
     pub fn profile(&self, name: &str) -> Option<&ClientProfile> {
@@ -350,6 +400,45 @@ impl Config {
             Some(&i) if self.tenants.get(i).is_some_and(|t| t.name == name) => Some(i),
             _ => self.tenants.iter().position(|t| t.name == name),
         }
+    }
+
+    /// Every secret value this config holds (login client secrets, passwords and
+    /// refresh tokens, channel credentials, the API bearer token, OTLP header values),
+    /// exposed so that text from outside can be scrubbed of them before it is kept
+    /// (`model::wire::scrub`). Empty values are left out.
+    pub fn secret_values(&self) -> Vec<String> {
+        use secrecy::ExposeSecret;
+        let mut out: Vec<&SecretString> = Vec::new();
+        for d in self.tenants.iter().flat_map(|t| &t.domains) {
+            let Some(login) = &d.login else { continue };
+            out.extend(&login.client_secret);
+            match &login.grant {
+                Grant::ClientCredentials => {}
+                Grant::Password { password, .. } => out.push(password),
+                Grant::RefreshToken { refresh_token } => out.push(refresh_token),
+            }
+        }
+        for c in &self.alerting.channels {
+            match &c.config {
+                ChannelConfig::Email(e) => out.extend(&e.password),
+                ChannelConfig::PagerDuty(p) => out.push(&p.routing_key),
+                ChannelConfig::Slack(s) => out.push(&s.webhook_url),
+                ChannelConfig::Webhook(w) => out.extend(&w.hmac_key),
+                ChannelConfig::Alertmanager(_) => {}
+            }
+        }
+        out.extend(&self.api.bearer_token);
+        if let Some(otlp) = &self.telemetry.otlp {
+            out.extend(otlp.headers.iter().map(|(_, v)| v));
+        }
+        let mut values: Vec<String> = out
+            .into_iter()
+            .map(|s| s.expose_secret().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        values.sort();
+        values.dedup();
+        values
     }
 
     /// Rebuilds the tenant index after `tenants` was edited in place (lookups stay right

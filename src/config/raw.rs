@@ -24,6 +24,7 @@ pub(super) struct RawConfig {
     pub(super) state_dir: Option<String>,
     pub(super) retention: Option<String>,
     pub(super) max_concurrency: Option<usize>,
+    pub(super) shard: Option<String>,
     pub(super) client_profiles: Option<Vec<String>>,
     pub(super) lab: Option<RawLab>,
     pub(super) api: Option<RawApi>,
@@ -44,6 +45,8 @@ pub(super) struct RawLab {
 pub(super) struct RawApi {
     pub(super) listen: Option<String>,
     pub(super) bearer_token: Option<toml::Value>,
+    pub(super) allowed_hosts: Option<Vec<String>>,
+    pub(super) max_silence: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -96,6 +99,7 @@ pub(super) struct RawDomain {
 pub(super) struct RawLogin {
     pub(super) grant: Option<String>,
     pub(super) token_url: Option<String>,
+    pub(super) token_endpoint_origin: Option<String>,
     pub(super) client_id: Option<String>,
     pub(super) client_secret: Option<toml::Value>,
     pub(super) auth: Option<String>,

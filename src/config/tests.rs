@@ -824,9 +824,72 @@ fn syntax_errors_are_one_clear_line() {
     let err = parse("interval = \n").unwrap_err();
     let msg = err.to_string();
     assert!(msg.starts_with("probes.toml is not valid TOML"), "{msg}");
+    assert!(msg.contains("line 1, column"), "{msg}");
     assert!(!msg.contains('\n'), "{msg}");
     let err = parse("interval = 5\n").unwrap_err();
     assert!(err.to_string().contains("interval"), "{err}");
+}
+
+#[test]
+fn a_syntax_error_never_echoes_the_line() {
+    // An inline secret on the broken line: the message gives its place, not its text.
+    let text = format!("{GOOD}\n[api]\nbearer_token = \"hunter2-inline-secret\" trailing\n");
+    let msg = parse(&text).unwrap_err().to_string();
+    assert!(!msg.contains("hunter2"), "{msg}");
+    let line = text.lines().position(|l| l.contains("hunter2")).unwrap() + 1;
+    assert!(msg.contains(&format!("line {line}, column")), "{msg}");
+    let unterminated = "[api]\nbearer_token = \"hunter2-unterminated\n";
+    let msg = parse(unterminated).unwrap_err().to_string();
+    assert!(!msg.contains("hunter2"), "{msg}");
+    assert!(msg.contains("line 2, column"), "{msg}");
+}
+
+#[test]
+fn wrong_types_are_listed_with_every_other_problem() {
+    let text = GOOD
+        .replace("interval = \"10s\"", "interval = 30")
+        .replacen("[[tenant]]", "max_redirects = \"five\"\n\n[[tenant]]", 1);
+    let text = format!(
+        "{text}\nbogus_key = 1\n[api]\nlisten = 9464\nallowed_hosts = [\"ok.example\", 7]\n"
+    );
+    let err = parse(&text).unwrap_err();
+    let problems = err.problems();
+    let find = |path: &str| {
+        problems
+            .iter()
+            .find(|p| p.path == path)
+            .unwrap_or_else(|| panic!("no problem at {path}: {problems:#?}"))
+            .message
+            .clone()
+    };
+    let interval = find("interval");
+    assert!(
+        interval.contains("wrong type: an integer, expected a string"),
+        "{interval}"
+    );
+    assert!(interval.contains("\"30s\""), "{interval}");
+    assert!(
+        find("max_redirects").contains("a string, expected"),
+        "{problems:#?}"
+    );
+    assert!(find("api.listen").contains("an integer"), "{problems:#?}");
+    assert!(
+        find("api.allowed_hosts[1]").contains("an integer"),
+        "{problems:#?}"
+    );
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.message.contains("unknown key `bogus_key`")),
+        "{problems:#?}"
+    );
+    // Each wrong value is named once, and never quoted.
+    assert_eq!(
+        problems.iter().filter(|p| p.path == "interval").count(),
+        1,
+        "{problems:#?}"
+    );
+    assert!(!err.to_string().contains("five"), "{err}");
 }
 
 #[test]
@@ -925,4 +988,41 @@ fn tenant_lookup_through_the_index_stays_right_when_tenants_are_edited() {
         }
     }
     assert!(format!("{c:?}").contains("TenantIndex(50 tenants)"));
+}
+
+/// `shard = "i/n"`: every tenant is validated, each instance keeps the tenants hashed to
+/// its shard, and the n shards together keep every tenant once.
+#[test]
+fn a_shard_keeps_its_part_of_the_tenants() {
+    let names: Vec<String> = (0..40).map(|i| format!("t{i}")).collect();
+    let file = |shard: &str| {
+        let mut f = TomlFixture::tenant(&names[0]).domain("d", "https://x.example");
+        for n in &names[1..] {
+            f = f.and_tenant(n).domain("d", "https://x.example");
+        }
+        f.setting(&format!("shard = \"{shard}\"")).to_string()
+    };
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let c = parse(&file(&format!("{i}/3"))).unwrap();
+        assert_eq!(c.settings.shard, Some(Shard { index: i, count: 3 }));
+        assert_eq!(c.tenants_in_file, 40);
+        assert!(
+            !c.tenants.is_empty() && c.tenants.len() < 40,
+            "{}",
+            c.tenants.len()
+        );
+        for t in &c.tenants {
+            assert_eq!(c.tenant(&t.name).map(|x| &x.name), Some(&t.name));
+            seen.push(t.name.clone());
+        }
+    }
+    seen.sort();
+    let mut all = names.clone();
+    all.sort();
+    assert_eq!(seen, all);
+
+    let unsharded = parse(&minimal()).unwrap();
+    assert_eq!((unsharded.tenants.len(), unsharded.tenants_in_file), (1, 1));
+    check_problems(&file("3/3"), &[("shard", "is not `i/n`")]);
 }

@@ -146,6 +146,10 @@ pub async fn run_with_options(
     tokio::pin!(shutdown);
     info!(tenants = config.tenants.len(), interval = ?config.settings.interval,
         max_concurrency = config.settings.max_concurrency, "keycanary running");
+    if let Some(shard) = config.settings.shard {
+        info!(shard = %shard, tenants = config.tenants.len(), tenants_in_file = config.tenants_in_file,
+            "sharded: watching this shard's tenants only");
+    }
     if config.alerting.channels.is_empty() {
         info!(
             "no [alerting] channels: findings are logged and served by the API, not sent anywhere"

@@ -8,6 +8,7 @@ use crate::config::Config;
 use crate::detect::history::History;
 use crate::model::{Finding, Observation, Severity, Timestamp};
 use crate::snapshot::{Changes, SharedSnapshot};
+use crate::telemetry::metrics;
 use std::sync::Arc;
 use tracing::{error, info, warn};
 
@@ -62,6 +63,11 @@ pub(super) fn publish(
         s.durations.observe(o, config.telemetry.per_view_histograms);
     }
     let changes = s.judged(config, tenant, observation, findings, history, started, now);
+    // The tenant's /metrics lines, rendered once here so scrapes only copy text.
+    let exposition = metrics::render_tenant(&s, config, tenant);
+    if let Some(entry) = s.tenants.get_mut(tenant) {
+        entry.exposition = Some(Arc::new(exposition));
+    }
     s.rounds = live.rounds;
     s.last_round_started = live.last_round.map(|r| r.0);
     s.last_round_finished = live.last_round.map(|r| r.1);

@@ -53,7 +53,9 @@ pub(super) fn reload(
         warn!(running = %running.settings.state_dir.display(), "state_dir changed: it takes effect at the next start");
     }
     if new.api.listen != running.api.listen || new.lab.is_some() != running.lab.is_some() {
-        warn!("[api] and [lab] changes take effect at the next start");
+        warn!(
+            "[api] listen and [lab] changes take effect at the next start ([api] bearer_token, allowed_hosts and max_silence apply now)"
+        );
     }
     match Prober::new(&new, clock.clone()) {
         Ok(p) => Some((new, Arc::new(p))),

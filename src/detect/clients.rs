@@ -18,8 +18,8 @@ use crate::detect::freshness::view_freshness;
 use crate::detect::history::{self, History, TenantHistory};
 use crate::detect::profiles::{self, ClientFailure, ClientProfile, KeyTimeline, Since};
 use crate::model::{
-    Code, DomainObservation, Finding, Observation, Subject, Timestamp, ViewId, ViewKind,
-    ViewObservation,
+    Code, DomainObservation, Finding, Observation, Subject, Timestamp, TokenCheckResult, ViewId,
+    ViewKind, ViewObservation,
 };
 use std::collections::BTreeSet;
 
@@ -77,7 +77,12 @@ pub fn client_findings(
 }
 
 /// For each domain of the round, each kid of its tokens and each of its edge views: what
-/// the ledger and the round say. Kids the ledger has not seen sign are skipped.
+/// that view served over time. Kids the ledger has not seen sign are skipped.
+///
+/// Every fact is about one view: whether and since when *it* has served the kid with the
+/// signer's material, and whether *its* clients already knew the kid under other material.
+/// What other views of the tenant serve (a crafted second key under the same kid on another
+/// domain, say) is their own finding, never this view's.
 pub fn view_key_facts(history: &TenantHistory, obs: &Observation) -> Vec<ViewKeyFacts> {
     let mut out = Vec::new();
     for d in &obs.domains {
@@ -92,25 +97,19 @@ pub fn view_key_facts(history: &TenantHistory, obs: &Observation) -> Vec<ViewKey
             else {
                 continue;
             };
+            let material = signer_material(obs, d, kid);
+            // With several materials under the kid, "first signed" is when the signer's
+            // material appeared (the signing record does not say which material signed).
+            let first_signed = match material
+                .and_then(|tp| ledger.thumbprints().iter().find(|m| m.thumbprint == tp))
+            {
+                Some(m) if ledger.thumbprints().len() > 1 => m.first_seen.max(first_signed),
+                _ => first_signed,
+            };
             for v in d.views.iter().filter(|v| v.kind == ViewKind::Edge) {
-                let reused = ledger.thumbprints().len() > 1;
-                // With several materials, "first signed" is when the current one appeared.
-                let first_signed = match (reused, ledger.thumbprints().last()) {
-                    (true, Some(m)) => m.first_seen.max(first_signed),
-                    _ => first_signed,
-                };
-                let served_since = match (reused, origin_thumbprint(d, kid)) {
-                    // The kid has had several key materials: a view serves it only with the
-                    // origin's current material, since that material's run began.
-                    (true, Some(tp)) => material_since(history, &d.domain, &v.id, kid, tp),
-                    _ => match ledger.present_since_in(&d.domain, &v.id) {
-                        Some(history::Since::BeforeWatch) => Since::BeforeWatching,
-                        Some(history::Since::At(t)) => Since::At(t),
-                        None => Since::NotServed,
-                    },
-                };
+                let served = served_over_time(history, ledger, &d.domain, &v.id, kid, material);
                 let freshness = view_freshness(v);
-                let fresh_at = match served_since {
+                let fresh_at = match served.since {
                     Since::NotServed if origin_lacks(d, kid) != Some(true) => {
                         freshness.as_ref().and_then(|f| f.fresh_until)
                     }
@@ -121,12 +120,12 @@ pub fn view_key_facts(history: &TenantHistory, obs: &Observation) -> Vec<ViewKey
                     view: v.id.clone(),
                     kid: kid.to_owned(),
                     timeline: KeyTimeline {
-                        served_since,
+                        served_since: served.since,
                         first_signed,
                         fresh_at,
                         fetch_failing: !served_ok(v),
                         header_ttl: freshness.and_then(|f| f.client_ttl),
-                        known: reused,
+                        known: served.known,
                     },
                 });
             }
@@ -135,40 +134,113 @@ pub fn view_key_facts(history: &TenantHistory, obs: &Observation) -> Vec<ViewKey
     out
 }
 
-/// The thumbprint the domain's origin view serves under `kid` this round.
-fn origin_thumbprint<'a>(d: &'a crate::model::DomainObservation, kid: &str) -> Option<&'a str> {
-    d.views
-        .iter()
-        .filter(|v| v.kind == ViewKind::Origin)
-        .flat_map(|v| v.keys())
-        .find(|k| k.kid.as_deref() == Some(kid))?
-        .thumbprint
-        .as_deref()
+/// What one view served of one kid, read from that view's own timeline.
+struct ViewServed {
+    since: Since,
+    /// The view's clients knew the kid under other material just before it served the
+    /// signer's (or, while it does not, in its latest ok answer).
+    known: bool,
 }
 
-/// Since when the view has served `kid` with material `tp` without a break (its ok runs
-/// only): `NotServed` when its latest ok answer holds other material or lacks the kid.
-fn material_since(
+/// Since when the view has served `kid` with `material` (any material when unknown), from
+/// its ok answers only: a failed fetch neither confirms nor breaks what its clients hold
+/// (a client that keeps its last good set keeps it; one that errors is judged on the
+/// failure itself). A view that never answered ok has shown no absence: `BeforeWatching`.
+fn served_over_time(
     history: &TenantHistory,
+    ledger: &history::KidLedger,
     domain: &str,
-    view: &crate::model::ViewId,
+    view: &ViewId,
     kid: &str,
-    tp: &str,
-) -> Since {
-    let mut since = None;
-    for run in history
+    material: Option<&str>,
+) -> ViewServed {
+    let serves = |s: &history::Served| match material {
+        Some(tp) => s.keys.as_deref().is_some_and(|ks| {
+            ks.iter()
+                .any(|k| k.kid.as_deref() == Some(kid) && k.thumbprint.as_deref() == Some(tp))
+        }),
+        None => s.has_kid(kid),
+    };
+    let mut ok = history
         .view_timeline(domain, view)
         .iter()
         .rev()
         .filter(|r| r.served.ok())
-    {
-        if run.served.thumbprint(kid) == Some(tp) {
-            since = Some(run.first_at);
-        } else {
-            break;
-        }
+        .peekable();
+    let Some(latest) = ok.peek() else {
+        return ViewServed {
+            since: Since::BeforeWatching,
+            known: false,
+        };
+    };
+    if !serves(&latest.served) {
+        return ViewServed {
+            since: Since::NotServed,
+            known: latest.served.has_kid(kid),
+        };
     }
-    since.map_or(Since::NotServed, Since::At)
+    let mut first = latest.first_at;
+    while let Some(run) = ok.next_if(|r| serves(&r.served)) {
+        first = run.first_at;
+    }
+    match ok.next() {
+        // The ok answer before served other material under the kid, or lacked the kid.
+        Some(before) => ViewServed {
+            since: Since::At(first),
+            known: before.served.has_kid(kid),
+        },
+        // Served in every ok answer the timeline keeps: the ledger knows since when.
+        None => ViewServed {
+            since: match ledger.present_since_in(domain, view) {
+                Some(history::Since::BeforeWatch) => Since::BeforeWatching,
+                Some(history::Since::At(t)) => Since::At(t.min(first)),
+                None => Since::At(first),
+            },
+            known: false,
+        },
+    }
+}
+
+/// The key material that signs `kid` this round: the one thumbprint under the kid in a
+/// view on which tokens signed by it verified (domain `d`'s own first, then the tenant's
+/// other domains), else in `d`'s origin view. A view serving the kid twice tells nothing.
+/// `None` when nothing tells (any material under the kid counts then).
+fn signer_material<'a>(
+    obs: &'a Observation,
+    d: &'a DomainObservation,
+    kid: &str,
+) -> Option<&'a str> {
+    let only = |v: &'a ViewObservation| {
+        let mut tps = ok_keys_or_empty(v)
+            .iter()
+            .filter(|k| k.kid.as_deref() == Some(kid))
+            .map(|k| k.thumbprint.as_deref());
+        match (tps.next(), tps.next()) {
+            (Some(tp), None) => tp,
+            _ => None,
+        }
+    };
+    let verified_in = |d: &'a DomainObservation| {
+        d.tokens()
+            .iter()
+            .filter(|t| t.header.kid.as_deref() == Some(kid))
+            .flat_map(|t| &t.checks)
+            .filter(|c| c.result == TokenCheckResult::Verified)
+            .filter_map(|c| d.view(&c.view))
+            .find_map(only)
+    };
+    verified_in(d)
+        .or_else(|| obs.domains.iter().find_map(verified_in))
+        .or_else(|| {
+            d.views
+                .iter()
+                .filter(|v| v.kind == ViewKind::Origin)
+                .find_map(only)
+        })
+}
+
+fn ok_keys_or_empty(v: &ViewObservation) -> &[crate::model::KeyInfo] {
+    crate::detect::history::ok_keys(v).unwrap_or_default()
 }
 
 /// Whether the view answered 2xx with a key set, as a client's fetch would need.
@@ -202,6 +274,9 @@ fn message(kid: &str, failures: &[ClientFailure]) -> String {
         each.join("; ")
     )
 }
+
+#[cfg(test)]
+mod properties;
 
 #[cfg(test)]
 mod tests {
@@ -331,7 +406,7 @@ mod tests {
     /// Through [`crate::detect::assess`]: the ledger and the round give the facts.
     mod assessed {
         use crate::detect::stateful::fixtures::{
-            at, cdn, check, key, keys, response, round, sign_with,
+            at, cdn, cdn_headers, check, hit_headers, key, keys, origin, response, round, sign_with,
         };
         use crate::model::*;
 
@@ -407,6 +482,87 @@ mod tests {
             let mut signing = published(2);
             sign_with(&mut signing, "k2");
             check(C, &[published(0), published(1), signing], &[]);
+        }
+
+        /// A key under `kid` with other material than the signer's.
+        fn crafted(kid: &str) -> KeyInfo {
+            KeyInfo {
+                thumbprint: Some(format!("tp-crafted-{kid}")),
+                ..key(kid)
+            }
+        }
+
+        #[test]
+        fn regression_crafted_set_on_one_domain_is_not_a_failure_of_the_other() {
+            // io serves a second key under the signing kid with other material (first or
+            // second in its set); app, not cached, serves the right set and every token
+            // verifies. Only io is unhealthy: nothing about app's view, and no profile is
+            // said to skip its refetch there.
+            let crafted_sets = [
+                vec![key("k1"), crafted("k1")],
+                vec![crafted("k1"), key("k1")],
+            ];
+            for set in crafted_sets {
+                let step = |i| {
+                    let mut o = round(i);
+                    keys(&mut o, 1, 0, set.clone());
+                    keys(&mut o, 1, 1, set.clone());
+                    *cdn_headers(&mut o, 0) = CacheHeaders::default();
+                    o
+                };
+                // On a first round (as `check` sees it) and over rounds.
+                for steps in [vec![step(0)], vec![step(0), step(1), step(2)]] {
+                    let f = check(C, &steps, &[]);
+                    assert!(f.is_empty());
+                }
+                // The crafted key arriving after the signer was established: the same.
+                check(C, &[round(0), round(1), step(2), step(3)], &[]);
+            }
+        }
+
+        #[test]
+        fn regression_cached_error_does_not_fail_clients_that_keep_their_last_good_set() {
+            // The origin answers 503 and io's edge serves that from its cache for 10 min,
+            // on the first round keycanary sees. A client that keeps its last good set is
+            // not shown to lack the kid; only clients that reject on a failed fetch fail.
+            let mut o = round(0);
+            let cached_error = CacheHeaders {
+                cache_control: Some("public, max-age=600".into()),
+                age: Some(5),
+                cache_status: Some("HIT".into()),
+                cache_status_header: Some("X-Cache-Status".into()),
+                ..Default::default()
+            };
+            cdn(&mut o, 1).fetch.outcome = response(503, cached_error.clone());
+            cdn(&mut o, 1).key_set = None;
+            origin(&mut o, 1).fetch.outcome = response(503, CacheHeaders::default());
+            origin(&mut o, 1).key_set = None;
+            let f = check(C, std::slice::from_ref(&o), &["io/cdn#k1"]);
+            let m = &f[0].message;
+            assert!(m.contains("jose with no end in sight"), "{m}");
+            for keeps in ["keyfunc", "honours_http", "stale set"] {
+                assert!(!m.contains(keeps), "{keeps}: {m}");
+            }
+            // The same after rounds in which the view served the kid.
+            let f = check(C, &[round(0), round(1), o], &["io/cdn#k1"]);
+            assert!(!f[0].message.contains("keyfunc"), "{}", f[0].message);
+        }
+
+        #[test]
+        fn a_view_that_lacks_the_kid_behind_a_cached_error_still_fails_everyone() {
+            // k2 signs while io's edge, whose last good set lacks k2, serves a cached 503:
+            // clients that keep their last good set hold a set without k2 and cannot
+            // refresh it.
+            let mut o = rotated(2, false);
+            cdn(&mut o, 1).fetch.outcome = response(503, hit_headers());
+            cdn(&mut o, 1).key_set = None;
+            let f = check(C, &[round(0), round(1), o], &["app/cdn#k2", "io/cdn#k2"]);
+            let m = &f[1].message;
+            assert!(m.contains("keyfunc"), "{m}");
+            assert!(
+                m.contains("its last good set lacks the kid and its refetch fails"),
+                "{m}"
+            );
         }
 
         #[test]

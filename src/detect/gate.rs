@@ -2,24 +2,35 @@
 //! removed now? Pure functions over the history, the open findings and `now`, with exactly
 //! the rules of the finding catalogue:
 //!
-//! **Pre-rotation** ([`rotation_gate`]) — safe only if
-//! 1. N's kid, with one thumbprint, is present in every configured view of T and has been
-//!    continuously for at least the view's staleness budget S (+ `gate_margin`);
-//! 2. no `stale_edge` / `error_cached` is open for T (purges verified, not just issued);
-//! 3. no `cache_policy_drift`, `discovery_drift`, `jwks_drift`, `kid_reused`,
-//!    `kid_ambiguous`, `weak_key`, `jwk_unparseable` is open for T;
-//! 4. N's alg is advertised in discovery (when discovery lists algs) and allowed;
-//! 5. no `probe_stale` is open for any view of T (fresh data).
+//! Each answer has two lists: `blocking` (what makes this promotion or removal unsafe now;
+//! `safe` is `blocking` being empty) and `advisories` (the tenant's open problems that do
+//! not make it unsafe, each with why it matters for the rotation; see `gate/open.rs`).
+//!
+//! **Pre-rotation** ([`rotation_gate`]) — blocked while
+//! 1. N's kid is missing from a configured view of T, has several key materials, or has
+//!    not been present continuously for the view's staleness budget S (+ `gate_margin`);
+//! 2. a `stale_edge` / `error_cached` is open for T (purges verified, not just issued);
+//! 3. a `kid_reused`, `kid_ambiguous`, `weak_key`, `jwk_unparseable` about N is open;
+//! 4. N's alg is not advertised in discovery (when discovery lists algs) or not allowed;
+//! 5. a `probe_stale` is open for a view of T (no fresh data).
+//!
+//! `cache_policy_drift`, `jwks_drift`, `discovery_drift` and other keys' hygiene are
+//! advisories: once N has been in every view for that view's own S, no client of any view
+//! can fail on it, drift or not.
 //!
 //! **Retirement** ([`retirement_gate`]) — safe only if C has not signed an observed token
 //! for at least `max_token_lifetime` + skew (and every token it signed has expired), the
-//! current signing kid has been stable for at least S, and no view lacks the current kid.
+//! current signing kid has been stable for at least S, no view lacks the current kid and
+//! no view lacks fresh data; the other open problems are advisories.
 //!
 //! Every blocking condition is listed with a finding code (the one that describes what
 //! would go wrong, or the open finding itself), its subject, a detail line and, for
 //! time-based conditions, `ready_at`: when it will be met if nothing changes. A kid first
 //! seen in a view's first observation ("since before keycanary watched") counts as visible
-//! only from that first observation: the gate never assumes history it has not seen.
+//! only from that first observation: the gate never assumes history it has not seen — except
+//! for a kid that was already signing then: a signer keycanary found signing and served by
+//! a view was not activated early there (unknown history may hold back a *new* kid, never
+//! paint a healthy signer red).
 //!
 //! Deliberately not here: fetching anything, or deciding which kid is "next" (the caller
 //! names it; with no kid the rotation gate checks the current signer is healthy now).
@@ -61,6 +72,17 @@ pub struct Blocker {
     pub ready_at: Option<Timestamp>,
 }
 
+/// An open problem of the tenant that does not make this answer unsafe, and why it still
+/// matters for the rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Advisory {
+    pub code: Code,
+    pub subject: Subject,
+    pub detail: String,
+    /// Why it matters for this promotion or removal.
+    pub why: String,
+}
+
 /// The gate's answer: what the API serves, `keycanary gate` prints and `gate --url` reads
 /// back (fields are added, never renamed; unknown fields from a newer daemon are ignored).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +94,10 @@ pub struct GateAnswer {
     pub kid: Option<String>,
     pub safe: bool,
     pub blocking: Vec<Blocker>,
+    /// Open problems that do not block this answer (absent from answers of older
+    /// versions: read as none).
+    #[serde(default)]
+    pub advisories: Vec<Advisory>,
     /// When every blocking condition will be met if nothing changes: the latest of the
     /// blockers' `ready_at`, present only when every blocker has one.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -85,11 +111,15 @@ impl GateAnswer {
         tenant: &str,
         kid: Option<String>,
         mut blocking: Vec<Blocker>,
+        mut advisories: Vec<Advisory>,
         now: Timestamp,
     ) -> Self {
         blocking
             .sort_by(|a, b| (a.code, &a.subject, &a.detail).cmp(&(b.code, &b.subject, &b.detail)));
         blocking.dedup();
+        advisories
+            .sort_by(|a, b| (a.code, &a.subject, &a.detail).cmp(&(b.code, &b.subject, &b.detail)));
+        advisories.dedup();
         let ready_at = if blocking.is_empty() {
             None
         } else {
@@ -105,6 +135,7 @@ impl GateAnswer {
             kid,
             safe: blocking.is_empty(),
             blocking,
+            advisories,
             ready_at,
             evaluated_at: now,
         }
@@ -160,6 +191,7 @@ pub fn rotation_gate(
             tenant,
             next_kid.map(str::to_owned),
             blocking,
+            Vec::new(),
             now,
         );
     };
@@ -172,7 +204,7 @@ pub fn rotation_gate(
                 detail: "no kid given and no observed token names the current signer".into(),
                 ready_at: None,
             });
-            return GateAnswer::new(GateKind::Rotation, tenant, None, blocking, now);
+            return GateAnswer::new(GateKind::Rotation, tenant, None, blocking, Vec::new(), now);
         }
     };
     let profiles = config.tenant_profiles(t);
@@ -219,8 +251,16 @@ pub fn rotation_gate(
                     Since::At(t) => t,
                     Since::BeforeWatch => h.view(&domain, &view).map(|v| v.first_attempt()).unwrap_or(h.first_recorded()),
                 };
+                // Already signing when keycanary first saw the view serve it (or in the
+                // first round that returned tokens at all): whatever came before is
+                // unknown, but it was not an activation seen here.
+                let first_tokens = h.signing().first().map(|r| r.at);
+                let signing_when_found = since == Since::BeforeWatch
+                    && ledger
+                        .and_then(|l| l.first_signed())
+                        .is_some_and(|f| f <= visible_from || Some(f) == first_tokens);
                 let ready = visible_from.plus(s.saturating_add(margin));
-                if ready > now {
+                if ready > now && !signing_when_found {
                     blocking.push(Blocker {
                         code: Code::KeyActivatedEarly,
                         subject,
@@ -237,23 +277,9 @@ pub fn rotation_gate(
         }
     }
 
-    // 2, 3, 5. Open findings that block.
-    for f in open
-        .iter()
-        .filter(|f| f.subject.tenant == tenant && f.code.blocks_rotation())
-    {
-        // A stale or error-caching edge turns over when its cached copy expires.
-        let ready_at = match f.code {
-            Code::StaleEdge | Code::ErrorCached => edge_turnover(h, &f.subject),
-            _ => None,
-        };
-        blocking.push(Blocker {
-            code: f.code,
-            subject: f.subject.clone(),
-            detail: f.message.clone(),
-            ready_at,
-        });
-    }
+    // 2, 3, 5. Open findings that block; the rest are advisories.
+    let (open_blocking, advisories) = open::sort_open(h, open, tenant, GateKind::Rotation, &kid);
+    blocking.extend(open_blocking);
 
     // 4. The alg.
     if let Some(detail) = latest.and_then(|o| alg_problem(config, o, &kid)) {
@@ -264,7 +290,14 @@ pub fn rotation_gate(
             ready_at: None,
         });
     }
-    GateAnswer::new(GateKind::Rotation, tenant, Some(kid), blocking, now)
+    GateAnswer::new(
+        GateKind::Rotation,
+        tenant,
+        Some(kid),
+        blocking,
+        advisories,
+        now,
+    )
 }
 
 /// May `old_kid` be removed from `tenant`'s key set now?
@@ -284,6 +317,7 @@ pub fn retirement_gate(
             tenant,
             Some(old_kid.to_owned()),
             blocking,
+            Vec::new(),
             now,
         );
     };
@@ -375,22 +409,15 @@ pub fn retirement_gate(
             }
         }
     }
-    for f in open
-        .iter()
-        .filter(|f| f.subject.tenant == tenant && f.code == Code::ProbeStale)
-    {
-        blocking.push(Blocker {
-            code: f.code,
-            subject: f.subject.clone(),
-            detail: f.message.clone(),
-            ready_at: None,
-        });
-    }
+    let (open_blocking, advisories) =
+        open::sort_open(h, open, tenant, GateKind::Retirement, old_kid);
+    blocking.extend(open_blocking);
     GateAnswer::new(
         GateKind::Retirement,
         tenant,
         Some(old_kid.to_owned()),
         blocking,
+        advisories,
         now,
     )
 }
@@ -626,12 +653,15 @@ pub fn key_activated_early(
     out
 }
 
+mod open;
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::detect::stateful::fixtures::{
-        at, check, config_with, key, keys, replay, round, sign_with,
+        at, cdn_headers, check, config_with, key, keys, replay, round, short, sign_with,
     };
+    use crate::model::CacheHeaders;
 
     /// Step `i` with k1 signing and `k2` published in every view from `staged_at` on;
     /// k2 signs from `promoted_at` on.
@@ -734,7 +764,7 @@ mod tests {
     }
 
     #[test]
-    fn rotation_refuses_on_open_blocking_findings_and_disallowed_algs() {
+    fn drifts_are_advisories_and_disallowed_algs_block() {
         let config = config_with(|t| {
             t.replace(
                 "allowed_algs = [\"RS256\", \"ES256\", \"EdDSA\"]",
@@ -757,12 +787,156 @@ mod tests {
             Some("k1"),
             at(1),
         );
-        assert!(codes(&a).contains(&Code::CachePolicyDrift), "{a:#?}");
-        assert!(codes(&a).contains(&Code::AlgNotAllowed), "{a:#?}");
+        assert_eq!(codes(&a), [Code::AlgNotAllowed], "{a:#?}");
+        assert_eq!(a.advisories.len(), 1, "{a:#?}");
+        assert_eq!(a.advisories[0].code, Code::CachePolicyDrift);
+        assert!(a.advisories[0].why.contains("purge"), "{a:#?}");
         assert!(
             a.ready_at.is_none(),
-            "a drift has no predictable end: {a:#?}"
+            "an alg has no predictable end: {a:#?}"
         );
+    }
+
+    /// The stage of the acceptance test: app's edge does not cache, io's does (a permanent
+    /// `cache_policy_drift`); k2 staged in every view at step 10.
+    fn drifting(i: i64, staged_at: i64) -> Observation {
+        let mut o = step(i, Some(staged_at), None);
+        *cdn_headers(&mut o, 0) = CacheHeaders {
+            cache_control: Some("no-store".into()),
+            cache_status: Some("MISS".into()),
+            cache_status_header: Some("X-Cache-Status".into()),
+            ..Default::default()
+        };
+        o
+    }
+
+    #[test]
+    fn rotation_is_safe_with_a_permanent_cache_policy_drift_once_the_kid_has_waited_out_s() {
+        let config = config_with(str::to_owned);
+        let ask = |steps: &[Observation], kid: &str| {
+            let (history, findings) = replay(&config, steps);
+            let open = findings.last().unwrap();
+            assert!(
+                open.iter().any(|f| f.code == Code::CachePolicyDrift),
+                "the stage drifts: {open:#?}"
+            );
+            let last = steps.last().unwrap();
+            rotation_gate(
+                &config,
+                &history,
+                Some(last),
+                open,
+                "acme",
+                Some(kid),
+                last.finished_at,
+            )
+        };
+        // Staged at 10, asked at 11: not yet, with a time.
+        let steps: Vec<Observation> = (0..12).map(|i| drifting(i, 10)).collect();
+        let a = ask(&steps, "k2");
+        assert!(!a.safe, "{a:#?}");
+        assert!(
+            codes(&a).iter().all(|c| *c == Code::KeyActivatedEarly),
+            "{a:#?}"
+        );
+        let ready = a.ready_at.expect("time-based");
+        // Past every view's own S: safe, the drift an advisory.
+        let n = 10 + (ready.0 - at(10).0) / 30_000 + 2;
+        let mut steps: Vec<Observation> = (0..n).map(|i| drifting(i, 10)).collect();
+        let a = ask(&steps, "k2");
+        assert!(a.safe, "{a:#?}");
+        assert!(a.blocking.is_empty());
+        assert!(
+            a.advisories
+                .iter()
+                .any(|a| a.code == Code::CachePolicyDrift),
+            "{a:#?}"
+        );
+        // The same, while io's edge lacks k2: refused, naming that view.
+        keys(steps.last_mut().unwrap(), 1, 1, vec![key("k1")]);
+        let a = ask(&steps, "k2");
+        assert!(!a.safe, "{a:#?}");
+        let missing: Vec<String> = a
+            .blocking
+            .iter()
+            .filter(|b| b.code == Code::KidMissing)
+            .map(|b| short(&b.subject))
+            .collect();
+        assert_eq!(missing, ["io/cdn#k2"], "{a:#?}");
+    }
+
+    #[test]
+    fn regression_a_signer_found_signing_and_served_everywhere_is_healthy_on_a_first_start() {
+        // Two rounds after a first start: k1 was signing and served by every view when
+        // keycanary first looked. The gate without a kid says healthy.
+        let config = config_with(str::to_owned);
+        let steps = walk(2, None, None);
+        let (history, findings) = replay(&config, &steps);
+        let a = rotation_gate(
+            &config,
+            &history,
+            steps.last(),
+            findings.last().unwrap(),
+            "acme",
+            None,
+            at(1),
+        );
+        assert_eq!(a.kid.as_deref(), Some("k1"));
+        assert!(a.safe, "{a:#?}");
+        // The same when the first round's logins failed: k1 signed the first tokens seen.
+        let mut steps = walk(3, None, None);
+        for d in &mut steps[0].domains {
+            d.login = Some(crate::model::LoginObservation {
+                grant: "client_credentials".into(),
+                fetch: None,
+                result: crate::model::LoginResult::Failed {
+                    reason: "503".into(),
+                },
+            });
+        }
+        let (history, findings) = replay(&config, &steps);
+        let a = rotation_gate(
+            &config,
+            &history,
+            steps.last(),
+            findings.last().unwrap(),
+            "acme",
+            None,
+            at(2),
+        );
+        assert!(a.safe, "{a:#?}");
+        // A new kid found already published (but not signing) on that first start still
+        // waits out S from when keycanary first saw it: its history is unknown.
+        let steps: Vec<Observation> = (0..2).map(|i| step(i, Some(0), None)).collect();
+        let (history, findings) = replay(&config, &steps);
+        let a = rotation_gate(
+            &config,
+            &history,
+            steps.last(),
+            findings.last().unwrap(),
+            "acme",
+            Some("k2"),
+            at(1),
+        );
+        assert!(!a.safe, "{a:#?}");
+        assert!(
+            codes(&a).iter().all(|c| *c == Code::KeyActivatedEarly),
+            "{a:#?}"
+        );
+        // A signer that began signing while watched is judged on its own S as before.
+        let steps = walk(4, Some(3), Some(3));
+        let (history, findings) = replay(&config, &steps);
+        let a = rotation_gate(
+            &config,
+            &history,
+            steps.last(),
+            findings.last().unwrap(),
+            "acme",
+            None,
+            at(3),
+        );
+        assert_eq!(a.kid.as_deref(), Some("k2"));
+        assert!(codes(&a).contains(&Code::KeyActivatedEarly), "{a:#?}");
     }
 
     #[test]

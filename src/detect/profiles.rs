@@ -91,7 +91,8 @@ pub fn staleness_budget(
 /// Since when one view serves one kid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Since {
-    /// Served since before keycanary watched the view: no evidence it was ever absent.
+    /// Served since before keycanary watched the view, or the view never answered ok
+    /// while watched: no evidence it was ever absent.
     BeforeWatching,
     /// First served (continuously since) at this time.
     At(Timestamp),
@@ -99,7 +100,8 @@ pub enum Since {
     NotServed,
 }
 
-/// What a replay needs to know about one view and one kid K.
+/// What a replay needs to know about one view and one kid K: what that view served over
+/// time, never what other views of the tenant served.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyTimeline {
     pub served_since: Since,
@@ -113,8 +115,9 @@ pub struct KeyTimeline {
     /// The TTL the view's headers give clients that honour them (see
     /// [`crate::detect::freshness::EdgeFreshness::client_ttl`]).
     pub header_ttl: Option<Duration>,
-    /// K was served before with other key material: clients already know the kid, so a
-    /// refetch on an unknown kid never triggers and only their TTL renews the stale key.
+    /// This view served K before with other key material: its clients already know the
+    /// kid, so a refetch on an unknown kid never triggers and only their TTL renews the
+    /// stale key. (Other views serving other material under K do not make it known here.)
     pub known: bool,
 }
 
@@ -173,8 +176,11 @@ fn missing_key(
             // A prediction already past still leaves the view without the kid now.
             let served = k.fresh_at.map(|t| t.max(now));
             let (until, reason) = if refetch {
-                let mut reason =
-                    "its refetch on the unknown kid gets the same stale set".to_owned();
+                let mut reason = if k.fetch_failing {
+                    "its last good set lacks the kid and its refetch fails".to_owned()
+                } else {
+                    "its refetch on the unknown kid gets the same stale set".to_owned()
+                };
                 if !cooldown.is_zero() {
                     reason.push_str(&format!(", then waits out a {} cooldown", human(cooldown)));
                 }
@@ -576,7 +582,7 @@ mod tests {
         };
         let f = replay(&profile("jose"), &k, at(60)).unwrap();
         assert!(
-            f.reason.contains("unknown kid") && f.reason.contains("fetch fails"),
+            f.reason.contains("lacks the kid") && f.reason.contains("fetch fails"),
             "{}",
             f.reason
         );

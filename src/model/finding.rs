@@ -62,22 +62,21 @@ codes! {
 }
 
 impl Code {
-    /// Whether an open finding with this code blocks the pre-rotation gate (findings.md,
-    /// "The gates", conditions 2, 3 and 5); the gate and the notifications' gate line both
-    /// read it.
+    /// Whether an open finding with this code blocks every promotion (findings.md, "The
+    /// gates", pre-rotation conditions 2 and 5: an edge that differs from its origin or
+    /// serves a cached error, no fresh data); the gate and the notifications' gate line
+    /// both read it.
     pub fn blocks_rotation(self) -> bool {
+        matches!(self, Code::StaleEdge | Code::ErrorCached | Code::ProbeStale)
+    }
+
+    /// Whether an open finding with this code blocks promoting the kid it names (condition
+    /// 3: the key itself ambiguous, weak or unparseable); about another key it is an
+    /// advisory.
+    pub fn blocks_promoting_its_kid(self) -> bool {
         matches!(
             self,
-            Code::StaleEdge
-                | Code::ErrorCached
-                | Code::CachePolicyDrift
-                | Code::DiscoveryDrift
-                | Code::JwksDrift
-                | Code::KidReused
-                | Code::KidAmbiguous
-                | Code::WeakKey
-                | Code::JwkUnparseable
-                | Code::ProbeStale
+            Code::KidReused | Code::KidAmbiguous | Code::WeakKey | Code::JwkUnparseable
         )
     }
 }

@@ -6,6 +6,7 @@
 //! recorded as the token's decoded header and claims only.
 
 mod finding;
+pub mod wire;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -235,6 +236,10 @@ pub struct HttpResponse {
     /// `notAfter` of the peer TLS leaf certificate (Unix seconds), when it could be read.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub tls_leaf_not_after: Option<i64>,
+    /// For a 3xx answer that was not followed (token requests): the origin its
+    /// `Location` points to, never its path or query.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub redirect_to: Option<String>,
 }
 
 /// One HTTP request as it went.

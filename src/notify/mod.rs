@@ -216,7 +216,7 @@ impl Notifier {
             channels: config.alerting.channels.clone(),
             ctx: render_context(config),
             clock,
-            http: reqwest::Client::new(),
+            http: channel::http_client(),
             backoff,
             deliveries: Arc::default(),
             unrecorded: Mutex::default(),

@@ -24,6 +24,8 @@ pub struct Clients {
     settings: Settings,
     pinned: Mutex<HashMap<IpAddr, (Arc<EdgeResolver>, reqwest::Client)>>,
     plain: reqwest::Client,
+    /// For requests that carry credentials (token requests): never follows a redirect.
+    no_redirects: reqwest::Client,
 }
 
 /// Name resolution of an edge's client: the hosts pinned to the edge resolve to its
@@ -64,12 +66,22 @@ impl Clients {
             settings: settings.clone(),
             pinned: Mutex::new(HashMap::new()),
             plain: builder(settings).build()?,
+            no_redirects: builder(settings)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
         })
     }
 
     /// The client for requests that are not pinned to an edge.
     pub fn plain(&self) -> reqwest::Client {
         self.plain.clone()
+    }
+
+    /// The client for requests that carry a credential: a redirect is answered as it
+    /// came (the 3xx and its [`HttpResponse::redirect_to`]), never followed, so a secret
+    /// is only ever sent to the URL it was configured for.
+    pub fn no_redirects(&self) -> reqwest::Client {
+        self.no_redirects.clone()
     }
 
     /// The client for `url`, pinned to `edge` when given (Host and SNI stay the URL's, and
@@ -198,6 +210,7 @@ async fn send(builder: reqwest::RequestBuilder, max_body: u64) -> (FetchOutcome,
         Err(e) => return (error_outcome(&e), None),
     };
     let status = resp.status().as_u16();
+    let redirect_to = redirect_origin(status, resp.url(), resp.headers());
     let headers = cache_headers(resp.headers());
     let content_type = resp
         .headers()
@@ -240,8 +253,27 @@ async fn send(builder: reqwest::RequestBuilder, max_body: u64) -> (FetchOutcome,
         body_len: body.len() as u64,
         tls_leaf_sha256,
         tls_leaf_not_after,
+        redirect_to,
     };
     (FetchOutcome::Response(Box::new(response)), Some(body))
+}
+
+/// The origin a 3xx answer's `Location` points to (resolved against `base`); only the
+/// origin, since the path and query may echo what was sent. `None` for other statuses.
+fn redirect_origin(status: u16, base: &url::Url, h: &HeaderMap) -> Option<String> {
+    if !(300..400).contains(&status) {
+        return None;
+    }
+    let location = h.get("location").and_then(|v| v.to_str().ok());
+    let origin = match location.map(|l| base.join(l)) {
+        Some(Ok(u)) => u.origin().ascii_serialization(),
+        Some(Err(_)) => "an address that is not a URL".to_owned(),
+        None => "nowhere (no Location header)".to_owned(),
+    };
+    Some(crate::model::wire::text(
+        &origin,
+        crate::model::wire::TEXT_MAX,
+    ))
 }
 
 /// `notAfter` (Unix seconds) of a DER certificate; `None` when it does not parse.
@@ -266,7 +298,8 @@ fn error_outcome(e: &reqwest::Error) -> FetchOutcome {
     };
     FetchOutcome::Error {
         kind,
-        message: chain,
+        // Error texts may quote what a server sent (a certificate's names).
+        message: crate::model::wire::text(&chain, 2 * crate::model::wire::TEXT_MAX),
     }
 }
 
@@ -308,11 +341,19 @@ fn header(h: &HeaderMap, name: &str) -> Option<String> {
         .map(str::trim)
         .collect();
     if values.is_empty() {
-        None
-    } else {
-        Some(values.join(", "))
+        return None;
     }
+    // `to_str` let only visible ASCII (and tabs) through; the length is the server's.
+    let joined = values.join(", ");
+    Some(if joined.len() > HEADER_MAX {
+        crate::model::wire::text(&joined, HEADER_MAX)
+    } else {
+        joined
+    })
 }
+
+/// Longest header value kept (longer ones are cut, with `…`).
+const HEADER_MAX: usize = 1024;
 
 /// Reads the caching evidence of a response.
 pub fn cache_headers(h: &HeaderMap) -> CacheHeaders {

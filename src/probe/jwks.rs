@@ -5,7 +5,7 @@
 //! Pure functions over bytes; judging the facts (weak, ambiguous, unparseable) is
 //! `detect`'s job, not this file's.
 
-use crate::model::{KeyInfo, KeySetParse, X5cFacts};
+use crate::model::{KeyInfo, KeySetParse, X5cFacts, wire};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Map, Value};
@@ -123,8 +123,8 @@ pub fn key_info(v: &Value) -> KeyInfo {
             x5c: None,
         };
     };
-    let kty = str_member(obj, "kty").unwrap_or_default().to_owned();
-    let crv = str_member(obj, "crv").map(str::to_owned);
+    let kty = wire::ident(str_member(obj, "kty").unwrap_or_default());
+    let crv = str_member(obj, "crv").map(wire::ident);
     let mut size_bits = None;
     let required: &[&str] = match kty.as_str() {
         "RSA" => {
@@ -196,7 +196,7 @@ pub fn key_info(v: &Value) -> KeyInfo {
         .map(|m| m.to_string())
         .collect();
     let kid = match obj.get("kid") {
-        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::String(s)) => Some(wire::ident(s)),
         Some(_) => {
             problems.push("`kid` is not a string".into());
             None
@@ -207,14 +207,14 @@ pub fn key_info(v: &Value) -> KeyInfo {
         kid,
         thumbprint,
         kty,
-        alg: str_member(obj, "alg").map(str::to_owned),
-        use_: str_member(obj, "use").map(str::to_owned),
+        alg: str_member(obj, "alg").map(wire::ident),
+        use_: str_member(obj, "use").map(wire::ident),
         crv,
         size_bits,
         private_members,
         problems,
-        x5t: str_member(obj, "x5t").map(str::to_owned),
-        x5t_s256: str_member(obj, "x5t#S256").map(str::to_owned),
+        x5t: str_member(obj, "x5t").map(wire::ident),
+        x5t_s256: str_member(obj, "x5t#S256").map(wire::ident),
         x5c: x5c_facts(obj),
     }
 }

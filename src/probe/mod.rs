@@ -7,20 +7,21 @@
 
 pub mod http;
 pub mod jwks;
+pub mod login;
 pub mod refresh;
 pub mod token;
 
 use crate::clock::SharedClock;
-use crate::config::{ClientAuth, Config, Domain, Grant, Login, Origin, Tenant};
+use crate::config::{Config, Domain, Origin, Tenant};
+use crate::model::wire;
 use crate::model::{
     DiscoveryDoc, DiscoveryObservation, DiscoveryResult, DomainObservation, Fetch, FetchErrorKind,
-    FetchOutcome, KeySetParse, LoginObservation, LoginResult, Observation, TokenKind, ViewId,
-    ViewKind, ViewObservation,
+    FetchOutcome, KeySetParse, LoginResult, Observation, TokenKind, ViewId, ViewKind,
+    ViewObservation,
 };
 use crate::telemetry::traces::RoundTrace;
 use futures_util::future::join_all;
 use http::{Clients, Request, fetch};
-use secrecy::ExposeSecret;
 use serde_json::Value;
 use std::collections::HashMap;
 use tracing::{Instrument, Span, debug, field, info_span, instrument};
@@ -32,6 +33,8 @@ pub struct Prober {
     clock: SharedClock,
     location: String,
     max_body: u64,
+    /// Every secret value of the config, taken out of what the IdP sends back.
+    secrets: Vec<String>,
     /// The newest refresh token of each domain whose IdP rotates them.
     refresh_tokens: refresh::RefreshTokens,
 }
@@ -43,8 +46,29 @@ impl Prober {
             clock,
             location: config.settings.location.clone(),
             max_body: config.settings.max_body_bytes,
+            secrets: config.secret_values(),
             refresh_tokens: refresh::RefreshTokens::in_dir(&config.settings.state_dir),
         })
+    }
+
+    /// `s` without any secret value keycanary knows ([`wire::scrub`]).
+    fn scrub(&self, s: &str) -> String {
+        wire::scrub(s, &self.secrets)
+    }
+
+    /// `v` with every string in it (keys included) scrubbed: for what an IdP may fill
+    /// with what it was sent (a login's reasons and claims, discovery's fields).
+    fn scrubbed<T: serde::Serialize + serde::de::DeserializeOwned>(&self, v: T) -> T {
+        if self.secrets.is_empty() {
+            return v;
+        }
+        let Ok(mut json) = serde_json::to_value(&v) else {
+            return v;
+        };
+        if !scrub_json(&mut json, &self.secrets) {
+            return v;
+        }
+        serde_json::from_value(json).unwrap_or(v)
     }
 
     /// Probes every tenant concurrently.
@@ -89,7 +113,7 @@ impl Prober {
                 match &domain.login {
                     Some(login) => {
                         let key = format!("{tenant}/{}", domain.name);
-                        Some(self.login(&key, login, doc).await)
+                        Some(self.login(&key, login, &domain.issuer, doc).await)
                     }
                     None => None,
                 }
@@ -107,9 +131,11 @@ impl Prober {
         for ((target, (fetch, body)), span) in targets.iter().zip(fetched).zip(&spans) {
             let key_set = match (fetch.response(), body) {
                 (Some(r), Some(body)) if (200..300).contains(&r.status) => {
-                    let entry = parsed
-                        .entry(r.body_sha256.clone())
-                        .or_insert_with(|| jwks::parse(&body));
+                    let entry = parsed.entry(r.body_sha256.clone()).or_insert_with(|| {
+                        // Kids and members are the IdP's text too: scrubbed once per body.
+                        let (keys, raw) = jwks::parse(&body);
+                        (self.scrubbed(keys), raw)
+                    });
                     Some(entry.0.clone())
                 }
                 _ => None,
@@ -154,8 +180,9 @@ impl Prober {
             } else if let LoginResult::Tokens { tokens: t } = &mut obs.result {
                 *t = tokens;
             }
-            obs
+            self.scrubbed(obs)
         });
+        let discovery = discovery.map(|d| self.scrubbed(d));
         DomainObservation {
             domain: domain.name.clone(),
             issuer: domain.issuer.to_string(),
@@ -188,172 +215,6 @@ impl Prober {
             },
         );
         DiscoveryObservation { fetch, result }
-    }
-
-    /// Logs in and returns the observation plus the raw tokens (kept only for this round).
-    /// The span carries the grant, status and outcome: never the form, secret or tokens.
-    #[instrument(name = "probe.login", skip_all, fields(grant = login.grant.as_str(), client_id = %login.client_id, http.status = field::Empty, result = field::Empty, error.kind = field::Empty))]
-    async fn login(
-        &self,
-        refresh_key: &str,
-        login: &Login,
-        doc: Option<&DiscoveryDoc>,
-    ) -> (LoginObservation, Vec<(TokenKind, String)>) {
-        let grant = login.grant.as_str().to_owned();
-        let token_url = match (&login.token_url, doc.and_then(|d| d.token_endpoint.as_deref())) {
-            (Some(u), _) => Ok(u.clone()),
-            (None, Some(s)) => Url::parse(s).map_err(|e| format!("discovery's token_endpoint `{s}` is not a URL ({e})")),
-            (None, None) => Err("no token URL: discovery failed or has no token_endpoint, and login.token_url is not set".to_owned()),
-        };
-        let token_url = match token_url {
-            Ok(u) => u,
-            Err(reason) => {
-                Span::current().record("result", "failed");
-                return (
-                    LoginObservation {
-                        grant,
-                        fetch: None,
-                        result: LoginResult::Failed { reason },
-                    },
-                    Vec::new(),
-                );
-            }
-        };
-        let mut form: Vec<(&'static str, String)> = vec![("grant_type", grant.clone())];
-        // When the IdP rotated the refresh token, the newest one (see `refresh`).
-        let mut rotated_at = None;
-        match &login.grant {
-            Grant::ClientCredentials => {}
-            Grant::Password { username, password } => {
-                form.push(("username", username.clone()));
-                form.push(("password", password.expose_secret().to_owned()));
-            }
-            Grant::RefreshToken { refresh_token } => {
-                let current = self.refresh_tokens.current(refresh_key, refresh_token);
-                rotated_at = current.rotated_at;
-                form.push(("refresh_token", current.token.expose_secret().to_owned()))
-            }
-        }
-        for (name, value) in [
-            ("resource", &login.resource),
-            ("audience", &login.audience),
-            ("scope", &login.scope),
-        ] {
-            if let Some(v) = value {
-                form.push((name, v.clone()));
-            }
-        }
-        let secret = login
-            .client_secret
-            .as_ref()
-            .map(|s| s.expose_secret().to_owned());
-        let mut basic_auth = None;
-        match login.auth {
-            ClientAuth::ClientSecretBasic => {
-                basic_auth = Some((
-                    form_encode(&login.client_id),
-                    form_encode(secret.as_deref().unwrap_or("")),
-                ));
-            }
-            ClientAuth::ClientSecretPost => {
-                form.push(("client_id", login.client_id.clone()));
-                if let Some(s) = secret {
-                    form.push(("client_secret", s));
-                }
-            }
-        }
-        let client = self.clients.plain();
-        let mut req = Request::get(client, &token_url).header("accept", "application/json");
-        req.method = reqwest::Method::POST;
-        req.form = Some(form);
-        req.basic_auth = basic_auth;
-        let (fetch, body) = fetch(req, &self.clock, self.max_body).await;
-        let (result, tokens) = match (fetch.response(), body) {
-            (Some(r), Some(body)) if (200..300).contains(&r.status) => {
-                match serde_json::from_slice::<Value>(&body) {
-                    Ok(v) => {
-                        let mut tokens = Vec::new();
-                        for (kind, name) in [
-                            (TokenKind::AccessToken, "access_token"),
-                            (TokenKind::IdToken, "id_token"),
-                        ] {
-                            if let Some(t) = v.get(name).and_then(Value::as_str) {
-                                tokens.push((kind, t.to_owned()));
-                            }
-                        }
-                        if let Grant::RefreshToken { refresh_token } = &login.grant
-                            && let Some(new) = v.get("refresh_token").and_then(Value::as_str)
-                            && new
-                                != self
-                                    .refresh_tokens
-                                    .current(refresh_key, refresh_token)
-                                    .token
-                                    .expose_secret()
-                            && let Err(e) = self.refresh_tokens.rotated(
-                                refresh_key,
-                                refresh_token,
-                                new,
-                                self.clock.now(),
-                            )
-                        {
-                            tracing::error!(login = refresh_key, error = %e, "cannot store the rotated refresh token in the state directory; it is used until keycanary stops, then the configured one is presented again");
-                        }
-                        if tokens.is_empty() {
-                            (
-                                LoginResult::Failed {
-                                    reason: "the token response has no access_token or id_token"
-                                        .into(),
-                                },
-                                tokens,
-                            )
-                        } else {
-                            (LoginResult::Tokens { tokens: Vec::new() }, tokens)
-                        }
-                    }
-                    Err(_) => (
-                        LoginResult::Failed {
-                            reason: "the token response is not JSON".into(),
-                        },
-                        Vec::new(),
-                    ),
-                }
-            }
-            (Some(r), body) => {
-                let detail = body.as_deref().map(oauth_error).unwrap_or_default();
-                let rotated = rotated_at.map(|at| format!(" (to the rotated refresh token stored at {at} in the state directory; if the IdP revoked it, set a new refresh_token in probes.toml)")).unwrap_or_default();
-                (
-                    LoginResult::Failed {
-                        reason: format!(
-                            "the token endpoint answered HTTP {}{detail}{rotated}",
-                            r.status
-                        ),
-                    },
-                    Vec::new(),
-                )
-            }
-            (None, _) => (
-                LoginResult::Failed {
-                    reason: format!("the token request failed: {}", fetch_error(&fetch)),
-                },
-                Vec::new(),
-            ),
-        };
-        record_fetch(&fetch);
-        Span::current().record(
-            "result",
-            match &result {
-                LoginResult::Tokens { .. } => "tokens",
-                LoginResult::Failed { .. } => "failed",
-            },
-        );
-        (
-            LoginObservation {
-                grant,
-                fetch: Some(fetch),
-                result,
-            },
-            tokens,
-        )
     }
 
     async fn view(&self, target: &ViewTarget) -> (Fetch, Option<Vec<u8>>) {
@@ -440,36 +301,30 @@ fn parse_code(k: &KeySetParse) -> &'static str {
     }
 }
 
-/// RFC 6749 2.3.1: client id and secret are form-encoded before HTTP Basic.
-fn form_encode(s: &str) -> String {
-    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
-}
-
-/// `: error_code (description)` from an OAuth error body, bounded; empty if none.
-fn oauth_error(body: &[u8]) -> String {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return String::new();
-    };
-    let code = v.get("error").and_then(Value::as_str).unwrap_or_default();
-    let desc = v
-        .get("error_description")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let mut out = String::new();
-    if !code.is_empty() {
-        out = format!(": {}", truncate(code, 64));
-        if !desc.is_empty() {
-            out.push_str(&format!(" ({})", truncate(desc, 160)));
+/// Scrubs every string (and object key) in `v`; whether anything changed.
+fn scrub_json(v: &mut Value, secrets: &[String]) -> bool {
+    match v {
+        Value::String(s) => {
+            let clean = wire::scrub(s, secrets);
+            let changed = clean != *s;
+            *s = clean;
+            changed
         }
-    }
-    out
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        s.chars().take(max).collect::<String>() + "…"
+        Value::Array(a) => a
+            .iter_mut()
+            .fold(false, |acc, x| scrub_json(x, secrets) | acc),
+        Value::Object(o) => {
+            let old = std::mem::take(o);
+            let mut changed = false;
+            for (k, mut x) in old {
+                let key = wire::scrub(&k, secrets);
+                changed |= key != k;
+                changed |= scrub_json(&mut x, secrets);
+                o.insert(key, x);
+            }
+            changed
+        }
+        _ => false,
     }
 }
 
@@ -479,6 +334,9 @@ fn fetch_error(fetch: &Fetch) -> String {
         FetchOutcome::Response(r) => format!("HTTP {}", r.status),
     }
 }
+
+/// Longest URL kept from a discovery document.
+const URL_MAX: usize = 2048;
 
 pub fn parse_discovery(body: &[u8]) -> DiscoveryResult {
     let v: Value = match serde_json::from_slice(body) {
@@ -494,7 +352,12 @@ pub fn parse_discovery(body: &[u8]) -> DiscoveryResult {
             };
         }
     };
-    let s = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
+    // URLs are kept whole up to a generous bound; identifiers through `wire::ident`.
+    let s = |name: &str| {
+        v.get(name)
+            .and_then(Value::as_str)
+            .map(|s| wire::text(s, URL_MAX))
+    };
     let (Some(issuer), Some(jwks_uri)) = (s("issuer"), s("jwks_uri")) else {
         let missing: Vec<&str> = ["issuer", "jwks_uri"]
             .into_iter()
@@ -510,7 +373,7 @@ pub fn parse_discovery(body: &[u8]) -> DiscoveryResult {
             .map(|a| {
                 a.iter()
                     .filter_map(Value::as_str)
-                    .map(str::to_owned)
+                    .map(wire::ident)
                     .collect()
             })
             .unwrap_or_default()

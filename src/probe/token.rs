@@ -4,6 +4,7 @@
 //! The token string lives only for the round; what leaves this file is [`TokenInfo`]
 //! (header, registered claims, per-view results), never the token.
 
+use crate::model::wire;
 use crate::model::{
     TokenCheck, TokenCheckResult, TokenClaims, TokenHeader, TokenInfo, TokenKind, ViewId,
 };
@@ -18,9 +19,15 @@ pub struct Jwt<'a> {
     pub kind: TokenKind,
     pub header: TokenHeader,
     pub claims: TokenClaims,
+    /// The header's `kid` as sent, for looking it up in the served keys (`header.kid`
+    /// is the cleaned, bounded form kept in the model).
+    raw_kid: Option<String>,
     signing_input: &'a str,
     signature: &'a str,
 }
+
+/// Most audiences kept from a token's `aud` list.
+const AUD_MAX: usize = 32;
 
 /// Decodes a compact JWS. The error says what is wrong without echoing the token.
 pub fn decode(kind: TokenKind, token: &str) -> Result<Jwt<'_>, String> {
@@ -39,17 +46,19 @@ pub fn decode(kind: TokenKind, token: &str) -> Result<Jwt<'_>, String> {
     let Some(alg) = header.get("alg").and_then(Value::as_str) else {
         return Err(format!("the {} header has no `alg`", kind.as_str()));
     };
+    let raw_kid = header.get("kid").and_then(Value::as_str).map(str::to_owned);
     let header = TokenHeader {
-        alg: alg.to_owned(),
-        kid: header.get("kid").and_then(Value::as_str).map(str::to_owned),
-        typ: header.get("typ").and_then(Value::as_str).map(str::to_owned),
+        alg: wire::ident(alg),
+        kid: raw_kid.as_deref().map(wire::ident),
+        typ: header.get("typ").and_then(Value::as_str).map(wire::ident),
     };
     let aud = match claims.get("aud") {
-        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::String(s)) => vec![wire::ident(s)],
         Some(Value::Array(a)) => a
             .iter()
             .filter_map(Value::as_str)
-            .map(str::to_owned)
+            .take(AUD_MAX)
+            .map(wire::ident)
             .collect(),
         _ => Vec::new(),
     };
@@ -59,7 +68,7 @@ pub fn decode(kind: TokenKind, token: &str) -> Result<Jwt<'_>, String> {
             .and_then(|v| v.as_i64().or_else(|| v.as_f64().map(|f| f as i64)))
     };
     let claims = TokenClaims {
-        iss: claims.get("iss").and_then(Value::as_str).map(str::to_owned),
+        iss: claims.get("iss").and_then(Value::as_str).map(wire::ident),
         aud,
         exp: num("exp"),
         nbf: num("nbf"),
@@ -70,6 +79,7 @@ pub fn decode(kind: TokenKind, token: &str) -> Result<Jwt<'_>, String> {
         kind,
         header,
         claims,
+        raw_kid,
         signing_input,
         signature: s,
     })
@@ -149,7 +159,7 @@ impl Jwt<'_> {
         let Some(keys) = keys else {
             return TokenCheckResult::ViewUnavailable;
         };
-        let candidates: Vec<&Value> = match &self.header.kid {
+        let candidates: Vec<&Value> = match &self.raw_kid {
             Some(kid) => keys
                 .iter()
                 .filter(|k| k.get("kid").and_then(Value::as_str) == Some(kid))
@@ -159,6 +169,7 @@ impl Jwt<'_> {
         if candidates.is_empty() {
             return TokenCheckResult::KidMissing;
         }
+        // An alg that `wire::ident` changed is not one jsonwebtoken knows either.
         let alg = match jsonwebtoken::Algorithm::from_str(&self.header.alg) {
             Ok(a)
                 if !matches!(

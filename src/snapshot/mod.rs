@@ -64,6 +64,17 @@ pub struct TenantSnapshot {
     /// The rotation gate for the tenant's current signer ("healthy right now"), as of its
     /// latest judgement (or the latest reload).
     pub gate: Option<GateAnswer>,
+    /// The tenant's `/metrics` sample lines, rendered once after its judgement so a scrape
+    /// copies text instead of deciding anything; `None` until then (a scrape renders the
+    /// tenant itself) and after every change that could alter them.
+    pub exposition: Option<Arc<TenantExposition>>,
+}
+
+/// One tenant's part of the `/metrics` body: for each tenant family, in output order, its
+/// sample lines (possibly none). Filled by the daemon with `telemetry::metrics::render_tenant`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TenantExposition {
+    pub lines: Vec<String>,
 }
 
 /// What one judgement changed in the open findings: for the log.
@@ -184,6 +195,7 @@ impl Snapshot {
         };
         entry.findings = findings;
         entry.since = since;
+        entry.exposition = None;
         entry.history = history.tenant_shared(tenant);
         entry.gate = Some(gate::rotation_gate(
             config,
@@ -240,13 +252,18 @@ impl Snapshot {
         self
     }
 
-    /// After a (re)load: forgets tenants `config` no longer has, and recomputes every
-    /// tenant's gate at `now` from `history` (so a tenant added by a reload shows at once).
+    /// After a (re)load: forgets tenants `config` no longer has (their duration series
+    /// too), and recomputes every tenant's gate at `now` from `history` (so a tenant added
+    /// by a reload shows at once). Every tenant's rendered metrics are dropped: the new
+    /// config may change them (client profiles change staleness budgets).
     pub fn reconfigured(&mut self, config: &Arc<Config>, history: &History, now: Timestamp) {
         self.config = Some(config.clone());
         self.tenants.retain(|t, _| config.tenant(t).is_some());
+        self.durations
+            .retain_tenants(|t| config.tenant(t).is_some());
         for t in &config.tenants {
             let entry = self.tenants.entry(t.name.clone()).or_default();
+            entry.exposition = None;
             entry.gate = Some(gate::rotation_gate(
                 config,
                 history,

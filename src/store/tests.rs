@@ -361,6 +361,32 @@ fn silences_are_kept_until_they_end() {
 }
 
 #[test]
+fn a_bad_silence_row_is_skipped_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path()).unwrap();
+    let good = Silence {
+        id: "api-2".into(),
+        tenant: Some("acme".into()),
+        code: None,
+        severity: None,
+        subject: None,
+        starts: Timestamp(1_000),
+        ends: Timestamp(5_000),
+        created_by: "sre".into(),
+        comment: "rotation".into(),
+    };
+    store.put_silence(&good, Timestamp(900)).unwrap();
+    store
+        .conn
+        .execute(
+            "INSERT INTO silences (id, silence, created_at, ends_at) VALUES ('api-1', '{\"ends\": \"year 8000\"}', 0, 9000)",
+            [],
+        )
+        .unwrap();
+    assert_eq!(store.silences(Timestamp(2_000)).unwrap(), vec![good]);
+}
+
+#[test]
 fn two_opens_at_once_both_migrate() {
     let dir = tempfile::tempdir().unwrap();
     let opens: Vec<_> = (0..4)

@@ -101,26 +101,49 @@ impl Family {
 
 /// The Prometheus text format 0.0.4 of `families`.
 pub fn encode(families: &[Family]) -> String {
-    let mut out = String::new();
+    // About 110 bytes a series at fleet size; reserving avoids regrowing a body of
+    // megabytes a dozen times.
+    let series_count: usize = families
+        .iter()
+        .map(|f| {
+            f.samples.len()
+                + f.histograms
+                    .iter()
+                    .map(|h| h.buckets.len() + 2)
+                    .sum::<usize>()
+        })
+        .sum();
+    let mut out = String::with_capacity(series_count * 110 + families.len() * 160);
     for f in families {
-        let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
-        let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
-        for s in &f.samples {
-            series(&mut out, f.name, "", &s.labels, None, s.value);
-        }
-        for h in &f.histograms {
-            for &(le, n) in &h.buckets {
-                let le = number(le);
-                series(&mut out, f.name, "_bucket", &h.labels, Some(&le), n as f64);
-            }
-            series(&mut out, f.name, "_sum", &h.labels, None, h.sum);
-            series(&mut out, f.name, "_count", &h.labels, None, h.count as f64);
-        }
+        write_header(&mut out, f);
+        write_samples(&mut out, f);
     }
     out
 }
 
-/// One sample line: `name+suffix{labels[,le]} value`.
+/// The HELP and TYPE lines of `f`.
+pub fn write_header(out: &mut String, f: &Family) {
+    let _ = writeln!(out, "# HELP {} {}", f.name, escape_help(f.help));
+    let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind.as_str());
+}
+
+/// The sample lines of `f` (a histogram's `_bucket`, `_sum` and `_count` series), without
+/// its header: a family's samples may be written in parts, one after another.
+pub fn write_samples(out: &mut String, f: &Family) {
+    for s in &f.samples {
+        series(out, f.name, "", &s.labels, None, s.value);
+    }
+    for h in &f.histograms {
+        for &(le, n) in &h.buckets {
+            let le = number(le);
+            series(out, f.name, "_bucket", &h.labels, Some(&le), n as f64);
+        }
+        series(out, f.name, "_sum", &h.labels, None, h.sum);
+        series(out, f.name, "_count", &h.labels, None, h.count as f64);
+    }
+}
+
+/// One sample line: `name+suffix{labels[,le]} value`, written straight into `out`.
 fn series(
     out: &mut String,
     name: &str,
@@ -135,33 +158,62 @@ fn series(
     let all = labels.iter().map(|(k, v)| (*k, v.as_str())).chain(le);
     for (i, (k, v)) in all.enumerate() {
         out.push(if i == 0 { '{' } else { ',' });
-        let _ = write!(out, "{k}=\"{}\"", escape_label(v));
+        out.push_str(k);
+        out.push_str("=\"");
+        push_label_value(out, v);
+        out.push('"');
     }
     if !labels.is_empty() || le.is_some() {
         out.push('}');
     }
-    let _ = writeln!(out, " {}", number(value));
+    out.push(' ');
+    push_number(out, value);
+    out.push('\n');
+}
+
+/// A label value with `\`, `"` and newlines escaped, appended to `out`.
+fn push_label_value(out: &mut String, v: &str) {
+    if !v.contains(['\\', '"', '\n']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+#[cfg(test)]
+fn escape_label(s: &str) -> String {
+    let mut out = String::new();
+    push_label_value(&mut out, s);
+    out
 }
 
 fn escape_help(s: &str) -> String {
     s.replace('\\', "\\\\").replace('\n', "\\n")
 }
 
-fn escape_label(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
 /// A sample value as Prometheus spells it: `NaN`, `+Inf`, `-Inf`, else Rust's shortest
 /// round-tripping decimal (`1`, `0.25`).
 pub fn number(v: f64) -> String {
+    let mut out = String::new();
+    push_number(&mut out, v);
+    out
+}
+
+/// [`number`], appended to `out` without a temporary string.
+fn push_number(out: &mut String, v: f64) {
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v.is_infinite() {
-        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
     } else {
-        format!("{v}")
+        let _ = write!(out, "{v}");
     }
 }
 

@@ -56,6 +56,7 @@ pub fn view(path: &str, kind: ViewKind, age: Option<u64>, kids: &[&str]) -> View
                 body_len: 0,
                 tls_leaf_sha256: None,
                 tls_leaf_not_after: None,
+                redirect_to: None,
             })),
         },
         key_set: Some(KeySetParse::Parsed {

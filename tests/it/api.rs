@@ -30,6 +30,7 @@ pub(crate) struct Harness {
     stops: Vec<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
     dir: tempfile::TempDir,
+    bearer: Option<String>,
 }
 
 /// The shipped probes.toml pointed at `lab`, probing every 2 s, simulating only client
@@ -37,6 +38,11 @@ pub(crate) struct Harness {
 /// the stale one shows red after an unstaged rotation; Envoy-like clients would fail on
 /// every domain for their TTL — see the rotation tests).
 fn config_for(lab: &Lab, dir: &Path) -> Config {
+    config_with_bearer(lab, dir, None)
+}
+
+/// [`config_for`] with `[api] bearer_token` set to `bearer`.
+fn config_with_bearer(lab: &Lab, dir: &Path, bearer: Option<&str>) -> Config {
     let path = shipped_config_for(lab.base_url(), dir);
     let text = std::fs::read_to_string(&path)
         .unwrap()
@@ -54,6 +60,8 @@ fn config_for(lab: &Lab, dir: &Path) -> Config {
         ["jose", "spring", "honours_http"],
         "{text}"
     );
+    let mut config = config;
+    config.api.bearer_token = bearer.map(|b| b.to_owned().into());
     config
 }
 
@@ -71,7 +79,7 @@ impl Harness {
     pub(crate) async fn start(bearer: Option<&str>) -> Harness {
         let lab = start_lab().await;
         let dir = tempfile::tempdir().unwrap();
-        let config = Arc::new(config_for(&lab, dir.path()));
+        let config = Arc::new(config_with_bearer(&lab, dir.path(), bearer));
         let snapshot = snapshot::new_snapshot();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
@@ -80,7 +88,6 @@ impl Harness {
             state_dir: Some(config.settings.state_dir.clone()),
             config,
             clock: clock::system(),
-            bearer: bearer.map(|b| b.to_owned().into()),
         };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -98,11 +105,12 @@ impl Harness {
             stops: vec![stop],
             tasks: vec![task],
             dir,
+            bearer: bearer.map(str::to_owned),
         }
     }
 
     pub(crate) fn start_daemon(&mut self) {
-        let config = config_for(&self.lab, self.dir.path());
+        let config = config_with_bearer(&self.lab, self.dir.path(), self.bearer.as_deref());
         let snapshot = self.snapshot.clone();
         let (stop, stopped) = oneshot::channel::<()>();
         self.tasks.push(tokio::spawn(async move {
@@ -113,6 +121,11 @@ impl Harness {
             .unwrap();
         }));
         self.stops.push(stop);
+    }
+
+    /// The daemon's state directory (`.state` beside the config).
+    pub(crate) fn state_dir(&self) -> PathBuf {
+        self.dir.path().join(".state")
     }
 
     pub(crate) fn rounds(&self) -> u64 {
@@ -141,19 +154,23 @@ impl Harness {
     }
 
     /// `method path` with an optional JSON body.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         token: Option<&str>,
         body: Option<&Value>,
     ) -> reqwest::Response {
+        let write = method != reqwest::Method::GET;
         let mut req = self.http.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
         }
         if let Some(b) = body {
             req = req.json(b);
+        } else if write {
+            // Every write names JSON, bodiless DELETE included.
+            req = req.header("content-type", "application/json");
         }
         req.send().await.unwrap()
     }
@@ -522,6 +539,67 @@ async fn seed_incident_in_findings_and_metrics() {
             .any(|l| l.starts_with(missing) && !l.ends_with(" 0")),
         "{body}"
     );
+    // Split scrapes: one tenant's series, a few families, or both; a typo is a 400.
+    let samples = |body: &str| -> Vec<String> {
+        body.lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect()
+    };
+    let acme = h
+        .get("/metrics?tenant=acme", None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    promtool_check_metrics(&acme);
+    assert!(
+        samples(&acme)
+            .iter()
+            .any(|l| l.contains(missing.trim_end())),
+        "{acme}"
+    );
+    assert!(
+        samples(&acme)
+            .iter()
+            .all(|l| l.contains(r#"tenant="acme""#)),
+        "{acme}"
+    );
+    assert!(
+        samples(&body)
+            .iter()
+            .any(|l| l.contains(r#"tenant="globex""#))
+    );
+    let two = h
+        .get(
+            "/metrics?name%5B%5D=keycanary_view_up&name[]=keycanary_gate_safe&tenant=globex",
+            None,
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let names: BTreeSet<&str> = two
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["keycanary_view_up", "keycanary_gate_safe"]),
+        "{two}"
+    );
+    assert!(
+        !samples(&two).is_empty()
+            && samples(&two)
+                .iter()
+                .all(|l| l.contains(r#"tenant="globex""#)),
+        "{two}"
+    );
+    for bad in ["/metrics?tenant=nobody", "/metrics?match[]=up"] {
+        let resp = h.get(bad, None).await;
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
     h.stop().await;
 }
 
@@ -565,6 +643,10 @@ async fn silences_create_list_delete() {
         "{created:#}"
     );
     // A future one is listed too, not active yet.
+    let planned = humantime::format_rfc3339_seconds(
+        std::time::SystemTime::now() + Duration::from_secs(30 * 24 * 3600),
+    )
+    .to_string();
     let resp = h
         .send(
             Method::POST,
@@ -572,8 +654,8 @@ async fn silences_create_list_delete() {
             t,
             Some(&json!({
                 "severity": "high",
-                "starts": "2099-01-01T00:00:00Z",
-                "ends": "2099-01-01T02:00:00Z",
+                "starts": planned,
+                "ends": "2h",
                 "created_by": "sre",
                 "comment": "planned",
             })),
@@ -667,6 +749,7 @@ async fn silences_create_list_delete() {
         .http
         .post(format!("{}/v1/silences", h.base))
         .bearer_auth(TOKEN)
+        .header("content-type", "application/json")
         .body("ends=2h")
         .send()
         .await
@@ -802,19 +885,31 @@ async fn gates_over_http_and_from_the_cli() {
     assert_eq!(before.status(), 503, "no round yet");
     h.start_daemon();
     h.wait_for_rounds(2).await;
-    // The daemon has watched for seconds only: the current signer is served everywhere,
-    // but not yet for the staleness budget, so the answer is "not yet", with a time.
+    // The daemon has watched for seconds only, but the current signer was already signing
+    // and served by every view when it started: healthy, not "activated early". What the
+    // tenant has open beside it (the lab's domains cache differently) is advised.
     let resp = h.get("/v1/gate/rotation?tenant=acme", None).await;
-    assert_eq!(resp.status(), 409);
+    let status = resp.status();
     let answer: Value = resp.json().await.unwrap();
-    assert_eq!(answer["safe"], false, "{answer:#}");
+    assert_eq!(status, 200, "{answer:#}");
+    assert_eq!(answer["safe"], true, "{answer:#}");
     assert_eq!(answer["kid"], "acme-k1", "{answer:#}");
-    assert!(answer["ready_at"].as_i64().is_some(), "{answer:#}");
-    let blocking = answer["blocking"].as_array().unwrap();
-    assert!(
-        blocking.iter().all(|b| b["code"] == "key_activated_early"),
-        "{answer:#}"
-    );
+    assert_eq!(answer["blocking"], serde_json::json!([]), "{answer:#}");
+    assert!(answer["advisories"].is_array(), "{answer:#}");
+    // Every field of the answer, blockers and advisories is documented in openapi.json.
+    let doc: Value = serde_json::from_str(api::OPENAPI).unwrap();
+    let documented = |schema: &str, v: &Value| {
+        let props = doc["components"]["schemas"][schema]["properties"]
+            .as_object()
+            .unwrap();
+        for k in v.as_object().unwrap().keys() {
+            assert!(props.contains_key(k), "{schema}.{k} is not in openapi.json");
+        }
+    };
+    documented("GateAnswer", &answer);
+    for a in answer["advisories"].as_array().unwrap() {
+        documented("Advisory", a);
+    }
     // A key nobody publishes is missing from every view (2 domains × (cdn + origin)).
     let answer: Value = h
         .get("/v1/gate/rotation?tenant=acme&kid=nope", None)
@@ -829,6 +924,9 @@ async fn gates_over_http_and_from_the_cli() {
         .filter(|b| b["code"] == "kid_missing")
         .count();
     assert_eq!(missing, 4, "{answer:#}");
+    for b in answer["blocking"].as_array().unwrap() {
+        documented("Blocker", b);
+    }
     assert!(answer.get("ready_at").is_none(), "{answer:#}");
     // The signer cannot be retired; bad questions are 400.
     let resp = h
@@ -858,34 +956,53 @@ async fn gates_over_http_and_from_the_cli() {
         );
     }
 
-    // `keycanary gate --url` prints the daemon's answer and exits 1 (unsafe).
+    // `keycanary gate --url` prints the daemon's answer: exit 0 for the healthy signer,
+    // 1 (unsafe) for a key nobody publishes, with its blocking list.
     let config = h.dir.path().join("probes.toml");
-    let run = crate::check::keycanary(
-        &[
-            "gate",
-            "--config",
-            config.to_str().unwrap(),
-            "--tenant",
-            "acme",
-            "--url",
-            &h.base,
-        ],
-        &[],
-    )
-    .await;
-    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let gate = |kid: Option<&'static str>| {
+        let mut args = vec![
+            "gate".to_owned(),
+            "--config".to_owned(),
+            config.to_str().unwrap().to_owned(),
+            "--tenant".to_owned(),
+            "acme".to_owned(),
+            "--url".to_owned(),
+            h.base.clone(),
+        ];
+        if let Some(k) = kid {
+            args.extend(["--kid".to_owned(), k.to_owned()]);
+        }
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::check::keycanary(&args, &[]).await
+        }
+    };
+    let run = gate(None).await;
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(
         run.stdout
-            .starts_with("rotation gate, tenant acme kid acme-k1: UNSAFE"),
+            .starts_with("rotation gate, tenant acme kid acme-k1: SAFE"),
         "{}",
         run.stdout
     );
-    assert!(run.stdout.contains("key_activated_early"), "{}", run.stdout);
+    let run = gate(Some("nope")).await;
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout
+            .starts_with("rotation gate, tenant acme kid nope: UNSAFE"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("blocking:\n") && run.stdout.contains("kid_missing"),
+        "{}",
+        run.stdout
+    );
     h.stop().await;
 }
 
 /// Polls `ready` every 100 ms for up to 60 s; on timeout, fails with the daemon's log.
-async fn wait_for<F, Fut>(what: &str, log: &Path, mut ready: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, log: &Path, mut ready: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -949,8 +1066,6 @@ async fn sighup_reload_reaches_the_api_without_a_restart() {
             .cloned()
             .unwrap_or_default()
     };
-    let initech_open =
-        r#"keycanary_findings_open{tenant="initech",code="kid_missing",severity="critical"} 0"#;
     let initech_gate = r#"keycanary_gate_safe{tenant="initech"} "#;
 
     // acme and globex: 2 tenants × 2 domains × (cdn + origin).
@@ -973,10 +1088,11 @@ async fn sighup_reload_reaches_the_api_without_a_restart() {
             .contains("config reloaded")
     })
     .await;
-    // Families over every configured tenant follow the reload at once, before any round.
+    // The gate families over every configured tenant follow the reload at once, before
+    // any round.
     wait_for("initech in /metrics", &log, || async {
         let body = get("/metrics").await.1;
-        body.lines().any(|l| l == initech_open) && body.lines().any(|l| l.starts_with(initech_gate))
+        body.lines().any(|l| l.starts_with(initech_gate))
     })
     .await;
     let (status, body) = get("/v1/findings?tenant=initech").await;

@@ -282,6 +282,69 @@ name = "cdn"
     );
 }
 
+/// `KEYCANARY_SHARD=i/n` over one file: each instance validates every tenant and keeps
+/// its share, the shares add up to the file, and a bad value is refused with exit 2.
+#[tokio::test(flavor = "multi_thread")]
+async fn keycanary_shard_splits_one_file_between_instances() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("probes.toml");
+    let tenants: String = (0..12)
+        .map(|i| {
+            format!(
+                "[[tenant]]\nname = \"t{i}\"\n[[tenant.domain]]\nname = \"app\"\n\
+                 issuer = \"https://idp.example/t{i}\"\n[[tenant.domain.jwks]]\nname = \"cdn\"\n"
+            )
+        })
+        .collect();
+    std::fs::write(&path, format!("shard = \"0/1\"\n{tenants}")).unwrap();
+    let config = path.to_str().unwrap();
+    let mut total = 0;
+    for shard in ["0/3", "1/3", "2/3"] {
+        let run = keycanary(
+            &["validate", "--config", config],
+            &[("KEYCANARY_SHARD", shard)],
+        )
+        .await;
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        let want = format!("shard {shard} watches ");
+        let rest = run
+            .stdout
+            .split(&want)
+            .nth(1)
+            .unwrap_or_else(|| panic!("{}", run.stdout));
+        let n: usize = rest.split(' ').next().unwrap().parse().unwrap();
+        assert!(
+            rest.starts_with(&format!("{n} of the file's 12 tenant(s)")),
+            "{}",
+            run.stdout
+        );
+        assert!(
+            run.stdout
+                .contains(&format!("ok ({n} tenant(s), {} view(s)", 2 * n))
+        );
+        total += n;
+    }
+    assert_eq!(total, 12);
+    // Without the variable, the file's own shard (everything, here).
+    let run = keycanary(&["validate", "--config", config], &[]).await;
+    assert!(
+        run.stdout.contains("shard 0/1 watches 12 of the file's 12"),
+        "{}",
+        run.stdout
+    );
+    let run = keycanary(
+        &["validate", "--config", config],
+        &[("KEYCANARY_SHARD", "3/3")],
+    )
+    .await;
+    assert_eq!(run.code, 2);
+    assert!(
+        run.stderr.contains("KEYCANARY_SHARD: `3/3` is not `i/n`"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_issuer_and_html_jwks_are_findings_not_crashes() {
     let lab = start_lab().await;

@@ -525,7 +525,6 @@ async fn api_silence_mutes_the_seed_incident() {
         snapshot: snapshot::new_snapshot(),
         config: Arc::new(cfg.clone()),
         clock: clock::system(),
-        bearer: None,
         state_dir: Some(cfg.settings.state_dir.clone()),
     };
     let (stop_api, api_stopped) = oneshot::channel::<()>();
@@ -571,6 +570,7 @@ async fn api_silence_mutes_the_seed_incident() {
 
     let deleted = http
         .delete(format!("{base}/v1/silences/{id}"))
+        .header("content-type", "application/json")
         .send()
         .await
         .unwrap();

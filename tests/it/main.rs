@@ -8,6 +8,8 @@ mod api;
 mod check;
 mod daemon;
 mod dashboards;
+mod hardening;
+mod hygiene;
 mod lab;
 mod oidc_nginx;
 mod otlp;

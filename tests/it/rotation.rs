@@ -211,3 +211,77 @@ async fn a_full_rotation_walked_through_both_gates() {
     assert!(!signer.safe && signer.ready_at.is_none(), "{signer:#?}");
     rig.lab.shutdown().await;
 }
+
+/// The gate's acceptance on a stage whose domains cache differently for good (app's
+/// origin says `no-store`, io's CDN keeps 60 s): `cache_policy_drift` stays open and is
+/// advised, never blocking. The current signer is healthy from the first round; a staged
+/// key is safe once it has been in every view for that view's S, and a key one cached
+/// view still lacks is refused, naming that view.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_permanent_cache_policy_drift_does_not_hold_back_a_settled_key() {
+    use keycanary::lab::CachePolicyUpdate;
+    let mut rig = Rig::start().await;
+    rig.lab
+        .set_cache(
+            "app",
+            CachePolicyUpdate {
+                origin_cache_control: Some(Some("no-store".into())),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    rig.round().await;
+    let drift = |a: &gate::GateAnswer| {
+        a.advisories
+            .iter()
+            .any(|x| x.code == Code::CachePolicyDrift && !x.why.is_empty())
+            && a.blocking.iter().all(|b| b.code != Code::CachePolicyDrift)
+    };
+    assert!(
+        rig.codes("acme")
+            .iter()
+            .any(|(c, _)| *c == Code::CachePolicyDrift),
+        "the stage drifts: {:?}",
+        rig.codes("acme")
+    );
+    // A first start: the signer was signing and served by every view when keycanary
+    // began watching. Healthy, with the drift advised.
+    let now_ok = rig.rotation_gate("acme", None);
+    assert!(now_ok.safe && drift(&now_ok), "{now_ok:#?}");
+
+    let next = rig.lab.stage("acme").unwrap();
+    rig.round().await;
+    let refused = rig.rotation_gate("acme", Some(&next));
+    assert!(!refused.safe && drift(&refused), "{refused:#?}");
+    let ready_at = refused.ready_at.expect("a time-based refusal");
+    rig.rounds_until(ready_at, 40).await;
+    assert!(
+        rig.codes("acme")
+            .iter()
+            .any(|(c, _)| *c == Code::CachePolicyDrift),
+        "still drifting: {:?}",
+        rig.codes("acme")
+    );
+    let safe = rig.rotation_gate("acme", Some(&next));
+    assert!(safe.safe && drift(&safe), "{safe:#?}");
+
+    // A third key, staged right after io's CDN stored a fresh copy: app (not cached)
+    // serves it at once, io's CDN copy lacks it for another interval.
+    rig.lab.purge("io").unwrap();
+    rig.round().await;
+    let third = rig.lab.stage("acme").unwrap();
+    rig.round().await;
+    let lacking = rig.rotation_gate("acme", Some(&third));
+    assert!(!lacking.safe && drift(&lacking), "{lacking:#?}");
+    let missing: Vec<String> = lacking
+        .blocking
+        .iter()
+        .filter(|b| b.code == Code::KidMissing)
+        .map(|b| b.subject.to_string())
+        .collect();
+    assert!(
+        !missing.is_empty() && missing.iter().all(|m| m.contains("domain=io")),
+        "{lacking:#?}"
+    );
+    rig.lab.shutdown().await;
+}

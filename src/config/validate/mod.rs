@@ -7,6 +7,7 @@
 //! (`super::alerting`, `super::channels`, `super::secrets`). Nothing here reads a file or
 //! a variable: secrets come through the injected [`SecretReader`].
 
+mod lenient;
 mod settings;
 mod tenants;
 
@@ -27,18 +28,11 @@ pub(super) fn run(
     base_dir: &Path,
     secrets: &dyn SecretReader,
 ) -> Result<Config, ConfigError> {
-    let mut unknown = Vec::new();
-    let de = toml::Deserializer::parse(text).map_err(|e| ConfigError::Syntax {
-        path: origin.to_owned(),
-        message: one_line(&e.to_string()),
-    })?;
-    let raw: RawConfig =
-        serde_ignored::deserialize(de, |p| unknown.push(toml_path(&p))).map_err(|e| {
-            ConfigError::Syntax {
-                path: origin.to_owned(),
-                message: one_line(&e.to_string()),
-            }
-        })?;
+    let lenient::Read {
+        raw,
+        unknown,
+        wrong_types,
+    } = lenient::read(text, origin)?;
     let mut v = Validator {
         problems: Vec::new(),
         base_dir,
@@ -52,6 +46,14 @@ pub(super) fn run(
         v.problem(&parent, format!("unknown key `{key}`: check the spelling against the probes.toml reference in README.md"));
     }
     let config = v.config(raw);
+    // A value of the wrong type was set aside: what validation then says about its
+    // absence (or about what lies under it) would only repeat it.
+    let under = |p: &str, w: &str| {
+        p == w || w.is_empty() || p.starts_with(&format!("{w}.")) || p.starts_with(&format!("{w}["))
+    };
+    v.problems
+        .retain(|p| !wrong_types.iter().any(|w| under(&p.path, &w.path)));
+    v.problems.splice(0..0, wrong_types);
     if v.problems.is_empty() {
         Ok(config)
     } else {
@@ -170,6 +172,27 @@ impl Validator<'_> {
         }
     }
 
+    /// An origin (`https://login.example.net`, a port when not the scheme's default): an
+    /// http(s) URL with a host and nothing after it.
+    pub(super) fn origin(&mut self, path: &str, raw: &str) -> Option<url::Origin> {
+        let url = self.url(path, raw)?;
+        let bare = url.path() == "/"
+            && url.query().is_none()
+            && url.fragment().is_none()
+            && url.username().is_empty()
+            && url.password().is_none();
+        if !bare {
+            self.problem(
+                path,
+                format!(
+                    "`{raw}` is not an origin: write only the scheme, host and port, like \"https://login.example.net\""
+                ),
+            );
+            return None;
+        }
+        Some(url.origin())
+    }
+
     fn config(&mut self, raw: RawConfig) -> Config {
         let settings = self.settings(&raw);
         let lab = raw.lab.as_ref().map(|l| {
@@ -224,6 +247,7 @@ impl Validator<'_> {
             api,
             profiles,
             tenant_index: super::TenantIndex::of(&tenants),
+            tenants_in_file: tenants.len(),
             tenants,
             alerting,
             telemetry,

@@ -7,8 +7,9 @@
 use super::{Validator, is_label};
 use crate::config::raw::{RawApi, RawConfig, RawTelemetry};
 use crate::config::{
-    ApiConfig, DEFAULT_API_LISTEN, DEFAULT_MAX_CONCURRENCY, DEFAULT_RETENTION,
-    DEFAULT_SERVICE_NAME, DEFAULT_STATE_DIR, OtlpConfig, Settings, TelemetryConfig,
+    ApiConfig, DEFAULT_API_LISTEN, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_SILENCE, DEFAULT_RETENTION,
+    DEFAULT_SERVICE_NAME, DEFAULT_STATE_DIR, MAX_MAX_SILENCE, OtlpConfig, Settings, Shard,
+    TelemetryConfig,
 };
 use secrecy::SecretString;
 use std::net::SocketAddr;
@@ -105,9 +106,41 @@ impl Validator<'_> {
         let bearer_token = raw
             .and_then(|a| a.bearer_token.as_ref())
             .and_then(|t| self.secret("api.bearer_token", t));
+        let mut allowed_hosts = Vec::new();
+        for (i, h) in raw
+            .and_then(|a| a.allowed_hosts.as_ref())
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let host = h.trim().trim_end_matches('.').to_ascii_lowercase();
+            let is_name = !host.is_empty()
+                && host.len() <= 253
+                && host.split('.').all(|l| {
+                    !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+            if is_name {
+                allowed_hosts.push(host);
+            } else {
+                self.problem(
+                    &format!("api.allowed_hosts[{i}]"),
+                    format!("`{h}` is not a host name: write the name clients use in URLs, without scheme or port, like \"keycanary.internal\""),
+                );
+            }
+        }
+        let max_silence = self.duration(
+            "api.max_silence",
+            raw.and_then(|a| a.max_silence.as_deref()),
+            DEFAULT_MAX_SILENCE,
+        );
+        if max_silence.is_zero() || max_silence > MAX_MAX_SILENCE {
+            self.problem("api.max_silence", "must be more than 0s and at most 365d");
+        }
         ApiConfig {
             listen,
             bearer_token,
+            allowed_hosts,
+            max_silence: max_silence.min(MAX_MAX_SILENCE),
         }
     }
 
@@ -184,6 +217,13 @@ impl Validator<'_> {
                 }
                 Some(n) => n,
             },
+            shard: raw.shard.as_deref().and_then(|s| match Shard::parse(s) {
+                Ok(shard) => Some(shard),
+                Err(message) => {
+                    self.problem("shard", message);
+                    None
+                }
+            }),
         }
     }
 

@@ -296,6 +296,16 @@ impl Validator<'_> {
                 None
             }
         };
+        let token_endpoint_origin = l
+            .token_endpoint_origin
+            .as_deref()
+            .and_then(|s| self.origin(&format!("{path}.token_endpoint_origin"), s));
+        if token_endpoint_origin.is_some() && token_url.is_some() {
+            self.problem(
+                &format!("{path}.token_endpoint_origin"),
+                "only used with discovery's token_endpoint: remove it, or remove token_url",
+            );
+        }
         let client_id = l.client_id.clone().unwrap_or_default();
         if client_id.is_empty() {
             self.problem(
@@ -317,6 +327,7 @@ impl Validator<'_> {
         Login {
             grant,
             token_url,
+            token_endpoint_origin,
             client_id,
             client_secret,
             auth,

@@ -74,6 +74,7 @@ pub fn response(status: u16, headers: CacheHeaders) -> FetchOutcome {
         body_len: 100,
         tls_leaf_sha256: None,
         tls_leaf_not_after: None,
+        redirect_to: None,
     }))
 }
 

@@ -121,6 +121,16 @@ pub enum SendError {
 /// How long one delivery may take before it counts as a (retryable) failure.
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The client every HTTP channel sends with. It never follows a redirect: a 307 would
+/// re-send the body (PagerDuty's routing key, a signed webhook payload) to wherever the
+/// `Location` says; the redirect is a permanent failure instead ([`classify_status`]).
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
 /// Sends a rendered message over `channel`. `http` is shared by every HTTP channel.
 pub async fn send(
     msg: &Message,
@@ -157,10 +167,26 @@ pub async fn send_http(client: &reqwest::Client, req: &HttpRequest) -> Result<()
             SendError::Retryable(format!("request failed: {e}"))
         }
     })?;
-    classify_status(response.status().as_u16())
+    let status = response.status().as_u16();
+    if (300..400).contains(&status) {
+        let to = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| response.url().join(l).ok())
+            .map_or("an unknown place".to_owned(), |u| {
+                u.origin().ascii_serialization()
+            });
+        return Err(SendError::Permanent(format!(
+            "receiver answered {status}, a redirect to {}: notifications never follow redirects (they carry the channel's credentials); set the channel's url to the address that accepts them",
+            crate::model::wire::text(&to, crate::model::wire::TEXT_MAX)
+        )));
+    }
+    classify_status(status)
 }
 
-/// 2xx: delivered. 429 and 5xx: retry. Everything else: permanent.
+/// 2xx: delivered. 429 and 5xx: retry. Everything else (a redirect included):
+/// permanent, since sending the same request again cannot help.
 pub fn classify_status(status: u16) -> Result<(), SendError> {
     match status {
         200..=299 => Ok(()),
@@ -191,28 +217,42 @@ pub fn title(n: &Notification) -> String {
     )
 }
 
-/// One line on the rotation gate for the tenant, from the notification's findings.
+/// One line on the rotation gate for the tenant, from the notification's findings: codes
+/// that block every promotion, else key hygiene codes that block promoting the key they
+/// name; drifts never block (the gate lists them as advisories).
 pub fn gate_line(n: &Notification) -> String {
-    let blocking: Vec<&str> = n
-        .codes()
-        .into_iter()
-        .filter(|c| c.blocks_rotation())
-        .map(Code::as_str)
-        .collect();
-    match (n.status, blocking.is_empty()) {
-        (Status::Resolved, _) => format!(
+    let codes = n.codes();
+    let named = |keep: fn(Code) -> bool| -> Vec<&str> {
+        codes
+            .iter()
+            .copied()
+            .filter(|c| keep(*c))
+            .map(Code::as_str)
+            .collect()
+    };
+    let blocking = named(Code::blocks_rotation);
+    let hygiene = named(Code::blocks_promoting_its_kid);
+    let are = |v: &[&str]| if v.len() == 1 { "is" } else { "are" };
+    match n.status {
+        Status::Resolved => format!(
             "these findings no longer block a key rotation for {}",
             n.group.tenant
         ),
-        (_, true) => format!(
-            "none of these findings blocks a key rotation for {} by itself; ask the gate before rotating",
-            n.group.tenant
-        ),
-        (_, false) => format!(
+        _ if !blocking.is_empty() => format!(
             "a key rotation for {} is blocked while {} {} open",
             n.group.tenant,
             blocking.join(", "),
-            if blocking.len() == 1 { "is" } else { "are" }
+            are(&blocking)
+        ),
+        _ if !hygiene.is_empty() => format!(
+            "promoting a key these findings name is blocked for {} while {} {} open; other keys may be promoted",
+            n.group.tenant,
+            hygiene.join(", "),
+            are(&hygiene)
+        ),
+        _ => format!(
+            "none of these findings blocks a key rotation for {} by itself; ask the gate before rotating",
+            n.group.tenant
         ),
     }
 }
@@ -274,6 +314,22 @@ mod tests {
         assert_eq!(
             gate_line(&n),
             "a key rotation for acme is blocked while stale_edge is open"
+        );
+        // Drifts never block; a key's own hygiene blocks promoting that key only.
+        let with = |code: Code| {
+            let mut n = fixtures::firing();
+            for m in &mut n.findings {
+                m.finding.code = code;
+            }
+            gate_line(&n)
+        };
+        assert_eq!(
+            with(Code::CachePolicyDrift),
+            "none of these findings blocks a key rotation for acme by itself; ask the gate before rotating"
+        );
+        assert_eq!(
+            with(Code::WeakKey),
+            "promoting a key these findings name is blocked for acme while weak_key is open; other keys may be promoted"
         );
         assert!(title(&fixtures::reminder()).starts_with("[STILL FIRING]"));
         assert!(title(&fixtures::resolved()).starts_with("[RESOLVED]"));

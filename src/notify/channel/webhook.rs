@@ -76,7 +76,8 @@ pub fn render(n: &Notification, cfg: &WebhookConfig, ctx: &RenderContext) -> Htt
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::channel::{SendError, fixtures, send_http};
+    use crate::notify::channel::{SendError, fixtures, http_client, send_http};
+    use std::sync::Arc;
     use url::Url;
 
     fn cfg(url: &str, key: Option<&str>) -> WebhookConfig {
@@ -167,6 +168,44 @@ mod tests {
         );
         send_http(&client, &r).await.unwrap();
         assert!(verified.recv().await.unwrap(), "signature did not verify");
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_a_permanent_failure_and_nothing_is_resent() {
+        use axum::http::{HeaderMap, StatusCode, header};
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        // Where the redirect points: counts what reaches it.
+        let (elsewhere, mut resent) = receiver(204).await;
+        let origin = url::Url::parse(&elsewhere)
+            .unwrap()
+            .origin()
+            .ascii_serialization();
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counted = hits.clone();
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            let mut h = HeaderMap::new();
+            h.insert(header::LOCATION, elsewhere.parse().unwrap());
+            async move { (StatusCode::TEMPORARY_REDIRECT, h) }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let r = render(
+            &fixtures::firing(),
+            &cfg(&url, Some("test-hmac-key")),
+            &fixtures::ctx(),
+        );
+        match send_http(&http_client(), &r).await {
+            Err(SendError::Permanent(msg)) => {
+                assert!(msg.contains("307"), "{msg}");
+                assert!(msg.contains(&format!("a redirect to {origin}:")), "{msg}");
+                assert!(msg.contains("never follow redirects"), "{msg}");
+            }
+            other => panic!("expected a permanent failure, got {other:?}"),
+        }
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert!(resent.try_recv().is_err(), "the redirect was followed");
     }
 
     #[tokio::test]

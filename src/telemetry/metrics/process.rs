@@ -101,12 +101,17 @@ pub(super) fn sample(h: &Histogram, labels: Labels) -> HistogramSample {
     }
 }
 
-/// The fetch and login duration histograms, as accumulated in the snapshot.
-pub(super) fn duration_families(d: &Durations) -> Vec<Family> {
-    let family = |name, help, map: &BTreeMap<Labels, Histogram>| {
+/// The fetch and login duration histograms of `tenant` as accumulated in the snapshot
+/// (no samples without a tenant).
+pub(super) fn duration_families(d: &Durations, tenant: Option<&str>) -> Vec<Family> {
+    let [fetch, login] = match tenant {
+        Some(t) => d.of_tenant(t),
+        None => [Vec::new(), Vec::new()],
+    };
+    let family = |name, help, series: Vec<(&Labels, &Histogram)>| {
         let mut f = Family::histogram(name, help);
-        f.histograms = map
-            .iter()
+        f.histograms = series
+            .into_iter()
             .map(|(labels, h)| sample(h, labels.clone()))
             .collect();
         f
@@ -115,12 +120,12 @@ pub(super) fn duration_families(d: &Durations) -> Vec<Family> {
         family(
             FETCH_DURATION,
             "Duration of the view's JWKS fetches since this process started (failed ones included).",
-            &d.fetch,
+            fetch,
         ),
         family(
             LOGIN_DURATION,
             "Duration of the domain's token requests since this process started (failed ones included).",
-            &d.login,
+            login,
         ),
     ]
 }

@@ -10,20 +10,20 @@ use crate::model::Code;
 use crate::snapshot::Snapshot;
 use std::collections::BTreeMap;
 
-/// Open findings per tenant and code; every code of every configured tenant is present
-/// (zero when closed) so alerts need no `absent()`.
-pub(super) fn findings_open(s: &Snapshot, config: &Config) -> Family {
+/// Open findings per tenant and code, for the codes that have any: a code with nothing open
+/// has no series (absent means zero; `keycanary_findings_open{...} > 0` alerts need no
+/// `absent()`, and `sum(...) or vector(0)` draws the zero), so a healthy tenant costs no
+/// series here instead of one per code.
+pub(super) fn findings_open(s: &Snapshot, tenant: Option<&str>) -> Family {
     let mut family = Family::gauge(
         "keycanary_findings_open",
-        "Findings open after the latest round, by tenant, code and severity.",
+        "Findings open after the latest round, by tenant, code and severity (codes with none open have no series).",
     );
     let mut counts: BTreeMap<(&str, Code), u32> = BTreeMap::new();
-    for t in &config.tenants {
-        for &code in Code::ALL {
-            counts.insert((t.name.as_str(), code), 0);
-        }
-    }
-    for f in s.tenants.values().flat_map(|t| &t.findings) {
+    let findings = tenant
+        .and_then(|t| s.tenants.get(t))
+        .map(|t| t.findings.as_slice());
+    for f in findings.unwrap_or_default() {
         *counts
             .entry((f.subject.tenant.as_str(), f.code))
             .or_default() += 1;
@@ -39,9 +39,9 @@ pub(super) fn findings_open(s: &Snapshot, config: &Config) -> Family {
     family
 }
 
-/// The rotation gate for each configured tenant's current signer ("healthy right now"), as
-/// of the tenant's latest judgement; no samples before the first round.
-pub(super) fn gate_families(s: &Snapshot, config: &Config) -> Vec<Family> {
+/// The rotation gate for the tenant's current signer ("healthy right now"), as of its
+/// latest judgement; no samples before the first round or for a tenant not configured.
+pub(super) fn gate_families(s: &Snapshot, config: &Config, tenant: Option<&str>) -> Vec<Family> {
     let mut safe = Family::gauge(
         "keycanary_gate_safe",
         "1 when the rotation gate passes for the tenant's current signer (healthy right now), else 0.",
@@ -50,16 +50,14 @@ pub(super) fn gate_families(s: &Snapshot, config: &Config) -> Vec<Family> {
         "keycanary_gate_blockers",
         "Blocking conditions of the rotation gate for the tenant's current signer.",
     );
-    if s.rounds > 0 {
-        for (t, answer) in config
-            .tenants
-            .iter()
-            .filter_map(|t| Some((t, s.gate(&t.name)?)))
-        {
-            let labels = [("tenant", t.name.as_str())];
-            safe.push(&labels, if answer.safe { 1.0 } else { 0.0 });
-            blockers.push(&labels, answer.blocking.len() as f64);
-        }
+    if s.rounds > 0
+        && let Some((t, answer)) = tenant
+            .and_then(|t| config.tenant(t))
+            .and_then(|t| Some((t, s.gate(&t.name)?)))
+    {
+        let labels = [("tenant", t.name.as_str())];
+        safe.push(&labels, if answer.safe { 1.0 } else { 0.0 });
+        blockers.push(&labels, answer.blocking.len() as f64);
     }
     vec![safe, blockers]
 }

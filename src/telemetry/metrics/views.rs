@@ -61,7 +61,11 @@ pub(super) fn view_families(observations: &[&Observation]) -> Vec<Family> {
 /// Cache lifetime left on edge views, and each view's staleness budget S exactly as the
 /// rotation gate computes it (from the history's latest answer and the tenant's client
 /// profiles). A view whose S is unbounded gets an `_unbounded` sample instead.
-pub(super) fn freshness_families(s: &Snapshot, config: &Config) -> Vec<Family> {
+pub(super) fn freshness_families(
+    s: &Snapshot,
+    config: &Config,
+    tenant: Option<&str>,
+) -> Vec<Family> {
     let mut remaining = Family::gauge(
         "keycanary_view_edge_ttl_remaining_seconds",
         "Cache lifetime the edge view's latest answer had left when served (edge views with a declared lifetime only).",
@@ -74,7 +78,7 @@ pub(super) fn freshness_families(s: &Snapshot, config: &Config) -> Vec<Family> {
         "keycanary_view_staleness_budget_unbounded",
         "1 when the view's staleness budget is unbounded because of the named client profile.",
     );
-    for obs in s.observations() {
+    if let Some(obs) = tenant.and_then(|t| s.observation(t)) {
         let tenant = config.tenant(&obs.tenant);
         let profiles = tenant.map(|t| config.tenant_profiles(t));
         let history = s.history(&obs.tenant);
