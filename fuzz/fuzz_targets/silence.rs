@@ -1,5 +1,6 @@
 //! The body of `POST /v1/silences`: read as the API reads it, then validated against the
-//! configured tenants at a time from the first eight bytes.
+//! configured tenants at a time from the first eight bytes, with the default longest
+//! silence.
 #![no_main]
 
 use keycanary::api::silences::{NewSilence, validate};
@@ -14,7 +15,12 @@ fuzz_target!(|data: &[u8]| {
     let Ok(silence) = serde_json::from_slice::<NewSilence>(body) else {
         return;
     };
-    match validate(&silence, &["acme", "globex"], now) {
+    match validate(
+        &silence,
+        &["acme", "globex"],
+        now,
+        keycanary::config::DEFAULT_MAX_SILENCE,
+    ) {
         Ok(s) => {
             let _ = (s.starts.to_rfc3339(), s.ends.to_rfc3339(), s.is_active(now));
         }
