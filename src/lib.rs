@@ -18,3 +18,6 @@ pub mod report;
 pub mod snapshot;
 pub mod store;
 pub mod telemetry;
+
+#[cfg(test)]
+mod hostile;

@@ -508,6 +508,14 @@ impl Store {
         Ok((pending.max(0) as u64, dead.max(0) as u64))
     }
 
+    /// Refuses every write from now on (`true`), as a full disk or a read-only state
+    /// directory would, or allows them again: for tests of what the writers do then.
+    #[cfg(test)]
+    pub fn refuse_writes(&self, refuse: bool) -> Result<(), StoreError> {
+        self.conn.pragma_update(None, "query_only", refuse)?;
+        Ok(())
+    }
+
     /// Every outbox row, dead or alive, in queue order (tests and diagnostics).
     pub fn outbox(&self) -> Result<Vec<OutboxRow>, StoreError> {
         let mut stmt = self

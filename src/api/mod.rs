@@ -215,6 +215,12 @@ fn readiness(s: &Snapshot) -> Result<(), String> {
             "the state store is not writable: the latest commit failed: {e}"
         ));
     }
+    if let (n @ 1.., e) = s.deliveries.unrecorded() {
+        return Err(format!(
+            "the state store is not writable: {n} notification outcomes wait in memory to be recorded: {}",
+            e.unwrap_or_default()
+        ));
+    }
     if let Some(config) = &s.config
         && s.lag > config.settings.interval * LAG_INTERVALS
     {
@@ -658,5 +664,17 @@ mod tests {
             crate::model::Timestamp(4),
         );
         assert!(readiness(&next).is_err(), "carried until a commit succeeds");
+        // Send outcomes the store could not record make it unready until they are written.
+        let holding = s.clone();
+        holding
+            .deliveries
+            .store_failed(&crate::store::StoreError::Missing {
+                path: "/state".into(),
+            });
+        holding.deliveries.set_unrecorded(2);
+        let reason = readiness(&holding).unwrap_err();
+        assert!(reason.contains("2 notification outcomes wait"), "{reason}");
+        holding.deliveries.set_unrecorded(0);
+        assert_eq!(readiness(&holding), Ok(()));
     }
 }

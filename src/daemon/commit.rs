@@ -91,6 +91,7 @@ pub(super) async fn commit(
         Err(e) => {
             error!(error = %e, "cannot commit to the state directory; this round's notifications will be decided again");
             health.commit_error = Some(e.to_string());
+            health.commit_errors += 1;
             (memory, 0)
         }
     }

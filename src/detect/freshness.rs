@@ -115,14 +115,16 @@ impl EdgeFreshness {
     /// How long past its lifetime the edge may still serve the copy: stale-while-revalidate
     /// plus stale-if-error.
     pub fn stale_windows(&self) -> Duration {
-        self.stale_while_revalidate + self.stale_if_error
+        self.stale_while_revalidate
+            .saturating_add(self.stale_if_error)
     }
 
     /// The declared lifetime plus [`Self::stale_windows`] for a copy just stored: `Some(0)`
     /// when it may not be stored, `None` when the headers declare no lifetime.
     pub fn declared_serves_for(&self) -> Option<Duration> {
         if self.storable {
-            self.declared_ttl.map(|d| d + self.stale_windows())
+            self.declared_ttl
+                .map(|d| d.saturating_add(self.stale_windows()))
         } else {
             Some(Duration::ZERO)
         }
@@ -135,7 +137,7 @@ impl EdgeFreshness {
         if !self.storable {
             return Some(Duration::ZERO);
         }
-        Some(self.remaining? + self.stale_windows())
+        Some(self.remaining?.saturating_add(self.stale_windows()))
     }
 
     /// [`Self::serves_for`] for a copy the edge has just stored: the declared lifetime plus
@@ -155,7 +157,7 @@ impl EdgeFreshness {
         if !self.source?.is_explicit() {
             return None;
         }
-        let allowed = declared + self.stale_windows();
+        let allowed = declared.saturating_add(self.stale_windows());
         self.age.checked_sub(allowed).filter(|d| !d.is_zero())
     }
 }
@@ -421,6 +423,62 @@ mod tests {
             "{name}: fresh_until"
         );
         f
+    }
+
+    /// Regression: lifetimes and windows near 2^64 s overflowed `Duration` sums (a panic
+    /// in every round). Each derived lifetime saturates instead.
+    #[test]
+    fn extreme_lifetimes_saturate() {
+        const MAX: u64 = u64::MAX;
+        let huge = format!("max-age={MAX}, stale-while-revalidate={MAX}, stale-if-error={MAX}");
+        let max = Duration::MAX;
+        // (name, headers, serves_for, worst_serves_for, overage)
+        type Row = (
+            &'static str,
+            CacheHeaders,
+            Option<Duration>,
+            Option<Duration>,
+            Option<Duration>,
+        );
+        let table: &[Row] = &[
+            ("all near 2^64", cc(&huge), Some(max), Some(max), None),
+            (
+                "aged 2^64-1, lifetime 60 s",
+                aged(MAX, cc("max-age=60")),
+                secs(0),
+                secs(MAX),
+                secs(MAX - 60),
+            ),
+            (
+                "aged, all near 2^64",
+                aged(MAX, cc(&huge)),
+                Some(max),
+                Some(max),
+                None,
+            ),
+            (
+                "Expires in year 9999",
+                CacheHeaders {
+                    expires: Some("Fri, 31 Dec 9999 23:59:59 GMT".into()),
+                    date: Some(DATE.into()),
+                    ..Default::default()
+                },
+                secs(253_402_300_799 - 1_800_000_000),
+                secs(253_402_300_799 - 1_800_000_000),
+                None,
+            ),
+        ];
+        for (name, h, serves, worst, over) in table {
+            let f = edge_freshness(h, AT);
+            assert_eq!(f.serves_for(), *serves, "{name}: {f:#?}");
+            assert_eq!(f.worst_serves_for(), *worst, "{name}");
+            assert_eq!(f.overage(), *over, "{name}");
+            let until = f.fresh_until.map(Timestamp::to_rfc3339);
+            assert!(
+                until.is_none_or(|u| u.as_str() <= "9999-12-31T23:59:59Z"),
+                "{name}"
+            );
+        }
     }
 
     #[test]

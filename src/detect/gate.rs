@@ -232,7 +232,7 @@ pub fn rotation_gate(
         let s_duration = budget_duration(&s);
         match (since, s) {
             (None, _) => {
-                let ready_at = predicted_arrival(h, &domain, &view, &kid).zip(s_duration).map(|(at, s)| at.plus(s + margin));
+                let ready_at = predicted_arrival(h, &domain, &view, &kid).zip(s_duration).map(|(at, s)| at.plus(s.saturating_add(margin)));
                 blocking.push(Blocker {
                     code: Code::KidMissing,
                     subject,
@@ -259,14 +259,14 @@ pub fn rotation_gate(
                     && ledger
                         .and_then(|l| l.first_signed())
                         .is_some_and(|f| f <= visible_from || Some(f) == first_tokens);
-                let ready = visible_from.plus(s + margin);
+                let ready = visible_from.plus(s.saturating_add(margin));
                 if ready > now && !signing_when_found {
                     blocking.push(Blocker {
                         code: Code::KeyActivatedEarly,
                         subject,
                         detail: format!(
                             "{kid} visible in {domain}/{view} since {visible_from}, needs {} (staleness budget {} + margin {})",
-                            profiles::human(s + margin),
+                            profiles::human(s.saturating_add(margin)),
                             profiles::human(s),
                             profiles::human(margin)
                         ),

@@ -4,6 +4,7 @@
 //!
 //! Nothing here does I/O, reads a clock or is `async`: callers pass `now`.
 
+pub mod bound;
 pub mod clients;
 pub mod freshness;
 pub mod gate;
@@ -24,7 +25,7 @@ use history::History;
 /// of each observed tenant, `probe_stale` of configured
 /// tenants without an observation in `observations`, and `cross_tenant_key` across
 /// tenants — sorted by (severity, code, subject) and merged per (code, subject) as
-/// [`round_findings`] does.
+/// [`round_findings`] does, then bounded per tenant ([`bound`]).
 ///
 /// Recording comes first: every history rule reads the past *including* this round (see
 /// [`stateful`] for what each rule compares). Observations of tenants the config does not
@@ -44,7 +45,7 @@ pub fn assess(
         all.extend(tenant_findings(config, history, t, observations, now));
         all.extend(stateful::cross_tenant_key_for(history, config, &t.name));
     }
-    round::finish(all)
+    bound::bound(round::finish(all))
 }
 
 /// [`assess`] for one tenant, as the daemon judges each tenant round: records
@@ -69,7 +70,7 @@ pub fn assess_tenant(
     let observations = observation.map(std::slice::from_ref).unwrap_or(&[]);
     let mut all = tenant_findings(config, history, t, observations, now);
     all.extend(stateful::cross_tenant_key_for(history, config, tenant));
-    round::finish(all)
+    bound::bound(round::finish(all))
 }
 
 /// The findings about tenant `t` from its observations among `observations` (recorded

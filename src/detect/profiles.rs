@@ -81,7 +81,7 @@ pub fn staleness_budget(
     let edge = edge_remaining.unwrap_or_default();
     match slowest(profiles, header_ttl) {
         None => Budget::Bounded(edge),
-        Some((_, Some(lag))) => Budget::Bounded(edge + lag),
+        Some((_, Some(lag))) => Budget::Bounded(edge.saturating_add(lag)),
         Some((p, None)) => Budget::Unbounded {
             profile: p.name.clone(),
         },

@@ -94,14 +94,19 @@ fn run_rules(cx: Ctx<'_>) -> Vec<Finding> {
     finish(out)
 }
 
-/// Sorts (stably, so messages keep rule order) and merges findings with one (code, subject).
+/// Sorts (stably, so messages keep rule order) and merges findings with one (code, subject)
+/// (a message stops growing once past [`crate::detect::bound::MESSAGE_CHARS`]).
 pub(crate) fn finish(mut findings: Vec<Finding>) -> Vec<Finding> {
     findings.sort_by(|a, b| a.rank().cmp(&b.rank()));
     let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
     for f in findings {
         match out.last_mut() {
             Some(last) if last.code == f.code && last.subject == f.subject => {
-                if !last.message.split("; ").any(|m| m == f.message) {
+                // Past the message cap nothing more would be shown: stop merging, so that
+                // thousands of findings about one subject cost linear time.
+                if last.message.len() <= crate::detect::bound::MESSAGE_CHARS
+                    && !last.message.split("; ").any(|m| m == f.message)
+                {
                     last.message.push_str("; ");
                     last.message.push_str(&f.message);
                 }

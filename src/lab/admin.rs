@@ -14,6 +14,7 @@
 //! | `POST /admin/domains/{d}/cache` | [`CachePolicyUpdate`] | `{"policy"}`: the new policy |
 //! | `POST /admin/domains/{d}/purge` | | `{"purged": n}`: entries dropped |
 //! | `POST /admin/origin/fail` | [`OriginFailure`] | `{"pending": [...]}` |
+//! | `POST /admin/refresh-tokens` | `{"rotate": bool}` | `{"rotate"}`: whether refresh_token grants rotate the token |
 //!
 //! Errors are JSON `{"error", "message"}`: 404 unknown tenant/domain, 400 bad body or a
 //! failure status outside 200–599, 409
@@ -292,6 +293,28 @@ pub(super) async fn post_purge(
     Path(domain): Path<String>,
 ) -> Result<Reply, LabError> {
     Ok(ok(json!({ "purged": purge(&app, &domain)? })))
+}
+
+/// `POST /admin/refresh-tokens`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRotation {
+    rotate: bool,
+}
+
+/// Whether a refresh_token grant rotates the token (see `idp`).
+pub(super) fn rotate_refresh_tokens(app: &AppState, rotate: bool) {
+    app.lock().rotate_refresh_tokens = rotate;
+    tracing::info!(rotate, "lab: refresh token rotation");
+}
+
+pub(super) async fn post_refresh_tokens(
+    State(app): State<AppState>,
+    body: Bytes,
+) -> Result<Reply, LabError> {
+    let r: RefreshRotation = parse_body(&body)?;
+    rotate_refresh_tokens(&app, r.rotate);
+    Ok(ok(json!({ "rotate": r.rotate })))
 }
 
 pub(super) async fn post_origin_fail(

@@ -9,7 +9,8 @@
 //! error pages (with the same `Cache-Control`).
 //!
 //! Token endpoint: grants `client_credentials`, `password` (also returns a refresh token
-//! and an ID token) and `refresh_token`; client authentication `client_secret_basic` or
+//! and an ID token) and `refresh_token` (rotating the token when the admin API says so:
+//! the presented one is used up, the answer carries a new one); client authentication `client_secret_basic` or
 //! `client_secret_post`. Access tokens are `at+jwt` JWTs signed by the tenant's signer,
 //! issued by the issuer of the domain the request came through, `aud` = the `resource` or
 //! `audience` parameter or `api://default`, `scope` = the `scope` parameter or `api`.
@@ -466,10 +467,17 @@ pub(super) fn token(
             USERNAME
         }
         Some("refresh_token") => {
-            let known = param("refresh_token")
-                .is_some_and(|t| t == REFRESH_TOKEN || app.lock().refresh_tokens.contains(t));
-            if !known {
+            let presented = param("refresh_token").unwrap_or_default();
+            let mut state = app.lock();
+            if state.used_refresh_tokens.contains(presented) {
+                return oauth_error(400, "invalid_grant", "refresh token already used");
+            }
+            if presented != REFRESH_TOKEN && !state.refresh_tokens.contains(presented) {
                 return oauth_error(400, "invalid_grant", "unknown refresh token");
+            }
+            if state.rotate_refresh_tokens {
+                state.refresh_tokens.remove(presented);
+                state.used_refresh_tokens.insert(presented.to_owned());
             }
             USERNAME
         }
@@ -485,6 +493,8 @@ pub(super) fn token(
         None => return oauth_error(400, "invalid_request", "grant_type missing"),
     };
     let password_grant = param("grant_type") == Some("password");
+    let issues_refresh = password_grant
+        || (param("grant_type") == Some("refresh_token") && app.lock().rotate_refresh_tokens);
     let aud = param("resource")
         .or_else(|| param("audience"))
         .unwrap_or(DEFAULT_AUDIENCE);
@@ -502,7 +512,7 @@ pub(super) fn token(
         else {
             return oauth_error(500, "server_error", "tenant has no signing key");
         };
-        let refresh_token = password_grant.then(|| format!("lab-rt-{}", random_id()));
+        let refresh_token = issues_refresh.then(|| format!("lab-rt-{}", random_id()));
         if let Some(rt) = &refresh_token {
             state.refresh_tokens.insert(rt.clone());
         }

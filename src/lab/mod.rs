@@ -180,6 +180,12 @@ impl Lab {
         Ok(())
     }
 
+    /// Makes refresh_token grants rotate the token (`true`): the one presented is used up
+    /// and the answer carries a new one.
+    pub fn rotate_refresh_tokens(&self, rotate: bool) {
+        admin::rotate_refresh_tokens(&self.app, rotate);
+    }
+
     pub fn signer_kid(&self, tenant: &str) -> Option<String> {
         let state = self.app.lock();
         Some(state.tenants.get(tenant)?.signer_kid().to_owned())
@@ -330,6 +336,10 @@ struct LabState {
     domains: BTreeMap<String, Domain>,
     failures: Vec<OriginFailure>,
     refresh_tokens: HashSet<String>,
+    /// Whether a refresh_token grant rotates the token: the one presented is used up
+    /// (presenting it again is `invalid_grant`) and a new one is issued.
+    rotate_refresh_tokens: bool,
+    used_refresh_tokens: HashSet<String>,
 }
 
 const POPULATION: [(&str, KeyAlg); 3] = [
@@ -357,6 +367,8 @@ impl LabState {
             domains,
             failures: Vec::new(),
             refresh_tokens: HashSet::new(),
+            rotate_refresh_tokens: false,
+            used_refresh_tokens: HashSet::new(),
         })
     }
 
@@ -386,6 +398,7 @@ impl LabState {
 fn router(app: AppState) -> Router {
     Router::new()
         .route("/admin/state", get(admin::get_state))
+        .route("/admin/refresh-tokens", post(admin::post_refresh_tokens))
         .route("/admin/tenants/{tenant}/stage", post(admin::post_stage))
         .route("/admin/tenants/{tenant}/promote", post(admin::post_promote))
         .route("/admin/tenants/{tenant}/retire", post(admin::post_retire))

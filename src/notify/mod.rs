@@ -11,6 +11,12 @@
 //! ([`SendError::Permanent`]) turns it into a dead letter, logged at error level and listed
 //! by `keycanary status`, never silently dropped.
 //!
+//! When the store cannot record an outcome (a full disk, a locked or read-only database),
+//! the outcome is kept in memory and written again on each pass until it sticks: a row the
+//! receiver accepted is not sent again, a failed one keeps its backoff. Meanwhile the
+//! failure is logged, counted ([`Deliveries::store_errors`], `keycanary_store_errors_total`)
+//! and makes `/readyz` unready ([`Deliveries::unrecorded`]).
+//!
 //! Not here: deciding what to send (the alert state machine did that, and the round
 //! committed it to the outbox together with the state), or talking SQL (the store does).
 
@@ -18,6 +24,7 @@ pub mod channel;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
+use crate::model::Timestamp;
 use crate::store::{self, OutboxRow, SharedStore, StoreError};
 use channel::{Channel, RenderContext, SendError};
 use std::collections::BTreeMap;
@@ -32,6 +39,9 @@ use tracing::{error, info, warn};
 const BATCH: usize = 16;
 /// The longest the notifier sleeps without looking at the outbox.
 const MAX_IDLE: Duration = Duration::from_secs(5);
+/// The shortest it sleeps while outcomes wait in memory for the store: rows it holds back
+/// stay due in the store, and must not make it spin.
+const MIN_IDLE_UNRECORDED: Duration = Duration::from_secs(1);
 /// How long sends in flight may finish after shutdown is asked for.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -88,21 +98,95 @@ enum Outcome {
 /// The `result` label of each outcome in [`Deliveries`].
 pub const RESULTS: [&str; 3] = ["sent", "retried", "dead"];
 
-/// Send attempts since the process started, by channel and result ([`RESULTS`]): the
-/// notifier adds, `/metrics` reads (`keycanary_notifications_total`). Shared through the
-/// daemon's snapshot, so it survives reloads.
+/// Send attempts since the process started, by channel and result ([`RESULTS`]), and how
+/// the notifier's writes to the store went: the notifier adds, `/metrics` and `/readyz`
+/// read (`keycanary_notifications_total`, `keycanary_store_errors_total`). Shared through
+/// the daemon's snapshot, so it survives reloads.
 #[derive(Debug, Default)]
-pub struct Deliveries(Mutex<BTreeMap<(String, &'static str), u64>>);
+pub struct Deliveries(Mutex<DeliveryCounts>);
+
+#[derive(Debug, Default)]
+struct DeliveryCounts {
+    sends: BTreeMap<(String, &'static str), u64>,
+    store_errors: u64,
+    unrecorded: usize,
+    last_store_error: Option<String>,
+}
 
 impl Deliveries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, DeliveryCounts> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn add(&self, channel: &str, result: &'static str) {
-        let mut counts = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        *counts.entry((channel.to_owned(), result)).or_default() += 1;
+        *self
+            .lock()
+            .sends
+            .entry((channel.to_owned(), result))
+            .or_default() += 1;
     }
 
     /// Every count so far.
     pub fn counts(&self) -> BTreeMap<(String, &'static str), u64> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().sends.clone()
+    }
+
+    /// Writes of send outcomes to the store that failed since the process started.
+    pub fn store_errors(&self) -> u64 {
+        self.lock().store_errors
+    }
+
+    /// How many send outcomes wait in memory because the store could not record them,
+    /// with the latest store error; `(0, None)` once every outcome is recorded.
+    pub fn unrecorded(&self) -> (usize, Option<String>) {
+        let c = self.lock();
+        (c.unrecorded, c.last_store_error.clone())
+    }
+
+    /// A write of an outcome failed (the notifier calls this).
+    pub fn store_failed(&self, error: &StoreError) {
+        let mut c = self.lock();
+        c.store_errors += 1;
+        c.last_store_error = Some(error.to_string());
+    }
+
+    /// How many outcomes wait in memory now (the notifier calls this).
+    pub fn set_unrecorded(&self, n: usize) {
+        let mut c = self.lock();
+        c.unrecorded = n;
+        if n == 0 {
+            c.last_store_error = None;
+        }
+    }
+}
+
+/// An outcome the store has not recorded yet (see the module doc).
+#[derive(Debug, Clone, PartialEq)]
+enum Unrecorded {
+    /// The receiver accepted the row: never send it again.
+    Delivered,
+    /// The send failed: not before `next`; `attempts` failures so far.
+    Retry {
+        error: String,
+        next: Timestamp,
+        attempts: u32,
+    },
+    /// The receiver refused the row for good.
+    Dead { error: String, at: Timestamp },
+}
+
+impl Unrecorded {
+    /// Whether a row with this outcome pending may be sent at `now`.
+    fn sendable(&self, now: Timestamp) -> bool {
+        matches!(self, Unrecorded::Retry { next, .. } if *next <= now)
+    }
+
+    fn write(&self, s: &mut store::Store, id: &str) -> Result<(), StoreError> {
+        match self {
+            Unrecorded::Delivered => s.delivered(id),
+            Unrecorded::Retry { error, next, .. } => s.retry_later(id, error, *next),
+            Unrecorded::Dead { error, at } => s.dead_letter(id, error, *at),
+        }
     }
 }
 
@@ -116,6 +200,8 @@ pub struct Notifier {
     http: reqwest::Client,
     backoff: Backoff,
     deliveries: Arc<Deliveries>,
+    /// Outcomes waiting for the store, by row id.
+    unrecorded: Mutex<BTreeMap<String, Unrecorded>>,
 }
 
 impl Notifier {
@@ -133,6 +219,7 @@ impl Notifier {
             http: channel::http_client(),
             backoff,
             deliveries: Arc::default(),
+            unrecorded: Mutex::default(),
         }
     }
 
@@ -143,17 +230,34 @@ impl Notifier {
     }
 
     /// Sends every row due now (at most [`BATCH`], concurrently) and records each outcome.
+    /// Outcomes the store could not record before are written first; rows whose outcome
+    /// is still only in memory are not sent again (unless their backoff has passed).
     pub async fn deliver_due(self: &Arc<Self>) -> Result<Pass, StoreError> {
+        self.record_pending().await;
         let now = self.clock.now();
-        let rows = store::blocking(&self.store, move |s| s.due(now, BATCH)).await?;
+        let held = self.held();
+        let limit = BATCH + held.len();
+        let rows = store::blocking(&self.store, move |s| s.due(now, limit)).await?;
         let mut set = JoinSet::new();
         for row in rows {
+            let (sendable, attempts) = match held.get(&row.id) {
+                None => (true, row.attempts),
+                Some(u) => match u {
+                    Unrecorded::Retry { attempts, .. } => {
+                        (u.sendable(now), (*attempts).max(row.attempts))
+                    }
+                    _ => (false, row.attempts),
+                },
+            };
+            if !sendable || set.len() >= BATCH {
+                continue;
+            }
             let this = self.clone();
-            set.spawn(async move { this.deliver(row).await });
+            set.spawn(async move { this.deliver(OutboxRow { attempts, ..row }).await });
         }
         let mut pass = Pass::default();
         while let Some(joined) = set.join_next().await {
-            match joined.expect("a delivery task panicked")? {
+            match joined.expect("a delivery task panicked") {
                 Outcome::Delivered => pass.delivered += 1,
                 Outcome::Retrying => pass.retrying += 1,
                 Outcome::Dead => pass.dead += 1,
@@ -162,7 +266,69 @@ impl Notifier {
         Ok(pass)
     }
 
-    async fn deliver(&self, row: OutboxRow) -> Result<Outcome, StoreError> {
+    /// The outcomes waiting for the store.
+    fn held(&self) -> BTreeMap<String, Unrecorded> {
+        self.unrecorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Writes the outcomes waiting in memory, oldest id first, until one fails.
+    async fn record_pending(&self) {
+        let held = self.held();
+        if held.is_empty() {
+            return;
+        }
+        let written = store::blocking(&self.store, move |s| {
+            let mut written = Vec::new();
+            for (id, u) in held {
+                if let Err(e) = u.write(s, &id) {
+                    return (written, Some(e));
+                }
+                written.push(id);
+            }
+            (written, None)
+        })
+        .await;
+        let (written, error) = written;
+        let left = {
+            let mut map = self.unrecorded.lock().unwrap_or_else(|e| e.into_inner());
+            for id in &written {
+                map.remove(id);
+            }
+            map.len()
+        };
+        if let Some(e) = &error {
+            self.deliveries.store_failed(e);
+            warn!(error = %e, waiting = left, "the state store still cannot record notification outcomes; they are kept in memory and not sent again meanwhile");
+        } else {
+            info!(
+                recorded = written.len(),
+                "notification outcomes kept in memory are recorded in the state store again"
+            );
+        }
+        self.deliveries.set_unrecorded(left);
+    }
+
+    /// Records `outcome` of row `id`; when the store fails, keeps it in memory instead
+    /// (see the module doc) and says so.
+    async fn record(&self, id: &str, outcome: Unrecorded) {
+        let (key, u) = (id.to_owned(), outcome.clone());
+        let result = store::blocking(&self.store, move |s| u.write(s, &key)).await;
+        if let Err(e) = result {
+            self.deliveries.store_failed(&e);
+            let left = {
+                let mut map = self.unrecorded.lock().unwrap_or_else(|e| e.into_inner());
+                map.insert(id.to_owned(), outcome);
+                map.len()
+            };
+            self.deliveries.set_unrecorded(left);
+            error!(notification = %id, error = %e, "cannot record a notification outcome in the state store; it is kept in memory (the row is not sent again meanwhile) and written again on the next pass");
+        }
+    }
+
+    async fn deliver(&self, row: OutboxRow) -> Outcome {
         let result = match (
             self.channels.iter().find(|c| c.name == row.channel),
             row.notification(),
@@ -178,31 +344,37 @@ impl Notifier {
             }
         };
         let now = self.clock.now();
-        let id = row.id.clone();
-        let attempts = row.attempts + 1;
+        let attempts = row.attempts.saturating_add(1);
         match result {
             Ok(()) => {
-                store::blocking(&self.store, move |s| s.delivered(&id)).await?;
+                self.record(&row.id, Unrecorded::Delivered).await;
                 self.deliveries.add(&row.channel, RESULTS[0]);
                 info!(channel = %row.channel, notification = %row.id, attempts, "notification delivered");
-                Ok(Outcome::Delivered)
+                Outcome::Delivered
             }
             Err(SendError::Retryable(e)) => {
                 let delay = self.backoff.delay(attempts, fastrand::f64());
                 let next = now.plus(delay);
-                let err = e.clone();
-                store::blocking(&self.store, move |s| s.retry_later(&id, &err, next)).await?;
+                let outcome = Unrecorded::Retry {
+                    error: e.clone(),
+                    next,
+                    attempts,
+                };
+                self.record(&row.id, outcome).await;
                 self.deliveries.add(&row.channel, RESULTS[1]);
                 warn!(channel = %row.channel, notification = %row.id, attempts, retry_in = ?delay, error = %e, "notification not delivered, will retry");
-                Ok(Outcome::Retrying)
+                Outcome::Retrying
             }
             Err(SendError::Permanent(e)) => {
-                let err = e.clone();
-                store::blocking(&self.store, move |s| s.dead_letter(&id, &err, now)).await?;
+                let outcome = Unrecorded::Dead {
+                    error: e.clone(),
+                    at: now,
+                };
+                self.record(&row.id, outcome).await;
                 self.deliveries.add(&row.channel, RESULTS[2]);
                 error!(channel = %row.channel, notification = %row.id, attempts, error = %e,
                     "NOTIFICATION DEAD-LETTERED: the receiver refused it for good and it will not be retried; fix the channel and see `keycanary status`");
-                Ok(Outcome::Dead)
+                Outcome::Dead
             }
         }
     }
@@ -212,13 +384,23 @@ impl Notifier {
     async fn idle(&self) -> Duration {
         let next = store::blocking(&self.store, |s| s.next_due()).await;
         let now = self.clock.now();
-        match next {
+        let idle = match next {
             Ok(Some(at)) => at.since(now).min(MAX_IDLE),
             Ok(None) => MAX_IDLE,
             Err(e) => {
                 error!(error = %e, "cannot read the outbox");
                 MAX_IDLE
             }
+        };
+        let holding = !self
+            .unrecorded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if holding {
+            idle.max(MIN_IDLE_UNRECORDED)
+        } else {
+            idle
         }
     }
 
@@ -395,6 +577,111 @@ mod tests {
         assert_eq!(count("gone", "dead"), Some(1));
         assert_eq!(count("removed", "dead"), Some(1));
         assert_eq!(counts.len(), 4, "{counts:?}");
+    }
+
+    /// A receiver answering every POST with `status`, counting them.
+    async fn counting_receiver(status: u16) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let hits = Arc::new(AtomicUsize::new(0));
+        let counter = hits.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move || {
+                counter.fetch_add(1, Ordering::SeqCst);
+                async move { axum::http::StatusCode::from_u16(status).unwrap() }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, hits)
+    }
+
+    /// Regression: with a state store that cannot be written, a receiver answering 200 got
+    /// the same notification thousands of times (the row could not be deleted, so it was
+    /// due again at once). Now the outcome waits in memory, the row is not sent again,
+    /// the failure is counted and reported, and it is recorded once the store recovers.
+    #[tokio::test]
+    async fn an_unwritable_store_never_makes_a_resend_storm() {
+        use std::sync::atomic::Ordering;
+        let (ok_url, ok_hits) = counting_receiver(200).await;
+        let (busy_url, busy_hits) = counting_receiver(503).await;
+        let config = config_with(|toml| {
+            format!(
+                "{toml}\n[alerting]\n[[alerting.channel]]\nname = \"ok\"\ntype = \"webhook\"\nurl = \"{ok_url}\"\n[[alerting.channel]]\nname = \"busy\"\ntype = \"webhook\"\nurl = \"{busy_url}\"\n"
+            )
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(dir.path()).unwrap();
+        let n = fixtures::firing();
+        let rows = vec![("ok".to_owned(), n.clone()), ("busy".to_owned(), n)];
+        let t0 = Timestamp(1_000_000);
+        store
+            .commit_round(t0, None, &AlertState::default(), None, &rows, Timestamp(0))
+            .unwrap();
+        store.refuse_writes(true).unwrap();
+        let store: SharedStore = Arc::new(Mutex::new(store));
+        let clock = ManualClock::new(t0);
+        let deliveries = Arc::new(Deliveries::default());
+        let notifier = Arc::new(
+            Notifier::new(
+                &config,
+                store.clone(),
+                Arc::new(clock.clone()),
+                Backoff::default(),
+            )
+            .with_deliveries(deliveries.clone()),
+        );
+
+        // The run loop, as the daemon runs it, for a while on a store refusing writes.
+        let shutdown = CancellationToken::new();
+        let wake = Arc::new(Notify::new());
+        let running = tokio::spawn(notifier.clone().run(wake.clone(), shutdown.clone()));
+        for _ in 0..30 {
+            wake.notify_one();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        shutdown.cancel();
+        running.await.unwrap();
+        assert_eq!(
+            ok_hits.load(Ordering::SeqCst),
+            1,
+            "accepted once, never sent again"
+        );
+        assert_eq!(
+            busy_hits.load(Ordering::SeqCst),
+            1,
+            "the backoff holds in memory"
+        );
+        let (waiting, error) = deliveries.unrecorded();
+        assert_eq!(waiting, 2);
+        assert!(
+            error.unwrap().contains("readonly"),
+            "the store's error is kept"
+        );
+        assert!(deliveries.store_errors() >= 2);
+        assert_eq!(store.lock().unwrap().outbox().unwrap().len(), 2);
+
+        // Past the backoff the failing row is tried again (once); the delivered one is not.
+        clock.advance(Duration::from_secs(6));
+        let pass = notifier.deliver_due().await.unwrap();
+        assert_eq!((pass.delivered, pass.retrying), (0, 1));
+        assert_eq!(ok_hits.load(Ordering::SeqCst), 1);
+        assert_eq!(busy_hits.load(Ordering::SeqCst), 2);
+
+        // The store recovers: the outcomes are written, nothing is sent again.
+        store.lock().unwrap().refuse_writes(false).unwrap();
+        let pass = notifier.deliver_due().await.unwrap();
+        assert_eq!(pass, Pass::default());
+        assert_eq!(deliveries.unrecorded(), (0, None));
+        let left = store.lock().unwrap().outbox().unwrap();
+        assert_eq!(left.len(), 1, "the delivered row is deleted: {left:?}");
+        assert_eq!(left[0].channel, "busy");
+        assert!(
+            left[0].next_attempt_at > crate::clock::Clock::now(&clock),
+            "its backoff is stored"
+        );
+        assert_eq!(ok_hits.load(Ordering::SeqCst), 1);
     }
 
     #[test]

@@ -14,6 +14,11 @@ use x509_parser::x509::SubjectPublicKeyInfo;
 
 const PRIVATE_MEMBERS: &[&str] = &["d", "p", "q", "dp", "dq", "qi", "k", "oth"];
 
+/// The most keys a set may have to be read. Identity providers publish a handful (a few
+/// dozen at most); a set beyond this is not read at all (`jwks_fetch_failed` says why),
+/// so a hostile or broken one cannot make a round cost thousands of key checks.
+pub const MAX_KEYS: usize = 256;
+
 /// Parses a JWKS body. Returns the facts and the raw JSON of each key (same order), which
 /// verification needs and which is dropped after the round.
 pub fn parse(body: &[u8]) -> (KeySetParse, Vec<Value>) {
@@ -49,6 +54,17 @@ pub fn parse(body: &[u8]) -> (KeySetParse, Vec<Value>) {
             Vec::new(),
         );
     };
+    if keys.len() > MAX_KEYS {
+        return (
+            KeySetParse::Invalid {
+                reason: format!(
+                    "the set has {} keys, more than the {MAX_KEYS} keycanary reads",
+                    keys.len()
+                ),
+            },
+            Vec::new(),
+        );
+    }
     let infos = keys.iter().map(key_info).collect();
     (KeySetParse::Parsed { keys: infos }, keys.clone())
 }
@@ -393,6 +409,21 @@ mod tests {
         assert_eq!(
             parse(b"{\"keys\": []}").0,
             KeySetParse::Parsed { keys: vec![] }
+        );
+        // Up to MAX_KEYS keys are read; a set with more is not read at all.
+        let set = |n: usize| {
+            let key = r#"{"kty":"oct","kid":"same","k":"AAAA"}"#;
+            format!("{{\"keys\": [{}]}}", vec![key; n].join(","))
+        };
+        let (read, raw) = parse(set(MAX_KEYS).as_bytes());
+        assert_eq!((read.keys().len(), raw.len()), (MAX_KEYS, MAX_KEYS));
+        let (over, raw) = parse(set(2_500).as_bytes());
+        assert!(raw.is_empty());
+        assert_eq!(
+            over,
+            KeySetParse::Invalid {
+                reason: "the set has 2500 keys, more than the 256 keycanary reads".into()
+            }
         );
     }
 

@@ -11,7 +11,7 @@
 //! Not here: decoding and verifying the tokens (`token`), judging the login (`detect`).
 
 use super::http::{Request, fetch};
-use super::{Prober, fetch_error, record_fetch};
+use super::{Prober, fetch_error, record_fetch, refresh};
 use crate::config::{ClientAuth, Grant, Login};
 use crate::model::wire;
 use crate::model::{DiscoveryDoc, LoginObservation, LoginResult, TokenKind};
@@ -26,6 +26,7 @@ impl Prober {
     #[instrument(name = "probe.login", skip_all, fields(grant = login.grant.as_str(), client_id = %login.client_id, http.status = field::Empty, result = field::Empty, error.kind = field::Empty))]
     pub(super) async fn login(
         &self,
+        refresh_key: &str,
         login: &Login,
         issuer: &Url,
         doc: Option<&DiscoveryDoc>,
@@ -46,7 +47,14 @@ impl Prober {
                 );
             }
         };
-        let (form, basic_auth) = form(login);
+        // When the IdP rotated the refresh token, the newest one (see `refresh`).
+        let current = match &login.grant {
+            Grant::RefreshToken { refresh_token } => {
+                Some(self.refresh_tokens.current(refresh_key, refresh_token))
+            }
+            _ => None,
+        };
+        let (form, basic_auth) = form(login, current.as_ref().map(|c| &c.token));
         let mut req = Request::get(self.clients.no_redirects(), &token_url)
             .header("accept", "application/json");
         req.method = reqwest::Method::POST;
@@ -60,13 +68,20 @@ impl Prober {
                 },
                 Vec::new(),
             ),
-            (Some(r), Some(body)) if (200..300).contains(&r.status) => tokens_of(&body),
+            (Some(r), Some(body)) if (200..300).contains(&r.status) => {
+                self.keep_rotated(refresh_key, login, current.as_ref(), &body);
+                tokens_of(&body)
+            }
             (Some(r), body) => {
                 let detail = body.as_deref().map(|b| self.oauth_error(b));
                 let detail = detail.unwrap_or_default();
+                let rotated = current.as_ref().and_then(|c| c.rotated_at).map(|at| format!(" (to the rotated refresh token stored at {at} in the state directory; if the IdP revoked it, set a new refresh_token in probes.toml)")).unwrap_or_default();
                 (
                     LoginResult::Failed {
-                        reason: format!("the token endpoint answered HTTP {}{detail}", r.status),
+                        reason: format!(
+                            "the token endpoint answered HTTP {}{detail}{rotated}",
+                            r.status
+                        ),
                     },
                     Vec::new(),
                 )
@@ -78,9 +93,14 @@ impl Prober {
                 Vec::new(),
             ),
         };
+        // A rotated refresh token is a secret the config does not list: scrubbed too.
+        let presented: Vec<String> = current
+            .iter()
+            .map(|c| c.token.expose_secret().to_owned())
+            .collect();
         let result = match result {
             LoginResult::Failed { reason } => LoginResult::Failed {
-                reason: self.scrub(&reason),
+                reason: wire::scrub(&self.scrub(&reason), &presented),
             },
             ok => ok,
         };
@@ -100,6 +120,36 @@ impl Prober {
             },
             tokens,
         )
+    }
+
+    /// Keeps the refresh token a 2xx answer to a refresh_token grant carries when it is not
+    /// the one presented (the IdP rotated it; see `refresh`).
+    fn keep_rotated(
+        &self,
+        key: &str,
+        login: &Login,
+        presented: Option<&refresh::Current>,
+        body: &[u8],
+    ) {
+        let (Grant::RefreshToken { refresh_token }, Some(presented)) = (&login.grant, presented)
+        else {
+            return;
+        };
+        let Ok(v) = serde_json::from_slice::<Value>(body) else {
+            return;
+        };
+        let Some(new) = v.get("refresh_token").and_then(Value::as_str) else {
+            return;
+        };
+        if new == presented.token.expose_secret() {
+            return;
+        }
+        if let Err(e) = self
+            .refresh_tokens
+            .rotated(key, refresh_token, new, self.clock.now())
+        {
+            tracing::error!(login = key, error = %e, "cannot store the rotated refresh token in the state directory; it is used until keycanary stops, then the configured one is presented again");
+        }
     }
 
     /// `: error_code (description)` from an OAuth error body, scrubbed of every secret,
@@ -125,7 +175,8 @@ impl Prober {
 /// The token request's form and HTTP Basic credentials.
 type Form = (Vec<(&'static str, String)>, Option<(String, String)>);
 
-fn form(login: &Login) -> Form {
+/// `refresh_token`: the token to present instead of the configured one (a rotated one).
+fn form(login: &Login, refresh_token: Option<&secrecy::SecretString>) -> Form {
     let mut form: Vec<(&'static str, String)> = vec![("grant_type", login.grant.as_str().into())];
     match &login.grant {
         Grant::ClientCredentials => {}
@@ -133,8 +184,11 @@ fn form(login: &Login) -> Form {
             form.push(("username", username.clone()));
             form.push(("password", password.expose_secret().to_owned()));
         }
-        Grant::RefreshToken { refresh_token } => {
-            form.push(("refresh_token", refresh_token.expose_secret().to_owned()))
+        Grant::RefreshToken {
+            refresh_token: configured,
+        } => {
+            let token = refresh_token.unwrap_or(configured);
+            form.push(("refresh_token", token.expose_secret().to_owned()))
         }
     }
     for (name, value) in [

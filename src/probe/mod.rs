@@ -8,6 +8,7 @@
 pub mod http;
 pub mod jwks;
 pub mod login;
+pub mod refresh;
 pub mod token;
 
 use crate::clock::SharedClock;
@@ -34,6 +35,8 @@ pub struct Prober {
     max_body: u64,
     /// Every secret value of the config, taken out of what the IdP sends back.
     secrets: Vec<String>,
+    /// The newest refresh token of each domain whose IdP rotates them.
+    refresh_tokens: refresh::RefreshTokens,
 }
 
 impl Prober {
@@ -44,6 +47,7 @@ impl Prober {
             location: config.settings.location.clone(),
             max_body: config.settings.max_body_bytes,
             secrets: config.secret_values(),
+            refresh_tokens: refresh::RefreshTokens::in_dir(&config.settings.state_dir),
         })
     }
 
@@ -83,7 +87,7 @@ impl Prober {
     #[instrument(name = "probe.round", parent = None, skip_all, fields(tenant = %tenant.name, location = %self.location))]
     pub async fn tenant_traced(&self, tenant: &Tenant) -> (Observation, RoundTrace) {
         let started_at = self.clock.now();
-        let domains = join_all(tenant.domains.iter().map(|d| self.domain(d))).await;
+        let domains = join_all(tenant.domains.iter().map(|d| self.domain(&tenant.name, d))).await;
         let observation = Observation {
             tenant: tenant.name.clone(),
             location: self.location.clone(),
@@ -95,7 +99,7 @@ impl Prober {
     }
 
     #[instrument(name = "probe.domain", skip_all, fields(domain = %domain.name))]
-    async fn domain(&self, domain: &Domain) -> DomainObservation {
+    async fn domain(&self, tenant: &str, domain: &Domain) -> DomainObservation {
         let discovery = if domain.discovery {
             Some(self.discovery(domain).await)
         } else {
@@ -107,7 +111,10 @@ impl Prober {
         let (login, fetched) = tokio::join!(
             async {
                 match &domain.login {
-                    Some(login) => Some(self.login(login, &domain.issuer, doc).await),
+                    Some(login) => {
+                        let key = format!("{tenant}/{}", domain.name);
+                        Some(self.login(&key, login, &domain.issuer, doc).await)
+                    }
                     None => None,
                 }
             },

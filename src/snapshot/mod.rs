@@ -91,6 +91,8 @@ pub struct StoreHealth {
     pub last_commit: Option<Timestamp>,
     /// Why the latest commit failed; `None` once one succeeds again.
     pub commit_error: Option<String>,
+    /// Commits that failed since the process started.
+    pub commit_errors: u64,
     /// Outbox rows waiting to be sent, and dead letters, read after the latest commit.
     pub outbox_depth: Option<u64>,
     pub dead_letters: Option<u64>,

@@ -15,6 +15,7 @@ mod lab;
 mod oidc_nginx;
 mod otlp;
 mod pinning;
+mod refresh_rotation;
 // Shared with the `rehearsal` binary, which uses other parts of them.
 #[allow(dead_code)]
 #[path = "../support/peers.rs"]

@@ -138,7 +138,10 @@ impl KeyIndex {
     }
 
     /// The keys `tenant` serves that share the kid `kid` or the thumbprint `thumbprint`
-    /// (an absent one matches nothing), in the order of [`served`](Self::served).
+    /// (an absent one matches nothing), in the order of [`served`](Self::served): at most
+    /// one of each kind of sharing — the same kid and key, the same kid with another key,
+    /// the same key under another kid — so a hostile set with thousands of keys under one
+    /// kid costs a few lookups per key, not one per pair of keys.
     pub fn matching(
         &self,
         tenant: &str,
@@ -151,15 +154,28 @@ impl KeyIndex {
         let mut out: BTreeSet<(Option<&str>, Option<&str>)> = BTreeSet::new();
         if let Some(kid) = kid {
             let from = (Some(kid.to_owned()), None);
-            out.extend(
-                t.keys
-                    .range(from..)
-                    .take_while(|(k, _)| k.as_deref() == Some(kid))
-                    .map(|(k, tp)| (k.as_deref(), tp.as_deref())),
-            );
+            let mut same_kid = t
+                .keys
+                .range(from..)
+                .take_while(|(k, _)| k.as_deref() == Some(kid))
+                .map(|(k, tp)| (k.as_deref(), tp.as_deref()));
+            // The same key, and the first other key, under this kid (a set holds each
+            // (kid, thumbprint) once, so each search stops within two steps).
+            out.extend(same_kid.clone().find(|(_, tp)| *tp == thumbprint));
+            out.extend(same_kid.find(|(_, tp)| *tp != thumbprint));
         }
         if let Some((tp, kids)) = thumbprint.and_then(|tp| t.by_thumbprint.get_key_value(tp)) {
-            out.extend(kids.iter().map(|k| (k.as_deref(), Some(tp.as_str()))));
+            let tp = Some(tp.as_str());
+            out.extend(
+                kids.iter()
+                    .find(|k| k.as_deref() == kid)
+                    .map(|k| (k.as_deref(), tp)),
+            );
+            out.extend(
+                kids.iter()
+                    .find(|k| k.as_deref() != kid)
+                    .map(|k| (k.as_deref(), tp)),
+            );
         }
         out.into_iter().collect()
     }
@@ -262,18 +278,15 @@ mod tests {
             (
                 None,
                 Some("t1"),
-                &[
-                    (None, Some("t1")),
-                    (Some("k10"), Some("t1")),
-                    (Some("k2"), Some("t1")),
-                ],
+                &[(None, Some("t1")), (Some("k10"), Some("t1"))],
             ),
+            // One match of each kind: the same kid and key, the same kid with another
+            // key, the same key under another kid (the first of several).
             (
                 Some("k2"),
                 Some("t1"),
                 &[
                     (None, Some("t1")),
-                    (Some("k10"), Some("t1")),
                     (Some("k2"), Some("t1")),
                     (Some("k2"), Some("t2")),
                 ],

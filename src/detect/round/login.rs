@@ -129,7 +129,7 @@ fn claim_problems(cx: &Ctx<'_>, d: &DomainObservation, t: &TokenInfo) -> Vec<Str
             time_off = true;
             problems.push(format!(
                 "expired {} s ago (exp {}, skew {} s)",
-                (now - ms(exp)) / 1000,
+                now.saturating_sub(ms(exp)) / 1000,
                 Timestamp(ms(exp)),
                 skew / 1000
             ));
@@ -142,17 +142,17 @@ fn claim_problems(cx: &Ctx<'_>, d: &DomainObservation, t: &TokenInfo) -> Vec<Str
         time_off = true;
         problems.push(format!(
             "not valid for another {} s (nbf {}, skew {} s)",
-            (ms(nbf) - now) / 1000,
+            ms(nbf).saturating_sub(now) / 1000,
             Timestamp(ms(nbf)),
             skew / 1000
         ));
     }
     if time_off && let Some(iat) = c.iat {
-        let ahead = (ms(iat) - now) / 1000;
+        let ahead = ms(iat).saturating_sub(now) / 1000;
         problems.push(if ahead > 0 {
             format!("iat is {ahead} s ahead of local time (clock skew?)")
         } else {
-            format!("iat was {} s ago", -ahead)
+            format!("iat was {} s ago", ahead.saturating_neg())
         });
     }
 

@@ -85,7 +85,7 @@ pub(super) fn key_removed_early(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
                     "kid {kid} is gone from this view (last seen {}) while a token it signed is valid until {} (+{skew} s skew, {} left): clients reading this view reject it",
                     p.last_seen,
                     Timestamp::from_secs(exp),
-                    human((valid_until.0 - cx.now.0) / 1000),
+                    human(valid_until.0.saturating_sub(cx.now.0) / 1000),
                 );
                 let subject = Subject::view(&cx.obs.tenant, &d.domain, &v.id).with_kid(Some(kid));
                 out.push(Finding::new(Code::KeyRemovedEarly, subject, message));

@@ -26,7 +26,7 @@ pub fn probe_stale(
     let Some(watched_since) = th.map(|t| t.first_recorded()).or(history.first_recorded()) else {
         return Vec::new();
     };
-    let older = |t: Timestamp| now.0 - t.0 > limit;
+    let older = |t: Timestamp| now.0.saturating_sub(t.0) > limit;
     let why = format!(
         "more than {STALE_INTERVALS} × the {} interval",
         human(interval.as_secs() as i64)
@@ -38,7 +38,7 @@ pub fn probe_stale(
             let message = match vh.map(|v| (v.last_ok(), v.first_attempt())) {
                 Some((Some(ok), _)) if older(ok) => format!(
                     "no successful fetch of this view since {ok} ({} ago, {why})",
-                    human((now.0 - ok.0) / 1000)
+                    human(now.0.saturating_sub(ok.0) / 1000)
                 ),
                 Some((None, first)) if older(first) => format!(
                     "no successful fetch of this view since it was first tried at {first} ({why})"

@@ -119,7 +119,7 @@ pub(super) fn tls_certificate(cx: &Ctx<'_>, out: &mut Vec<Finding>) {
                 ));
             }
             if let Some(not_after) = r.tls_leaf_not_after {
-                let left = not_after - now;
+                let left = not_after.saturating_sub(now);
                 if left <= 0 {
                     reasons.push(format!(
                         "the TLS leaf expired at {}",

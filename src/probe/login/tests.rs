@@ -69,7 +69,7 @@ async fn login_with(cfg: &Config, doc: Option<&DiscoveryDoc>) -> LoginObservatio
     let prober = Prober::new(cfg, clock::system()).unwrap();
     let domain = &cfg.tenants[0].domains[0];
     let login = domain.login.as_ref().unwrap();
-    prober.login(login, &domain.issuer, doc).await.0
+    prober.login("t/d", login, &domain.issuer, doc).await.0
 }
 
 fn reason(obs: &LoginObservation) -> &str {

@@ -79,7 +79,16 @@ pub(super) fn notification_families(s: &Snapshot, config: &Config) -> Vec<Family
     for ((channel, result), n) in &counts {
         total.push(&[("channel", channel), ("result", result)], *n as f64);
     }
-    vec![depth, dead, total]
+    let mut store_errors = Family::counter(
+        "keycanary_store_errors_total",
+        "Writes to the state store that failed since this process started, by writer: commit (a round's alert state and outbox rows), notifier (a send's outcome).",
+    );
+    store_errors.push(&[("writer", "commit")], s.store.commit_errors as f64);
+    store_errors.push(
+        &[("writer", "notifier")],
+        s.deliveries.store_errors() as f64,
+    );
+    vec![depth, dead, total, store_errors]
 }
 
 /// A histogram as the encoder writes it, with `labels`.

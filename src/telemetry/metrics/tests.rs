@@ -380,14 +380,22 @@ channels = ["hook"]
             &format!(r#"keycanary_notifications_total{{channel="hook",result="{r}"}} 0"#),
         );
     }
+    check(&body, "# TYPE keycanary_store_errors_total counter");
+    check(&body, r#"keycanary_store_errors_total{writer="commit"} 0"#);
+    check(
+        &body,
+        r#"keycanary_store_errors_total{writer="notifier"} 0"#,
+    );
     let mut s = Snapshot::default();
     s.store.outbox_depth = Some(3);
     s.store.dead_letters = Some(1);
+    s.store.commit_errors = 2;
     s.deliveries.add("hook", "sent");
     s.deliveries.add("hook", "sent");
     s.deliveries.add("old", "dead");
     let body = render(&s, &cfg, BuildInfo::current());
     check(&body, "keycanary_outbox_depth 3");
+    check(&body, r#"keycanary_store_errors_total{writer="commit"} 2"#);
     check(&body, "keycanary_notifications_dead 1");
     check(
         &body,
