@@ -21,3 +21,6 @@ pub mod telemetry;
 
 #[cfg(test)]
 mod hostile;
+
+#[cfg(test)]
+mod contract;

@@ -198,3 +198,111 @@ impl Report {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Code, FetchErrorKind, Subject, ViewId};
+    use crate::telemetry::fixtures::{incident, view};
+
+    /// The seed incident's round, plus a pinned edge that answered from cache and a view
+    /// whose fetch failed: every optional field of a row is exercised.
+    fn report() -> Report {
+        let s = incident();
+        let mut obs = s.observation("acme").cloned().expect("judged");
+        let d = &mut obs.domains[0];
+        let mut pinned = view("cdn", ViewKind::Edge, Some(7), &["k1", "k2"]);
+        pinned.id.edge = Some("fra".into());
+        if let FetchOutcome::Response(r) = &mut pinned.fetch.outcome {
+            r.headers.cache_status = Some("HIT".into());
+            r.headers.cache_control = Some("public, max-age=60".into());
+        }
+        let mut down = view("backup", ViewKind::Edge, None, &[]);
+        down.fetch.outcome = FetchOutcome::Error {
+            kind: FetchErrorKind::Connect,
+            message: "connection refused".into(),
+        };
+        down.key_set = None;
+        d.views.push(pinned);
+        d.views.push(down);
+        let mut findings = s.tenants["acme"].findings.clone();
+        findings.push(Finding::new(
+            Code::JwksFetchFailed,
+            Subject::view(
+                "acme",
+                "io",
+                &ViewId {
+                    path: "backup".into(),
+                    edge: None,
+                },
+            ),
+            "connection refused",
+        ));
+        findings.push(Finding::new(
+            Code::StaleEdge,
+            Subject::view(
+                "acme",
+                "io",
+                &ViewId {
+                    path: "cdn".into(),
+                    edge: Some("fra".into()),
+                },
+            ),
+            "edge fra differs from origin",
+        ));
+        Report::new([&obs], findings)
+    }
+
+    #[test]
+    fn json_keeps_its_published_contract() {
+        let json: serde_json::Value = serde_json::from_str(&report().to_json()).unwrap();
+        crate::contract::assert_keeps(
+            "`check --format json`",
+            &json,
+            include_str!("../tests/contracts/check.contract"),
+        );
+    }
+
+    #[test]
+    fn rows_carry_their_findings_and_worst_verdict() {
+        let r = report();
+        let row = |path: &str, edge: Option<&str>| {
+            r.views
+                .iter()
+                .find(|v| v.path == path && v.edge.as_deref() == edge)
+                .unwrap_or_else(|| panic!("{path} {edge:?} in {:?}", r.views))
+        };
+        assert_eq!(row("cdn", None).findings, ["kid_missing"]);
+        assert_eq!(row("cdn", None).verdict, "critical");
+        assert_eq!(row("cdn", None).age, Some(42));
+        assert_eq!(row("origin", None).verdict, "ok");
+        assert!(row("origin", None).findings.is_empty());
+        let pinned = row("cdn", Some("fra"));
+        assert_eq!(
+            pinned.findings,
+            ["stale_edge"],
+            "the edge-less finding is not the pin's"
+        );
+        assert_eq!(pinned.verdict, "high");
+        assert_eq!(pinned.kids, ["k1", "k2"]);
+        assert_eq!(pinned.cache_control.as_deref(), Some("public, max-age=60"));
+        let down = row("backup", None);
+        assert_eq!(down.status, None);
+        assert_eq!(down.error.as_deref(), Some("connection refused"));
+        assert!(down.kids.is_empty());
+        assert_eq!(down.findings, ["jwks_fetch_failed"]);
+        assert_eq!(r.worst(), Some(Severity::Critical));
+    }
+
+    #[test]
+    fn text_is_a_matrix_then_the_findings() {
+        let text = report().to_text();
+        assert!(text.starts_with("tenant acme\n  DOMAIN"), "{text}");
+        assert!(text.contains("cdn@fra"), "{text}");
+        assert!(text.contains("error"), "{text}");
+        assert!(text.contains("critical kid_missing"), "{text}");
+        assert!(text.contains("3 finding(s):"), "{text}");
+        let empty = Report::new([], vec![]).to_text();
+        assert_eq!(empty, "\nno findings\n");
+    }
+}

@@ -219,6 +219,36 @@ mod tests {
         }
     }
 
+    /// What `gate --format json` prints and `/v1/gate/*` serves (one serializer), for an
+    /// unsafe and a safe answer, keeps every documented field with its type.
+    #[test]
+    fn the_answer_keeps_its_published_contract() {
+        let unsafe_ = unsafe_answer();
+        let mut edge = unsafe_.blocking[0].clone();
+        edge.subject.edge = Some("192.0.2.10".into());
+        edge.subject.kid = Some("key-1".into());
+        edge.ready_at = None;
+        let mut pinned = unsafe_.clone();
+        pinned.blocking.push(edge);
+        let safe = GateAnswer {
+            gate: GateKind::Retirement,
+            kid: None,
+            safe: true,
+            blocking: vec![],
+            ready_at: None,
+            ..unsafe_answer()
+        };
+        let printed: Vec<serde_json::Value> = [unsafe_, pinned, safe]
+            .iter()
+            .map(|a| serde_json::from_str(&serde_json::to_string_pretty(a).unwrap()).unwrap())
+            .collect();
+        crate::contract::assert_all_keep(
+            "the gate answer",
+            &printed,
+            include_str!("../../tests/contracts/gate.contract"),
+        );
+    }
+
     #[test]
     fn the_answer_the_api_serves_reads_back_as_the_same_answer() {
         let a = unsafe_answer();

@@ -236,4 +236,35 @@ mod tests {
         assert_eq!(json["dead_letters"][0]["channel"], "hook");
         assert_eq!(json["problems"].as_array().unwrap().len(), 1);
     }
+
+    /// Both shapes a script meets (a busy state directory and an empty one) keep every
+    /// documented field with its type.
+    #[test]
+    fn json_keeps_its_published_contract() {
+        use crate::alert::state::{GroupKey, fixtures};
+        let mut busy = report(Some(10), 1);
+        let firing = fixtures::firing();
+        busy.alert_state.incidents.push(Incident {
+            group: GroupKey {
+                tenant: "acme".into(),
+                code: Some(crate::model::Code::StaleEdge),
+            },
+            dedup_key: firing.dedup_key.clone(),
+            since: firing.since,
+            fired_at: firing.at,
+            sent: None,
+            members: firing.findings,
+        });
+        let mut empty = report(None, 0);
+        empty.oldest_pending = None;
+        let interval = Duration::from_secs(30);
+        crate::contract::assert_all_keep(
+            "`status --format json`",
+            &[
+                render_json(&busy, interval, NOW),
+                render_json(&empty, interval, NOW),
+            ],
+            include_str!("../../tests/contracts/status.contract"),
+        );
+    }
 }

@@ -817,7 +817,7 @@ async fn silences_create_list_delete() {
 /// The seed incident, through the daemon: io's CDN keeps the JWKS for 10 minutes, a round
 /// caches the old key set, acme rotates, the pipeline purges app only; returns once a
 /// whole round has run after the rotation. Returns `(old kid, new kid)`.
-async fn stage_seed_incident(h: &mut Harness) -> (String, String) {
+pub(crate) async fn stage_seed_incident(h: &mut Harness) -> (String, String) {
     cache_io_for_ten_minutes(&h.lab);
     h.start_daemon();
     h.wait_for_rounds(1).await; // the warm round: io's edge now holds the old set

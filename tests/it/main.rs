@@ -6,8 +6,10 @@
 
 mod api;
 mod check;
+mod contracts;
 mod daemon;
 mod dashboards;
+mod exit_codes;
 mod faults;
 mod hardening;
 mod hygiene;

@@ -113,6 +113,32 @@ mod tests {
         assert_eq!(v["reminder"], true);
     }
 
+    /// Every documented field, with its type, in a firing, a resolved, a reminder and a
+    /// per-code notification: receivers parse these, so fields only ever get added.
+    #[test]
+    fn body_keeps_its_published_contract() {
+        let c = cfg("http://127.0.0.1:9000/", None);
+        let mut per_code = fixtures::firing();
+        per_code.group.code = Some(crate::model::Code::StaleEdge);
+        let mut all = Vec::new();
+        for n in [
+            fixtures::firing(),
+            fixtures::resolved(),
+            fixtures::reminder(),
+            per_code,
+        ] {
+            all.push(
+                serde_json::from_str::<serde_json::Value>(&render(&n, &c, &fixtures::ctx()).body)
+                    .unwrap(),
+            );
+        }
+        crate::contract::assert_all_keep(
+            "the webhook body",
+            &all,
+            include_str!("../../../tests/contracts/webhook.contract"),
+        );
+    }
+
     /// RFC 4231 test case 2, so the signature is HMAC-SHA256 and not something like it.
     #[test]
     fn signature_is_standard_hmac_sha256() {
