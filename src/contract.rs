@@ -26,7 +26,7 @@ fn type_of(v: &Value) -> &'static str {
 
 /// Every way `value` breaks `contract`, one line each; empty when it keeps it.
 pub fn violations(value: &Value, contract: &str) -> Vec<String> {
-    violations_in(&[value.clone()], contract)
+    violations_in(std::slice::from_ref(value), contract)
 }
 
 /// As [`violations`] for several outputs of one kind: each must keep the contract, and an
@@ -78,11 +78,14 @@ pub fn violations_in(values: &[Value], contract: &str) -> Vec<String> {
             Some(k) => (k, true),
             None => (steps[steps.len() - 1], false),
         };
-        let mut seen = 0;
+        let (mut seen, mut missing) = (0, false);
         for p in &parents {
             match p.get(last) {
                 None if may_be_absent => {}
-                None => out.push(format!("{path}: missing")),
+                None => {
+                    out.push(format!("{path}: missing"));
+                    missing = true;
+                }
                 Some(v) => {
                     seen += 1;
                     let values: Vec<&Value> = match (each, v) {
@@ -94,9 +97,10 @@ pub fn violations_in(values: &[Value], contract: &str) -> Vec<String> {
                         (false, v) => vec![v],
                     };
                     for v in values {
-                        if !types.contains(&type_of(v))
-                            && !(type_of(v) == "integer" && types.contains(&"number"))
-                        {
+                        let t = type_of(v);
+                        let allowed =
+                            types.contains(&t) || (t == "integer" && types.contains(&"number"));
+                        if !allowed {
                             out.push(format!(
                                 "{path}: is {} ({v}), the contract says {}",
                                 type_of(v),
@@ -107,7 +111,7 @@ pub fn violations_in(values: &[Value], contract: &str) -> Vec<String> {
                 }
             }
         }
-        if seen == 0 {
+        if seen == 0 && !missing {
             out.push(format!("{path}: {NEVER_PRESENT}"));
         }
     }
@@ -193,5 +197,26 @@ mod tests {
         assert!(violations_in(&two, "a: integer\nb: string|absent").is_empty());
         let got = violations_in(&two, "b: string");
         assert_eq!(got, ["b: missing"]);
+    }
+
+    /// What a daemon serves need not exercise every field, but what it carries is held.
+    #[test]
+    fn served_outputs_skip_only_fields_they_cannot_carry() {
+        let served = json!({"blocking": [], "safe": true});
+        let contract = "safe: boolean\nblocking: array\nblocking[].code: string";
+        assert_served_keeps("an answer", &served, contract);
+        let panics = |v: Value| {
+            std::panic::catch_unwind(|| assert_served_keeps("an answer", &v, contract)).is_err()
+        };
+        assert!(
+            panics(json!({"blocking": []})),
+            "a required field is missing"
+        );
+        assert!(panics(json!({"blocking": [], "safe": "yes"})), "retyped");
+        assert!(
+            panics(json!({"blocking": [{"kode": "x"}], "safe": true})),
+            "renamed"
+        );
+        assert!(!panics(served.clone()));
     }
 }

@@ -8,6 +8,8 @@ use crate::api::{Harness, stage_seed_incident};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+// Shared with the unit tests, which use other parts of it.
+#[allow(dead_code)]
 #[path = "../../src/contract.rs"]
 mod contract;
 
