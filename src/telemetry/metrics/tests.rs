@@ -127,7 +127,28 @@ fn kids_from_the_wire_are_bounded_and_escaped() {
         .count();
     assert_eq!(present, MAX_KIDS_PER_DOMAIN);
     assert!(body.contains(r#"kid="k0\"\\\nxxx"#), "{body}");
-    assert!(body.lines().all(|l| l.len() < 600));
+    // Every exported kid is the wire kid cut to MAX_LABEL_LEN bytes (escaping undone).
+    let kids: Vec<String> = body
+        .lines()
+        .filter(|l| l.starts_with("keycanary_view_kid_present{"))
+        .filter_map(|l| l.split(",kid=\"").nth(1))
+        .map(|rest| {
+            let escaped = &rest[..rest.rfind("\"}").unwrap()];
+            escaped
+                .replace("\\n", "\n")
+                .replace("\\\"", "\"")
+                .replace("\\\\", "\\")
+        })
+        .collect();
+    assert!(kids.len() >= MAX_KIDS_PER_DOMAIN, "{body}");
+    for kid in &kids {
+        assert!(kid.len() <= MAX_LABEL_LEN, "{} bytes: {kid:?}", kid.len());
+        assert!(
+            many.iter().any(|m| cut(m) == *kid) || !kid.contains('x'),
+            "not a cut wire kid: {kid:?}"
+        );
+    }
+    assert!(kids.iter().any(|k| k.len() == MAX_LABEL_LEN), "{kids:?}");
 }
 
 /// The incident with its observation recorded in the history (as the daemon does) and
