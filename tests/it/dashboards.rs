@@ -489,13 +489,30 @@ async fn prometheus_raises_kid_missing_during_the_seed_incident() {
         "{alerts:#?}"
     );
 
-    // Every dashboard query runs on the real Prometheus; the incident shows in the panels.
+    // Every dashboard query runs on the real Prometheus, and the incident shows in the
+    // panels: each dashboard has a findings panel whose query returns a sample above 0.
+    let mut shows_incident = BTreeSet::new();
+    let mut names = BTreeSet::new();
     for (name, d) in dashboards() {
+        names.insert(name.clone());
         for (_, expr) in exprs(&name, &d) {
             let expr = substitute(&expr);
-            prom.api("/api/v1/query", &[("query", &expr)]).await;
+            let answer = prom.api("/api/v1/query", &[("query", &expr)]).await;
+            let above_zero = answer["data"]["result"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["value"][1].as_str()?.parse::<f64>().ok())
+                .any(|v| v > 0.0);
+            if expr.contains("keycanary_findings_open") && above_zero {
+                shows_incident.insert(name.clone());
+            }
         }
     }
+    assert_eq!(
+        shows_incident, names,
+        "dashboards whose findings panels show the incident"
+    );
     let missing = prom
         .api(
             "/api/v1/query",
