@@ -8,6 +8,7 @@ mod api;
 mod check;
 mod daemon;
 mod dashboards;
+mod delivery;
 mod faults;
 mod hardening;
 mod hygiene;
