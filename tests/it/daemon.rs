@@ -156,6 +156,10 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn start(config: &Path) -> Daemon {
+        Daemon::start_with(config, fast_retries())
+    }
+
+    pub(crate) fn start_with(config: &Path, options: Options) -> Daemon {
         let config = config::load(config).unwrap();
         let snapshot = snapshot::new_snapshot();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -166,7 +170,7 @@ impl Daemon {
             async {
                 let _ = stopped.await;
             },
-            fast_retries(),
+            options,
         ));
         Daemon {
             snapshot,

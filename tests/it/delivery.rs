@@ -12,9 +12,13 @@ use crate::daemon::{
 use crate::peers::{Proc, free_port, wait_until};
 use crate::receivers::{Hook, MailSink, mail_sink_with, mails};
 use base64::Engine;
+use keycanary::daemon::Options;
+use keycanary::notify::Backoff;
+use keycanary::store::{OutboxRow, Store};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use serde_json::Value;
 use std::path::Path;
+use std::time::Duration;
 use tokio::process::Command;
 
 /// The SMTP password of these tests: it must never reach the daemon's log.
@@ -282,6 +286,13 @@ async fn email_to_a_relay_certified_for_another_name_is_kept() {
     lab.shutdown().await;
 }
 
+/// The state dir's outbox rows, in queue order (read-only, while the daemon runs).
+fn outbox(dir: &Path) -> Vec<OutboxRow> {
+    Store::open_read_only(&dir.join(".state"))
+        .and_then(|s| s.outbox())
+        .unwrap_or_default()
+}
+
 // ---------------------------------------------------------------------------------------
 // Order per incident and channel
 // ---------------------------------------------------------------------------------------
@@ -301,7 +312,19 @@ async fn page_arrives_before_its_resolve_after_the_receiver_was_down() {
         &alerting(&[webhook_channel("sre-hook", &url)]),
     );
     stage_incident(&lab).await;
-    let d = Daemon::start(&config);
+    // Retries that back off far enough for the page's next try to fall after the
+    // resolve is due: only the rule "an incident's rows go out in order per channel"
+    // then keeps the resolve behind the page.
+    let d = Daemon::start_with(
+        &config,
+        Options {
+            backoff: Backoff {
+                first: Duration::from_secs(1),
+                max: Duration::from_secs(30),
+            },
+            ..Options::default()
+        },
+    );
 
     wait_until("the page failing in the outbox", BOUND, || async {
         status(dir.path()).is_some_and(|s| s.retrying >= 1)
@@ -313,6 +336,17 @@ async fn page_arrives_before_its_resolve_after_the_receiver_was_down() {
         BOUND,
         || async {
             status(dir.path()).is_some_and(|s| s.alert_state.incidents.is_empty() && s.pending == 2)
+        },
+    )
+    .await;
+    // The precondition that makes the order a test: the resolve is due before the page's
+    // next try (it is held back, never tried, while the page waits).
+    wait_until(
+        "the page's next try after the resolve is due",
+        BOUND,
+        || async {
+            let rows = outbox(dir.path());
+            rows.len() == 2 && rows[0].next_attempt_at.0 > rows[1].next_attempt_at.0
         },
     )
     .await;
