@@ -2,8 +2,9 @@
 //! since when, the cache evidence detect recorded (Age, cache status — in each finding's
 //! message), what it means for the rotation gate, and a link to the status page.
 //!
-//! `send` speaks SMTP through lettre (rustls, no OpenSSL). It builds a transport per
-//! message; pooling across messages is the outbox's business.
+//! `send` speaks SMTP through lettre (rustls, no OpenSSL; the system's roots plus the
+//! channel's `ca_file`). It builds a transport per message; pooling across messages is
+//! the outbox's business.
 
 use super::{RenderContext, SEND_TIMEOUT, SendError, gate_line, title};
 use crate::alert::state::{Member, Notification, Status};
