@@ -47,6 +47,10 @@ pub struct EmailConfig {
     pub smtp_host: String,
     pub smtp_port: u16,
     pub tls: SmtpTls,
+    /// `ca_file`: PEM certificates trusted for the server's certificate, besides the
+    /// system's roots (an internal relay signed by a private CA). Read and checked when
+    /// the config is loaded.
+    pub ca_pem: Option<String>,
     /// With `password`: SMTP AUTH. Both or neither (config validation sees to it).
     pub username: Option<String>,
     pub password: Option<SecretString>,
@@ -135,6 +139,7 @@ impl Validator<'_> {
             ("smtp_host", c.smtp_host.is_some()),
             ("smtp_port", c.smtp_port.is_some()),
             ("tls", c.tls.is_some()),
+            ("ca_file", c.ca_file.is_some()),
             ("username", c.username.is_some()),
             ("password", c.password.is_some()),
             ("from", c.from.is_some()),
@@ -148,6 +153,7 @@ impl Validator<'_> {
                 "smtp_host",
                 "smtp_port",
                 "tls",
+                "ca_file",
                 "username",
                 "password",
                 "from",
@@ -242,6 +248,10 @@ impl Validator<'_> {
                 SmtpTls::StartTls
             }
         };
+        let ca_pem = c
+            .ca_file
+            .as_deref()
+            .and_then(|f| self.ca_file(&format!("{path}.ca_file"), f, tls));
         let password = c
             .password
             .as_ref()
@@ -282,11 +292,44 @@ impl Validator<'_> {
             smtp_host,
             smtp_port: c.smtp_port.unwrap_or(tls.default_port()),
             tls,
+            ca_pem,
             username: c.username.clone(),
             password,
             from,
             to,
         }
+    }
+
+    /// `ca_file` of an email channel: a readable file (relative to the config's
+    /// directory) holding at least one PEM certificate, with TLS on.
+    fn ca_file(&mut self, path: &str, file: &str, tls: SmtpTls) -> Option<String> {
+        if tls == SmtpTls::None {
+            self.problem(
+                path,
+                "`ca_file` needs TLS: set tls = \"starttls\" or \"implicit\", or remove it",
+            );
+            return None;
+        }
+        let p = self.base_dir.join(file);
+        let text = match self.secrets.file(&p) {
+            Ok(t) => t,
+            Err(e) => {
+                self.problem(path, format!("cannot read {}: {e}", p.display()));
+                return None;
+            }
+        };
+        let parses = lettre::transport::smtp::client::Certificate::from_pem(text.as_bytes());
+        if !text.contains("-----BEGIN CERTIFICATE-----") || parses.is_err() {
+            self.problem(
+                path,
+                format!(
+                    "{} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\"): give the CA that signs the SMTP server's certificate",
+                    p.display()
+                ),
+            );
+            return None;
+        }
+        Some(text)
     }
 
     pub(super) fn required_secret(

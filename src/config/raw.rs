@@ -155,6 +155,7 @@ pub(super) struct RawChannel {
     pub(super) smtp_host: Option<String>,
     pub(super) smtp_port: Option<u16>,
     pub(super) tls: Option<String>,
+    pub(super) ca_file: Option<String>,
     pub(super) username: Option<String>,
     pub(super) password: Option<toml::Value>,
     pub(super) from: Option<String>,

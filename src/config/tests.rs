@@ -639,6 +639,50 @@ fn email_port_follows_tls() {
     }
 }
 
+/// `ca_file`: a readable PEM certificate file beside the config, only with TLS on.
+#[test]
+fn email_ca_file() {
+    const PEM: &str =
+        "-----BEGIN CERTIFICATE-----\nMIIBazCCARGgAwIBAgIUZ2Vu\n-----END CERTIFICATE-----\n";
+    let secrets = secrets()
+        .with_file(Path::new(DIR).join("relay-ca.pem"), PEM)
+        .with_file(
+            Path::new(DIR).join("key.pem"),
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        );
+    let text = |tls: &str, ca: &str| {
+        format!(
+            "{GOOD}\n[[alerting.channel]]\nname = \"m\"\ntype = \"email\"\nsmtp_host = \"mail.example\"\n{tls}\nca_file = \"{ca}\"\nfrom = \"k@example.com\"\nto = [\"s@example.com\"]\n"
+        )
+    };
+    for (tls, ca, expected) in [
+        ("", "relay-ca.pem", Ok(PEM)),
+        ("tls = \"implicit\"", "/etc/keycanary/relay-ca.pem", Ok(PEM)),
+        ("tls = \"none\"", "relay-ca.pem", Err("needs TLS")),
+        (
+            "",
+            "missing.pem",
+            Err("cannot read /etc/keycanary/missing.pem"),
+        ),
+        ("", "key.pem", Err("holds no PEM certificate")),
+    ] {
+        let parsed = super::parse(&text(tls, ca), "probes.toml", Path::new(DIR), &secrets);
+        match (parsed, expected) {
+            (Ok(c), Ok(pem)) => match &c.alerting.channels[0].config {
+                ChannelConfig::Email(e) => assert_eq!(e.ca_pem.as_deref(), Some(pem), "{tls} {ca}"),
+                other => panic!("{other:?}"),
+            },
+            (Err(e), Err(fragment)) => {
+                let problems = e.problems();
+                assert_eq!(problems.len(), 1, "{tls} {ca}: {e}");
+                assert_eq!(problems[0].path, "alerting.channel[0].ca_file", "{e}");
+                assert!(problems[0].message.contains(fragment), "{tls} {ca}: {e}");
+            }
+            (got, want) => panic!("{tls} {ca}: got {got:?}, want {want:?}"),
+        }
+    }
+}
+
 #[test]
 fn alerting_policy_problems() {
     check_alerting_problems(

@@ -27,7 +27,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 /// The longest any single wait in these tests may take.
-const BOUND: Duration = Duration::from_secs(120);
+pub(crate) const BOUND: Duration = Duration::from_secs(120);
 /// `[alerting] failure_threshold` and `success_threshold` of these tests (the defaults).
 const THRESHOLD: u64 = 2;
 
@@ -98,7 +98,7 @@ fn rotate_acme_and_purge_app(lab: &Lab) {
 
 /// The seed incident staged before the daemon starts: io cached 10 minutes, warmed,
 /// rotated, app purged; acme/io/cdn serves the old key set.
-async fn stage_incident(lab: &Lab) {
+pub(crate) async fn stage_incident(lab: &Lab) {
     cache_io_for_ten_minutes(lab);
     warm_io(lab).await;
     rotate_acme_and_purge_app(lab);
@@ -125,7 +125,7 @@ pub(crate) async fn stage_steady_incident(lab: &Lab) {
 
 /// The fix: io's CDN honours the origin again, and is purged (left overriding, the new
 /// copy would outlive its 60 s max-age and open `cache_ttl_exceeded`).
-fn fix_io(lab: &Lab) {
+pub(crate) fn fix_io(lab: &Lab) {
     lab.set_cache(
         "io",
         CachePolicyUpdate {
@@ -148,14 +148,18 @@ fn fast_retries() -> Options {
 }
 
 /// The daemon loop in-process, with fast retries.
-struct Daemon {
+pub(crate) struct Daemon {
     snapshot: SharedSnapshot,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<anyhow::Result<()>>>,
 }
 
 impl Daemon {
-    fn start(config: &Path) -> Daemon {
+    pub(crate) fn start(config: &Path) -> Daemon {
+        Daemon::start_with(config, fast_retries())
+    }
+
+    pub(crate) fn start_with(config: &Path, options: Options) -> Daemon {
         let config = config::load(config).unwrap();
         let snapshot = snapshot::new_snapshot();
         let (stop, stopped) = oneshot::channel::<()>();
@@ -166,7 +170,7 @@ impl Daemon {
             async {
                 let _ = stopped.await;
             },
-            fast_retries(),
+            options,
         ));
         Daemon {
             snapshot,
@@ -175,12 +179,12 @@ impl Daemon {
         }
     }
 
-    fn rounds(&self) -> u64 {
+    pub(crate) fn rounds(&self) -> u64 {
         self.snapshot.read().unwrap().rounds
     }
 
     /// The notifier's count of `result` on `channel` (`keycanary_notifications_total`).
-    fn sends(&self, channel: &str, result: &'static str) -> u64 {
+    pub(crate) fn sends(&self, channel: &str, result: &'static str) -> u64 {
         let counts = self.snapshot.read().unwrap().deliveries.counts();
         counts
             .get(&(channel.to_owned(), result))
@@ -188,14 +192,14 @@ impl Daemon {
             .unwrap_or(0)
     }
 
-    async fn wait_rounds(&self, n: u64) {
+    pub(crate) async fn wait_rounds(&self, n: u64) {
         wait_until(&format!("{n} daemon rounds"), BOUND, || async {
             self.rounds() >= n
         })
         .await;
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap().unwrap();
     }

@@ -9,6 +9,7 @@ mod check;
 mod contracts;
 mod daemon;
 mod dashboards;
+mod delivery;
 mod exit_codes;
 mod faults;
 mod hardening;

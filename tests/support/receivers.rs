@@ -34,10 +34,16 @@ pub struct MailSink {
 
 /// Starts the mail sink on `port` (0: any free port), logging into `dir`.
 pub async fn mail_sink(dir: &Path, port: u16) -> MailSink {
+    mail_sink_with(dir, port, &[]).await
+}
+
+/// The mail sink with more options of mailsink.py (`--tls`, `--cert`, `--key`, `--auth`).
+pub async fn mail_sink_with(dir: &Path, port: u16, options: &[String]) -> MailSink {
     let mut cmd = Command::new("python3");
     cmd.arg(repo().join("peers/smtp/mailsink.py"))
         .args(["--port", &port.to_string(), "--dir"])
-        .arg(dir.join("mail"));
+        .arg(dir.join("mail"))
+        .args(options);
     let mut proc = Proc::spawn("mailsink", cmd, dir);
     let port = proc.listening_port().await;
     MailSink {

@@ -2,8 +2,9 @@
 //! since when, the cache evidence detect recorded (Age, cache status — in each finding's
 //! message), what it means for the rotation gate, and a link to the status page.
 //!
-//! `send` speaks SMTP through lettre (rustls, no OpenSSL). It builds a transport per
-//! message; pooling across messages is the outbox's business.
+//! `send` speaks SMTP through lettre (rustls, no OpenSSL; the system's roots plus the
+//! channel's `ca_file`). It builds a transport per message; pooling across messages is
+//! the outbox's business.
 
 use super::{RenderContext, SEND_TIMEOUT, SendError, gate_line, title};
 use crate::alert::state::{Member, Notification, Status};
@@ -11,6 +12,7 @@ pub use crate::config::{EmailConfig, SmtpTls};
 use crate::model::Subject;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use maud::{DOCTYPE, html};
 use secrecy::ExposeSecret;
@@ -166,15 +168,29 @@ pub fn build(msg: &EmailMessage) -> Result<lettre::Message, SendError> {
 
 /// The SMTP transport for `cfg`.
 pub fn transport(cfg: &EmailConfig) -> Result<AsyncSmtpTransport<Tokio1Executor>, SendError> {
-    let builder = match cfg.tls {
-        SmtpTls::None => Ok(AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(
-            &cfg.smtp_host,
-        )),
-        SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&cfg.smtp_host),
-        SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&cfg.smtp_host),
-    }
-    .map_err(|e| SendError::Permanent(format!("cannot set up SMTP to {}: {e}", cfg.smtp_host)))?;
-    let mut builder = builder.port(cfg.smtp_port).timeout(Some(SEND_TIMEOUT));
+    let setup = |e: lettre::transport::smtp::Error| {
+        SendError::Permanent(format!("cannot set up SMTP to {}: {e}", cfg.smtp_host))
+    };
+    let tls = match cfg.tls {
+        SmtpTls::None => Tls::None,
+        SmtpTls::StartTls | SmtpTls::Implicit => {
+            let mut params = TlsParameters::builder(cfg.smtp_host.clone());
+            if let Some(pem) = &cfg.ca_pem {
+                params = params
+                    .add_root_certificate(Certificate::from_pem(pem.as_bytes()).map_err(setup)?);
+            }
+            let params = params.build_rustls().map_err(setup)?;
+            if cfg.tls == SmtpTls::StartTls {
+                Tls::Required(params)
+            } else {
+                Tls::Wrapper(params)
+            }
+        }
+    };
+    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&cfg.smtp_host)
+        .tls(tls)
+        .port(cfg.smtp_port)
+        .timeout(Some(SEND_TIMEOUT));
     if let (Some(user), Some(password)) = (&cfg.username, &cfg.password) {
         builder = builder.credentials(Credentials::new(
             user.clone(),
@@ -207,6 +223,7 @@ mod tests {
             smtp_host: "127.0.0.1".into(),
             smtp_port: port,
             tls: SmtpTls::None,
+            ca_pem: None,
             username: None,
             password: None,
             from: "Keycanary <keycanary@example.com>".into(),
