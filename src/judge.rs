@@ -330,5 +330,25 @@ codes = ["login_failed"]
             );
             alerts = v.alerts;
         }
+        // The same rounds without the silence page: there was an incident to mute.
+        let (mut history, mut alerts, mut sent) = (History::default(), AlertState::default(), 0);
+        for i in 0..4 {
+            let v = judge(
+                &config,
+                &mut history,
+                &alerts,
+                &[],
+                "acme",
+                Some(&round(i, i > 0)),
+                &[],
+                fx::at(i),
+            );
+            sent += v.notifications.len();
+            alerts = v.alerts;
+        }
+        assert!(
+            sent > 0,
+            "the unsilenced rounds must page for the silence to mean anything"
+        );
     }
 }

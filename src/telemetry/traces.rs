@@ -241,9 +241,15 @@ mod tests {
         }
     }
 
+    /// Traces off (no OpenTelemetry layer): the assess span takes its fields and carries no
+    /// trace, so nothing is propagated from inside it, even with a propagator installed.
     #[test]
-    fn without_traces_the_assess_span_is_harmless() {
+    fn without_traces_the_assess_span_propagates_nothing() {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         let span = RoundTrace::default().assess_span("acme");
         record_findings(&span, &[]);
+        let mut headers = HeaderMap::new();
+        span.in_scope(|| inject_trace_context(&mut headers));
+        assert!(headers.is_empty(), "{headers:?}");
     }
 }
