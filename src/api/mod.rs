@@ -275,9 +275,8 @@ async fn metrics_text(State(state): State<ApiState>, RawQuery(query): RawQuery) 
         Err(message) => return error(StatusCode::BAD_REQUEST, message),
     };
     let body = read(&state, |s, config| {
-        let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
         for t in &selection.tenants {
-            known_tenant(&known, t)?;
+            configured_tenant(config, t)?;
         }
         Ok::<_, String>(metrics::render_selected(
             s,
@@ -361,8 +360,7 @@ async fn status(
     };
     let status = read(&state, |s, config| {
         if let Some(t) = q.tenant.as_deref() {
-            let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
-            known_tenant(&known, t)?;
+            configured_tenant(config, t)?;
         }
         Ok::<_, String>(status_of(s, q.tenant.as_deref()))
     });
@@ -393,6 +391,16 @@ struct FindingOut<'a> {
 #[derive(Debug, Serialize)]
 struct FindingsOut<'a> {
     findings: Vec<FindingOut<'a>>,
+}
+
+/// A tenant named in a request must be one of the running config's: an indexed lookup,
+/// the list of names built only for the error.
+fn configured_tenant(config: &Config, t: &str) -> Result<(), String> {
+    if config.tenant(t).is_some() {
+        return Ok(());
+    }
+    let names: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
+    known_tenant(&names, t)
 }
 
 /// A tenant named in a request must be one of `tenants`.
@@ -428,8 +436,7 @@ async fn findings(
         Err(e) => return bad_query(e),
     };
     let unknown = read(&state, |_, config| {
-        let known: Vec<&str> = config.tenants.iter().map(|t| t.name.as_str()).collect();
-        known_tenant(&known, q.tenant.as_deref()?).err()
+        configured_tenant(config, q.tenant.as_deref()?).err()
     });
     if let Some(message) = unknown {
         return error(StatusCode::BAD_REQUEST, message);
