@@ -684,6 +684,25 @@ mod tests {
         (0..n).map(|i| step(i, staged_at, promoted_at)).collect()
     }
 
+    /// The rotation gate for acme's `kid` at `now`, after replaying `steps`.
+    fn rotation_after(
+        config: &Config,
+        steps: &[Observation],
+        kid: Option<&str>,
+        now: Timestamp,
+    ) -> GateAnswer {
+        let (history, findings) = replay(config, steps);
+        rotation_gate(
+            config,
+            &history,
+            steps.last(),
+            findings.last().unwrap(),
+            "acme",
+            kid,
+            now,
+        )
+    }
+
     fn codes(a: &GateAnswer) -> Vec<Code> {
         a.blocking.iter().map(|b| b.code).collect()
     }
@@ -736,16 +755,7 @@ mod tests {
         // Far enough past it, the same question is answered yes.
         let n = 10 + (ready.0 - at(10).0) / 30_000 + 2;
         let steps = walk(n, Some(10), None);
-        let (history, findings) = replay(&config, &steps);
-        let a = rotation_gate(
-            &config,
-            &history,
-            steps.last(),
-            findings.last().unwrap(),
-            "acme",
-            Some("k2"),
-            at(n - 1),
-        );
+        let a = rotation_after(&config, &steps, Some("k2"), at(n - 1));
         assert!(a.safe, "{a:#?}");
         // A kid nobody serves is missing everywhere, with no predictable end.
         let a = rotation_gate(
@@ -871,16 +881,7 @@ mod tests {
         // keycanary first looked. The gate without a kid says healthy.
         let config = config_with(str::to_owned);
         let steps = walk(2, None, None);
-        let (history, findings) = replay(&config, &steps);
-        let a = rotation_gate(
-            &config,
-            &history,
-            steps.last(),
-            findings.last().unwrap(),
-            "acme",
-            None,
-            at(1),
-        );
+        let a = rotation_after(&config, &steps, None, at(1));
         assert_eq!(a.kid.as_deref(), Some("k1"));
         assert!(a.safe, "{a:#?}");
         // The same when the first round's logins failed: k1 signed the first tokens seen.
@@ -894,30 +895,12 @@ mod tests {
                 },
             });
         }
-        let (history, findings) = replay(&config, &steps);
-        let a = rotation_gate(
-            &config,
-            &history,
-            steps.last(),
-            findings.last().unwrap(),
-            "acme",
-            None,
-            at(2),
-        );
+        let a = rotation_after(&config, &steps, None, at(2));
         assert!(a.safe, "{a:#?}");
         // A new kid found already published (but not signing) on that first start still
         // waits out S from when keycanary first saw it: its history is unknown.
         let steps: Vec<Observation> = (0..2).map(|i| step(i, Some(0), None)).collect();
-        let (history, findings) = replay(&config, &steps);
-        let a = rotation_gate(
-            &config,
-            &history,
-            steps.last(),
-            findings.last().unwrap(),
-            "acme",
-            Some("k2"),
-            at(1),
-        );
+        let a = rotation_after(&config, &steps, Some("k2"), at(1));
         assert!(!a.safe, "{a:#?}");
         assert!(
             codes(&a).iter().all(|c| *c == Code::KeyActivatedEarly),
@@ -925,16 +908,7 @@ mod tests {
         );
         // A signer that began signing while watched is judged on its own S as before.
         let steps = walk(4, Some(3), Some(3));
-        let (history, findings) = replay(&config, &steps);
-        let a = rotation_gate(
-            &config,
-            &history,
-            steps.last(),
-            findings.last().unwrap(),
-            "acme",
-            None,
-            at(3),
-        );
+        let a = rotation_after(&config, &steps, None, at(3));
         assert_eq!(a.kid.as_deref(), Some("k2"));
         assert!(codes(&a).contains(&Code::KeyActivatedEarly), "{a:#?}");
     }
