@@ -299,8 +299,6 @@ codes = ["login_failed"]
     #[test]
     fn judge_applies_silences_from_the_api() {
         let config = alerting_config();
-        let mut history = History::default();
-        let mut alerts = AlertState::default();
         let silence = Silence {
             id: "api-1".into(),
             tenant: Some("acme".into()),
@@ -312,40 +310,31 @@ codes = ["login_failed"]
             created_by: "test".into(),
             comment: String::new(),
         };
-        for i in 0..4 {
-            let v = judge(
-                &config,
-                &mut history,
-                &alerts,
-                std::slice::from_ref(&silence),
-                "acme",
-                Some(&round(i, i > 0)),
-                &[],
-                fx::at(i),
-            );
-            assert!(
-                v.notifications.is_empty(),
-                "round {i}: {:?}",
-                v.notifications
-            );
-            alerts = v.alerts;
+        // Four rounds of acme under `silences`: the notifications of each round.
+        let rounds = |silences: &[Silence]| -> Vec<Vec<Notification>> {
+            let (mut history, mut alerts) = (History::default(), AlertState::default());
+            (0..4)
+                .map(|i| {
+                    let v = judge(
+                        &config,
+                        &mut history,
+                        &alerts,
+                        silences,
+                        "acme",
+                        Some(&round(i, i > 0)),
+                        &[],
+                        fx::at(i),
+                    );
+                    alerts = v.alerts;
+                    v.notifications
+                })
+                .collect()
+        };
+        for (i, notifications) in rounds(std::slice::from_ref(&silence)).iter().enumerate() {
+            assert!(notifications.is_empty(), "round {i}: {notifications:?}");
         }
         // The same rounds without the silence page: there was an incident to mute.
-        let (mut history, mut alerts, mut sent) = (History::default(), AlertState::default(), 0);
-        for i in 0..4 {
-            let v = judge(
-                &config,
-                &mut history,
-                &alerts,
-                &[],
-                "acme",
-                Some(&round(i, i > 0)),
-                &[],
-                fx::at(i),
-            );
-            sent += v.notifications.len();
-            alerts = v.alerts;
-        }
+        let sent: usize = rounds(&[]).iter().map(Vec::len).sum();
         assert!(
             sent > 0,
             "the unsilenced rounds must page for the silence to mean anything"
