@@ -69,10 +69,6 @@ impl Selection {
     pub fn wants_tenant(&self, tenant: &str) -> bool {
         self.tenants.is_empty() || self.tenants.contains(tenant)
     }
-
-    pub fn is_everything(&self) -> bool {
-        self.tenants.is_empty() && self.names.is_empty()
-    }
 }
 
 #[cfg(test)]
@@ -147,6 +143,6 @@ mod tests {
         let long = format!("tenant={}", "a".repeat(MAX_QUERY));
         assert!(Selection::parse(Some(&long)).is_err());
         assert_eq!(Selection::parse(None), Ok(Selection::default()));
-        assert!(Selection::parse(Some("")).unwrap().is_everything());
+        assert_eq!(Selection::parse(Some("")), Ok(Selection::default()));
     }
 }
