@@ -3,13 +3,14 @@
 //! of `n`. n instances with the same file and shards `0/n` … `(n-1)/n` watch every tenant
 //! exactly once; Prometheus scraping all of them is where the fleet view lives.
 //!
-//! The hash is 64-bit FNV-1a of the tenant name's UTF-8 bytes, written out here so that it
-//! never changes with a toolchain or a dependency: a tenant stays on its shard across
-//! upgrades (its history and incidents are in that shard's state directory). Adding a
-//! shard moves tenants; README says how to roll that out.
+//! The hash is 64-bit FNV-1a of the tenant name's UTF-8 bytes (`model::wire::fnv1a`,
+//! written out so that it never changes with a toolchain or a dependency): a tenant stays
+//! on its shard across upgrades (its history and incidents are in that shard's state
+//! directory). Adding a shard moves tenants; README says how to roll that out.
 //!
 //! Pure: parsing and ownership only. Not here: where the override comes from (`load`).
 
+use crate::model::wire::fnv1a;
 use std::fmt;
 
 /// Shard `index` of `count` (`0 <= index < count`).
@@ -50,15 +51,6 @@ impl fmt::Display for Shard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.index, self.count)
     }
-}
-
-/// 64-bit FNV-1a.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes
-        .iter()
-        .fold(OFFSET, |h, &b| (h ^ u64::from(b)).wrapping_mul(PRIME))
 }
 
 #[cfg(test)]
