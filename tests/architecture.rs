@@ -35,6 +35,7 @@ const ONLY_IN: &[(&str, &[&str])] = &[
     ("axum", &["api", "lab"]),
     ("maud", &["api", "notify"]),
     ("reqwest", &["probe", "notify", "cli"]),
+    ("scraper", &["probe"]),
 ];
 /// Rooms only some rooms may import: (room, importers allowed).
 const IMPORTED_ONLY_BY: &[(&str, &[&str])] = &[

@@ -268,6 +268,8 @@ pub enum Grant {
     RefreshToken {
         refresh_token: SecretString,
     },
+    /// Signing in through the IdP's own pages (authorization code with PKCE).
+    AuthorizationCode(Box<AuthCode>),
 }
 
 impl Grant {
@@ -276,8 +278,44 @@ impl Grant {
             Grant::ClientCredentials => "client_credentials",
             Grant::Password { .. } => "password",
             Grant::RefreshToken { .. } => "refresh_token",
+            Grant::AuthorizationCode(_) => "authorization_code",
         }
     }
+}
+
+/// `grant = "authorization_code"`: keycanary starts at the authorization endpoint, signs
+/// in on the IdP's pages as a person would, stops at the redirect to `redirect_uri` and
+/// exchanges the code (PKCE S256, `state`, `nonce`).
+#[derive(Debug, Clone)]
+pub struct AuthCode {
+    pub username: String,
+    pub password: SecretString,
+    /// Where the IdP sends the browser back with the code: read from `Location`, never
+    /// fetched. https, or http on a loopback address.
+    pub redirect_uri: Url,
+    /// `authorization_url`; `None`: discovery's `authorization_endpoint`.
+    pub authorization_url: Option<Url>,
+    pub driver: Driver,
+    /// Origins other than the issuer's where the sign-in pages may be.
+    pub page_origins: Vec<url::Origin>,
+    pub form: FormRules,
+}
+
+/// How the sign-in pages are driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// Plain HTTP: forms found in the HTML, filled and submitted.
+    Form,
+}
+
+/// Which inputs and buttons of the sign-in pages the form driver uses; `None`: its
+/// defaults (the text or email input, the password input, the form's first button).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FormRules {
+    pub username_input: Option<String>,
+    pub password_input: Option<String>,
+    pub submit_button: Option<String>,
+    pub form_action: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,6 +454,7 @@ impl Config {
                 Grant::ClientCredentials => {}
                 Grant::Password { password, .. } => out.push(password),
                 Grant::RefreshToken { refresh_token } => out.push(refresh_token),
+                Grant::AuthorizationCode(a) => out.push(&a.password),
             }
         }
         for c in &self.alerting.channels {

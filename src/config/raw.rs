@@ -109,6 +109,16 @@ pub(super) struct RawLogin {
     pub(super) username: Option<String>,
     pub(super) password: Option<toml::Value>,
     pub(super) refresh_token: Option<toml::Value>,
+    // grant = "authorization_code"
+    pub(super) redirect_uri: Option<String>,
+    pub(super) authorization_url: Option<String>,
+    pub(super) driver: Option<String>,
+    #[serde(default)]
+    pub(super) page_origins: Vec<String>,
+    pub(super) username_input: Option<String>,
+    pub(super) password_input: Option<String>,
+    pub(super) submit_button: Option<String>,
+    pub(super) form_action: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -1070,3 +1070,89 @@ fn a_shard_keeps_its_part_of_the_tenants() {
     assert_eq!((unsharded.tenants.len(), unsharded.tenants_in_file), (1, 1));
     check_problems(&file("3/3"), &[("shard", "is not `i/n`")]);
 }
+
+/// A domain logging in with `login` (TOML lines of `[tenant.domain.login]`).
+fn with_login(login: &str, discovery: bool) -> String {
+    format!(
+        "[[tenant]]\nname = \"a\"\n[[tenant.domain]]\nname = \"d\"\nissuer = \"https://x.example\"\ndiscovery = {discovery}\n[[tenant.domain.jwks]]\nname = \"cdn\"\nurl = \"https://x.example/jwks\"\n[tenant.domain.login]\nclient_id = \"web\"\n{login}\n"
+    )
+}
+
+#[test]
+fn authorization_code_reads_its_user_its_way_back_and_its_form_rules() {
+    let text = with_login(
+        "grant = \"authorization_code\"\nclient_secret = { env = \"SECRET_A\" }\nusername = \"probe\"\npassword = { env = \"PASSWORD\" }\nredirect_uri = \"http://127.0.0.1:9/cb\"\nscope = \"openid api\"\npage_origins = [\"https://login.example\"]\npassword_input = \"pw\"\nsubmit_button = \"Allow\"",
+        true,
+    );
+    let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    let login = c.tenants[0].domains[0].login.as_ref().unwrap();
+    let Grant::AuthorizationCode(ac) = &login.grant else {
+        panic!("{:?}", login.grant)
+    };
+    assert_eq!(ac.username, "probe");
+    assert_eq!(ac.password.expose_secret(), "hunter2");
+    assert_eq!(ac.redirect_uri.as_str(), "http://127.0.0.1:9/cb");
+    assert_eq!(ac.driver, Driver::Form);
+    assert_eq!(ac.authorization_url, None);
+    assert_eq!(ac.page_origins.len(), 1);
+    assert_eq!(ac.form.password_input.as_deref(), Some("pw"));
+    assert_eq!(ac.form.submit_button.as_deref(), Some("Allow"));
+    assert_eq!(ac.form.username_input, None);
+    assert!(c.secret_values().contains(&"hunter2".to_owned()));
+    assert!(!format!("{c:?}").contains("hunter2"));
+}
+
+#[test]
+fn authorization_code_problems_are_all_listed() {
+    let p = "tenant[0].domain[0].login";
+    check_problems(
+        &with_login(
+            "grant = \"authorization_code\"\ndriver = \"selenium\"",
+            false,
+        ),
+        &[
+            (&format!("{p}.username"), "missing"),
+            (&format!("{p}.password"), "missing"),
+            (&format!("{p}.redirect_uri"), "missing"),
+            (&format!("{p}.authorization_url"), "with discovery = false"),
+            (&format!("{p}.token_url"), "with discovery = false"),
+            (
+                &format!("{p}.driver"),
+                "`selenium` is not one of form, browser",
+            ),
+        ],
+    );
+    check_problems(
+        &with_login(
+            "grant = \"authorization_code\"\nusername = \"u\"\npassword = { env = \"PASSWORD\" }\nredirect_uri = \"http://app.example/cb\"\nscope = \"api\"\ndriver = \"browser\"\npage_origins = [\"https://login.example/path\"]\nusername_input = \"\"",
+            true,
+        ),
+        &[
+            (
+                &format!("{p}.redirect_uri"),
+                "plain http is only for a loopback",
+            ),
+            (&format!("{p}.scope"), "needs `openid`"),
+            (&format!("{p}.driver"), "`browser` is not available"),
+            (&format!("{p}.page_origins[0]"), "is not an origin"),
+            (&format!("{p}.username_input"), "empty"),
+        ],
+    );
+    // Keys of the grant set with another grant are named, not silently ignored.
+    check_problems(
+        &with_login(
+            "client_secret = { env = \"SECRET_A\" }\nredirect_uri = \"https://app.example/cb\"\nsubmit_button = \"Allow\"",
+            true,
+        ),
+        &[
+            (
+                &format!("{p}.redirect_uri"),
+                "only used with grant = \"authorization_code\"",
+            ),
+            (
+                &format!("{p}.submit_button"),
+                "only used with grant = \"authorization_code\"",
+            ),
+        ],
+    );
+}

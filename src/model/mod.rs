@@ -371,6 +371,9 @@ pub struct DiscoveryDoc {
     pub jwks_uri: String,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub token_endpoint: Option<String>,
+    /// Where a person signs in (the authorization-code grant starts here).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub authorization_endpoint: Option<String>,
     #[serde(default)]
     pub id_token_signing_alg_values_supported: Vec<String>,
     /// Union of the other `*_signing_alg_values_supported` members (access tokens,

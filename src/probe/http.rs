@@ -116,6 +116,11 @@ impl Clients {
         Ok(client)
     }
 
+    /// The probe timeout (`timeout`): one request's bound, and a whole sign-in's.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.settings.timeout
+    }
+
     pub fn max_body_bytes(&self) -> u64 {
         self.settings.max_body_bytes
     }
@@ -282,7 +287,7 @@ fn not_after(der: &[u8]) -> Option<i64> {
     Some(cert.validity().not_after.timestamp())
 }
 
-fn error_outcome(e: &reqwest::Error) -> FetchOutcome {
+pub(super) fn error_outcome(e: &reqwest::Error) -> FetchOutcome {
     let chain = error_chain(e);
     let kind = if e.is_timeout() {
         FetchErrorKind::Timeout

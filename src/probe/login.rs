@@ -11,14 +11,14 @@
 //! Not here: decoding and verifying the tokens (`token`), judging the login (`detect`).
 
 use super::http::{Request, fetch};
-use super::{Prober, fetch_error, record_fetch, refresh};
+use super::{Prober, authcode, fetch_error, record_fetch, refresh};
 use crate::config::{ClientAuth, Grant, Login};
 use crate::model::wire;
 use crate::model::{DiscoveryDoc, LoginObservation, LoginResult, TokenKind};
 use secrecy::ExposeSecret;
 use serde_json::Value;
 use tracing::{Span, field, instrument};
-use url::{Host, Url};
+use url::Url;
 
 impl Prober {
     /// Logs in and returns the observation plus the raw tokens (kept only for this round).
@@ -47,6 +47,26 @@ impl Prober {
                 );
             }
         };
+        // The authorization-code grant signs in on the IdP's pages first (`authcode`).
+        let authorized = match &login.grant {
+            Grant::AuthorizationCode(ac) => match self.sign_in(login, ac, issuer, doc).await {
+                Ok(a) => Some(a),
+                Err(reason) => {
+                    Span::current().record("result", "failed");
+                    return (
+                        LoginObservation {
+                            grant,
+                            fetch: None,
+                            result: LoginResult::Failed {
+                                reason: self.scrub(&reason),
+                            },
+                        },
+                        Vec::new(),
+                    );
+                }
+            },
+            _ => None,
+        };
         // When the IdP rotated the refresh token, the newest one (see `refresh`).
         let current = match &login.grant {
             Grant::RefreshToken { refresh_token } => {
@@ -54,7 +74,11 @@ impl Prober {
             }
             _ => None,
         };
-        let (form, basic_auth) = form(login, current.as_ref().map(|c| &c.token));
+        let (form, basic_auth) = form(
+            login,
+            current.as_ref().map(|c| &c.token),
+            authorized.as_ref(),
+        );
         let mut req = Request::get(self.clients.no_redirects(), &token_url)
             .header("accept", "application/json");
         req.method = reqwest::Method::POST;
@@ -70,7 +94,11 @@ impl Prober {
             ),
             (Some(r), Some(body)) if (200..300).contains(&r.status) => {
                 self.keep_rotated(refresh_key, login, current.as_ref(), &body);
-                tokens_of(&body)
+                let (result, tokens) = tokens_of(&body);
+                match (&authorized, &result) {
+                    (Some(a), LoginResult::Tokens { .. }) => tied(login, a, result, tokens),
+                    _ => (result, tokens),
+                }
             }
             (Some(r), body) => {
                 let detail = body.as_deref().map(|b| self.oauth_error(b));
@@ -94,9 +122,11 @@ impl Prober {
             ),
         };
         // A rotated refresh token is a secret the config does not list: scrubbed too.
+        // So are this sign-in's code, verifier, state and nonce.
         let presented: Vec<String> = current
             .iter()
             .map(|c| c.token.expose_secret().to_owned())
+            .chain(authorized.iter().flat_map(authcode::Authorized::secrets))
             .collect();
         let result = match result {
             LoginResult::Failed { reason } => LoginResult::Failed {
@@ -175,8 +205,43 @@ impl Prober {
 /// The token request's form and HTTP Basic credentials.
 type Form = (Vec<(&'static str, String)>, Option<(String, String)>);
 
-/// `refresh_token`: the token to present instead of the configured one (a rotated one).
-fn form(login: &Login, refresh_token: Option<&secrecy::SecretString>) -> Form {
+/// The tokens of an authorization-code sign-in when its ID token is this sign-in's
+/// (`authcode::checks::check_id_token`); otherwise a failed login saying why.
+fn tied(
+    login: &Login,
+    a: &authcode::Authorized,
+    result: LoginResult,
+    tokens: Vec<(TokenKind, String)>,
+) -> (LoginResult, Vec<(TokenKind, String)>) {
+    let raw = |kind: TokenKind| {
+        tokens
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, t)| t.as_str())
+    };
+    let Some(id_token) = raw(TokenKind::IdToken) else {
+        let reason = "the token response has no id_token (scope openid was asked for)".into();
+        return (LoginResult::Failed { reason }, Vec::new());
+    };
+    let expected = authcode::checks::Expected {
+        client_id: &login.client_id,
+        nonce: &a.nonce,
+        code: &a.code,
+        access_token: raw(TokenKind::AccessToken),
+    };
+    match authcode::checks::check_id_token(id_token, &expected) {
+        Ok(()) => (result, tokens),
+        Err(reason) => (LoginResult::Failed { reason }, Vec::new()),
+    }
+}
+
+/// `refresh_token`: the token to present instead of the configured one (a rotated one);
+/// `authorized`: the code of an authorization-code sign-in, with its PKCE verifier.
+fn form(
+    login: &Login,
+    refresh_token: Option<&secrecy::SecretString>,
+    authorized: Option<&authcode::Authorized>,
+) -> Form {
     let mut form: Vec<(&'static str, String)> = vec![("grant_type", login.grant.as_str().into())];
     match &login.grant {
         Grant::ClientCredentials => {}
@@ -190,11 +255,23 @@ fn form(login: &Login, refresh_token: Option<&secrecy::SecretString>) -> Form {
             let token = refresh_token.unwrap_or(configured);
             form.push(("refresh_token", token.expose_secret().to_owned()))
         }
+        Grant::AuthorizationCode(ac) => {
+            if let Some(a) = authorized {
+                form.push(("code", a.code.clone()));
+                form.push(("code_verifier", a.verifier.clone()));
+            }
+            form.push(("redirect_uri", ac.redirect_uri.to_string()));
+        }
     }
+    // The scope of an authorization code was asked for at the authorization endpoint.
+    let scope = match login.grant {
+        Grant::AuthorizationCode(_) => &None,
+        _ => &login.scope,
+    };
     for (name, value) in [
         ("resource", &login.resource),
         ("audience", &login.audience),
-        ("scope", &login.scope),
+        ("scope", scope),
     ] {
         if let Some(v) = value {
             form.push((name, v.clone()));
@@ -292,26 +369,13 @@ pub fn endpoint_allowed(
             issuer.origin().ascii_serialization()
         ));
     }
-    if endpoint.scheme() != "https" && !is_loopback(endpoint) {
+    if endpoint.scheme() != "https" && !wire::is_loopback(endpoint) {
         return Err(format!(
             "discovery's token_endpoint is plain {} on {shown}: the credentials would cross the network unencrypted; serve it over https, or accept it with login.token_endpoint_origin = \"{shown}\"",
             endpoint.scheme()
         ));
     }
     Ok(())
-}
-
-/// `localhost`, a `*.localhost` name or a loopback address.
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(Host::Ipv6(ip)) => ip.is_loopback(),
-        Some(Host::Domain(d)) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            d == "localhost" || d.ends_with(".localhost")
-        }
-        None => false,
-    }
 }
 
 /// RFC 6749 2.3.1: client id and secret are form-encoded before HTTP Basic.

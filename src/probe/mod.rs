@@ -5,6 +5,7 @@
 //! This module never decides whether something is a problem (that is `detect`), never
 //! raises on a bad answer from the IdP, and never records a token or a secret.
 
+pub mod authcode;
 pub mod http;
 pub mod jwks;
 pub mod login;
@@ -396,6 +397,7 @@ pub fn parse_discovery(body: &[u8]) -> DiscoveryResult {
             issuer,
             jwks_uri,
             token_endpoint: s("token_endpoint"),
+            authorization_endpoint: s("authorization_endpoint"),
             id_token_signing_alg_values_supported: list("id_token_signing_alg_values_supported"),
             other_signing_alg_values_supported: other,
         },

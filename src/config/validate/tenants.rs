@@ -7,7 +7,10 @@
 use super::Validator;
 use crate::config::profiles::{self, ClientProfile, OnFetchFailure};
 use crate::config::raw::{RawDomain, RawJwks, RawLogin, RawOrigin, RawProfile, RawTenant};
-use crate::config::{ClientAuth, Domain, Grant, JwksPath, Login, ORIGIN_PATH, Origin, Tenant};
+use crate::config::{
+    AuthCode, ClientAuth, Domain, Driver, FormRules, Grant, JwksPath, Login, ORIGIN_PATH, Origin,
+    Tenant,
+};
 use secrecy::SecretString;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -276,14 +279,36 @@ impl Validator<'_> {
                     refresh_token: token.unwrap_or_else(|| SecretString::from(String::new())),
                 }
             }
+            Some("authorization_code") => {
+                Grant::AuthorizationCode(Box::new(self.auth_code(path, l, discovery)))
+            }
             Some(other) => {
                 self.problem(
                     &format!("{path}.grant"),
-                    format!("`{other}` is not one of client_credentials, password, refresh_token"),
+                    format!("`{other}` is not one of client_credentials, password, refresh_token, authorization_code"),
                 );
                 Grant::ClientCredentials
             }
         };
+        if !matches!(grant, Grant::AuthorizationCode(_)) {
+            for (key, set) in [
+                ("redirect_uri", l.redirect_uri.is_some()),
+                ("authorization_url", l.authorization_url.is_some()),
+                ("driver", l.driver.is_some()),
+                ("page_origins", !l.page_origins.is_empty()),
+                ("username_input", l.username_input.is_some()),
+                ("password_input", l.password_input.is_some()),
+                ("submit_button", l.submit_button.is_some()),
+                ("form_action", l.form_action.is_some()),
+            ] {
+                if set {
+                    self.problem(
+                        &format!("{path}.{key}"),
+                        "only used with grant = \"authorization_code\": remove it, or set that grant",
+                    );
+                }
+            }
+        }
         let token_url = match l.token_url.as_deref() {
             Some(s) => self.url(&format!("{path}.token_url"), s),
             None => {
@@ -334,6 +359,111 @@ impl Validator<'_> {
             resource: l.resource.clone(),
             audience: l.audience.clone(),
             scope: l.scope.clone(),
+        }
+    }
+
+    /// `grant = "authorization_code"`: the user, the way back (`redirect_uri`), where the
+    /// sign-in starts and how its pages are driven.
+    fn auth_code(&mut self, path: &str, l: &RawLogin, discovery: bool) -> AuthCode {
+        let username = l.username.clone().unwrap_or_default();
+        if username.is_empty() {
+            self.problem(
+                &format!("{path}.username"),
+                "missing: authorization_code signs in as a user: set username",
+            );
+        }
+        let password = l
+            .password
+            .as_ref()
+            .and_then(|r| self.secret(&format!("{path}.password"), r));
+        if l.password.is_none() {
+            self.problem(&format!("{path}.password"), "missing: authorization_code signs in as a user: set password ({ env = \"NAME\" } or { file = \"path\" })");
+        }
+        let redirect_path = format!("{path}.redirect_uri");
+        let redirect_uri = match l.redirect_uri.as_deref() {
+            Some(s) => self.url(&redirect_path, s),
+            None => {
+                self.problem(&redirect_path, "missing: authorization_code needs the redirect_uri registered for the client (a loopback http URL nobody serves, or an https URL; keycanary reads the code from the redirect and never fetches it)");
+                None
+            }
+        };
+        if let Some(u) = &redirect_uri
+            && u.scheme() != "https"
+            && !crate::model::wire::is_loopback(u)
+        {
+            self.problem(
+                &redirect_path,
+                "plain http is only for a loopback address (127.0.0.1, [::1], localhost): use https or a loopback URL",
+            );
+        }
+        let authorization_url = match l.authorization_url.as_deref() {
+            Some(s) => self.url(&format!("{path}.authorization_url"), s),
+            None => {
+                if !discovery {
+                    self.problem(
+                        &format!("{path}.authorization_url"),
+                        "missing: with discovery = false authorization_code needs an authorization_url",
+                    );
+                }
+                None
+            }
+        };
+        let driver = match l.driver.as_deref() {
+            None | Some("form") => Driver::Form,
+            Some("browser") => {
+                self.problem(
+                    &format!("{path}.driver"),
+                    "`browser` is not available in this version: use `form` (sign-in pages that need JavaScript cannot be driven yet)",
+                );
+                Driver::Form
+            }
+            Some(other) => {
+                self.problem(
+                    &format!("{path}.driver"),
+                    format!("`{other}` is not one of form, browser"),
+                );
+                Driver::Form
+            }
+        };
+        if let Some(scope) = &l.scope
+            && !scope.split_ascii_whitespace().any(|s| s == "openid")
+        {
+            self.problem(
+                &format!("{path}.scope"),
+                "authorization_code needs `openid` in scope (for the ID token it checks): add it",
+            );
+        }
+        let page_origins = l
+            .page_origins
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| self.origin(&format!("{path}.page_origins[{i}]"), o))
+            .collect();
+        let name = |v: &mut Self, key: &str, raw: &Option<String>| match raw.as_deref() {
+            Some("") => {
+                v.problem(
+                    &format!("{path}.{key}"),
+                    "empty: remove it for the default, or name what to use",
+                );
+                None
+            }
+            other => other.map(str::to_owned),
+        };
+        let form = FormRules {
+            username_input: name(self, "username_input", &l.username_input),
+            password_input: name(self, "password_input", &l.password_input),
+            submit_button: name(self, "submit_button", &l.submit_button),
+            form_action: name(self, "form_action", &l.form_action),
+        };
+        AuthCode {
+            username,
+            password: password.unwrap_or_else(|| SecretString::from(String::new())),
+            redirect_uri: redirect_uri
+                .unwrap_or_else(|| Url::parse("http://127.0.0.1/").expect("a URL")),
+            authorization_url,
+            driver,
+            page_origins,
+            form,
         }
     }
 }

@@ -151,6 +151,7 @@ pub fn domain(name: &str) -> DomainObservation {
                 doc: DiscoveryDoc {
                     jwks_uri: format!("{iss}/jwks"),
                     token_endpoint: Some(format!("{iss}/token")),
+                    authorization_endpoint: None,
                     id_token_signing_alg_values_supported: vec!["RS256".into()],
                     other_signing_alg_values_supported: vec![],
                     issuer: iss,

@@ -354,6 +354,7 @@ fn observations_are_scrubbed_whole() {
                 issuer: format!("https://idp.example/t?{SECRET}"),
                 jwks_uri: "https://idp.example/t/jwks".into(),
                 token_endpoint: Some(format!("https://idp.example/t/token?{PASSWORD}")),
+                authorization_endpoint: Some(format!("https://idp.example/t/auth?{PASSWORD}")),
                 id_token_signing_alg_values_supported: vec![format!("RS256{SECRET}")],
                 other_signing_alg_values_supported: Vec::new(),
             },
