@@ -3,7 +3,9 @@
 //!
 //! The JSON shape is a public interface documented in README.md; add fields, never rename.
 
-use crate::model::{FetchOutcome, Finding, Observation, Severity, ViewKind, view_label, worst};
+use crate::model::{
+    FetchOutcome, Finding, LoginResult, Observation, Severity, ViewKind, view_label, worst,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -38,10 +40,44 @@ pub struct ViewRow {
     pub findings: Vec<String>,
 }
 
+/// One domain's login this round: the grant, and each fresh token with its result on
+/// every view (what "verified against every view" means, per token).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LoginRow {
+    pub tenant: String,
+    pub domain: String,
+    pub grant: String,
+    /// `tokens` or `failed`.
+    pub result: String,
+    /// Why it failed (the `login_failed` finding says the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub tokens: Vec<TokenRow>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenRow {
+    /// `access_token` or `id_token`.
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kid: Option<String>,
+    pub alg: String,
+    pub checks: Vec<TokenCheckRow>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TokenCheckRow {
+    /// The view's label (`cdn`, `cdn@192.0.2.1`, `origin`).
+    pub view: String,
+    /// `verified`, `kid_missing`, `signature_invalid`, `key_unusable`, `view_unavailable`.
+    pub result: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub findings: Vec<Finding>,
     pub views: Vec<ViewRow>,
+    pub logins: Vec<LoginRow>,
 }
 
 impl Report {
@@ -62,8 +98,12 @@ impl Report {
             }
         }
         let mut views = Vec::new();
+        let mut logins = Vec::new();
         for obs in observations {
             for d in &obs.domains {
+                if let Some(login) = &d.login {
+                    logins.push(login_row(&obs.tenant, &d.domain, login));
+                }
                 for v in &d.views {
                     let key = (
                         obs.tenant.as_str(),
@@ -114,7 +154,11 @@ impl Report {
                 }
             }
         }
-        Report { findings, views }
+        Report {
+            findings,
+            views,
+            logins,
+        }
     }
 
     pub fn worst(&self) -> Option<Severity> {
@@ -182,6 +226,9 @@ impl Report {
             for r in &rows {
                 let _ = writeln!(out, "{}", line(r));
             }
+            for l in self.logins.iter().filter(|l| l.tenant == tenant) {
+                let _ = writeln!(out, "  {}", l.to_text());
+            }
         }
         if self.findings.is_empty() {
             let _ = writeln!(out, "\nno findings");
@@ -196,6 +243,75 @@ impl Report {
             }
         }
         out
+    }
+}
+
+fn login_row(tenant: &str, domain: &str, login: &crate::model::LoginObservation) -> LoginRow {
+    let (result, reason, tokens) = match &login.result {
+        LoginResult::Failed { reason } => ("failed", Some(reason.clone()), &[][..]),
+        LoginResult::Tokens { tokens } => ("tokens", None, tokens.as_slice()),
+    };
+    LoginRow {
+        tenant: tenant.to_owned(),
+        domain: domain.to_owned(),
+        grant: login.grant.clone(),
+        result: result.to_owned(),
+        reason,
+        tokens: tokens
+            .iter()
+            .map(|t| TokenRow {
+                kind: t.kind.as_str().to_owned(),
+                kid: t.header.kid.clone(),
+                alg: t.header.alg.clone(),
+                checks: t
+                    .checks
+                    .iter()
+                    .map(|c| TokenCheckRow {
+                        view: c.view.to_string(),
+                        result: c.result.code().to_owned(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+impl LoginRow {
+    /// `login app (authorization_code): id_token key-1 (RS256) verified on 2/2 views, …`,
+    /// the views that did not verify named with their result.
+    pub fn to_text(&self) -> String {
+        let head = format!("login {} ({})", self.domain, self.grant);
+        if let Some(reason) = &self.reason {
+            return format!("{head}: failed: {reason}");
+        }
+        if self.tokens.is_empty() {
+            return format!("{head}: no token");
+        }
+        let tokens: Vec<String> = self
+            .tokens
+            .iter()
+            .map(|t| {
+                let ok = t.checks.iter().filter(|c| c.result == "verified").count();
+                let not: Vec<String> = t
+                    .checks
+                    .iter()
+                    .filter(|c| c.result != "verified")
+                    .map(|c| format!("{}: {}", c.view, c.result))
+                    .collect();
+                let kid = t.kid.as_deref().unwrap_or("(no kid)");
+                let mut s = format!(
+                    "{} {kid} ({}) verified on {ok}/{} views",
+                    t.kind,
+                    t.alg,
+                    t.checks.len()
+                );
+                if !not.is_empty() {
+                    s.push_str(&format!(" ({})", not.join(", ")));
+                }
+                s
+            })
+            .collect();
+        format!("{head}: {}", tokens.join(", "))
     }
 }
 
@@ -225,6 +341,17 @@ mod tests {
         down.key_set = None;
         d.views.push(pinned);
         d.views.push(down);
+        // A second domain whose sign-in failed.
+        let mut app = obs.domains[0].clone();
+        app.domain = "app".into();
+        app.views.clear();
+        if let Some(login) = &mut app.login {
+            login.grant = "authorization_code".into();
+            login.result = LoginResult::Failed {
+                reason: "step 2 (GET /login): no form on the page".into(),
+            };
+        }
+        obs.domains.push(app);
         let mut findings = s.tenants["acme"].findings.clone();
         findings.push(Finding::new(
             Code::JwksFetchFailed,
@@ -302,6 +429,14 @@ mod tests {
         assert!(text.contains("error"), "{text}");
         assert!(text.contains("critical kid_missing"), "{text}");
         assert!(text.contains("3 finding(s):"), "{text}");
+        assert!(
+            text.contains("  login io (client_credentials): access_token k2 (RS256) verified on 1/2 views (cdn: kid_missing)\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("  login app (authorization_code): failed: step 2 (GET /login): no form on the page\n"),
+            "{text}"
+        );
         let empty = Report::new([], vec![]).to_text();
         assert_eq!(empty, "\nno findings\n");
     }

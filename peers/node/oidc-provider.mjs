@@ -29,6 +29,10 @@
 //
 // The client (default `keycanary` / `keycanary-secret`) may use client_credentials; with
 // `resource=<any absolute URL>` the access token is a JWT (`typ: at+jwt`, aud = resource).
+// It may also use authorization_code (PKCE S256) with --redirect-uri (default
+// http://127.0.0.1:9/callback, a loopback URL nobody serves): the sign-in goes through
+// oidc-provider's own development interaction pages, a login form (any login and any
+// password are accepted) and then a consent form.
 //
 // genkey prints one private JWK (with kid and alg) on stdout, so tests need no crypto of
 // their own to build key files.
@@ -36,8 +40,8 @@
 // It exits when stdin closes, so it does not outlive a test process that dies without
 // running its destructors (run it with `</dev/null` replaced by a held pipe, or with
 // --no-stdin when started in the background by a script). It does not do interactive
-// login: no password grant, and refresh tokens only through the interactive flow (use
-// mock-oauth2.mjs for those).
+// login over the token endpoint: no password grant, and refresh tokens only through the
+// interactive flow (use mock-oauth2.mjs for those).
 
 import { generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
@@ -92,6 +96,7 @@ const { values } = parseArgs({
     'client-id': { type: 'string', default: 'keycanary' },
     'client-secret': { type: 'string', default: 'keycanary-secret' },
     ttl: { type: 'string', default: '3600' },
+    'redirect-uri': { type: 'string', default: 'http://127.0.0.1:9/callback' },
     'no-stdin': { type: 'boolean', default: false },
   },
 });
@@ -117,16 +122,20 @@ function configuration(keys) {
       {
         client_id: values['client-id'],
         client_secret: values['client-secret'],
-        grant_types: ['client_credentials'],
-        redirect_uris: [],
-        response_types: [],
+        grant_types: ['client_credentials', 'authorization_code'],
+        redirect_uris: [values['redirect-uri']],
+        response_types: ['code'],
         // Its default, RS256, is refused when the key set has no RSA key.
         id_token_signed_response_alg: signingAlg,
       },
     ],
     jwks: { keys },
+    // Any login is an account whose sub is the login (oidc-provider's default does the
+    // same, but says so on stdout, which the tests stop reading after LISTENING).
+    findAccount: (_ctx, id) => ({ accountId: id, claims: async () => ({ sub: id }) }),
     features: {
-      devInteractions: { enabled: false },
+      // The sign-in pages of the authorization-code flow: a login form, then consent.
+      devInteractions: { enabled: true },
       clientCredentials: { enabled: true },
       introspection: { enabled: true },
       resourceIndicators: {
@@ -222,6 +231,9 @@ for (const [i, issuer] of issuers.entries()) {
   servers.push(server);
 }
 
+// Whoever started it may stop reading stdout after LISTENING: a later write must not
+// kill the process.
+process.stdout.on('error', () => {});
 process.stdout.write(`LISTENING ${servers.map((s) => s.address().port).join(' ')}\n`);
 
 const stop = () => process.exit(0);

@@ -481,6 +481,28 @@ pub enum TokenCheckResult {
     ViewUnavailable,
 }
 
+impl TokenCheckResult {
+    /// Every result's code, in declaration order (span attributes, metric labels, reports).
+    pub const CODES: [&'static str; 5] = [
+        "verified",
+        "kid_missing",
+        "signature_invalid",
+        "key_unusable",
+        "view_unavailable",
+    ];
+
+    /// The result's code: bounded, no reason text.
+    pub fn code(&self) -> &'static str {
+        Self::CODES[match self {
+            TokenCheckResult::Verified => 0,
+            TokenCheckResult::KidMissing => 1,
+            TokenCheckResult::SignatureInvalid { .. } => 2,
+            TokenCheckResult::KeyUnusable { .. } => 3,
+            TokenCheckResult::ViewUnavailable => 4,
+        }]
+    }
+}
+
 /// A login attempt: what was requested and what came back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LoginObservation {

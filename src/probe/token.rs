@@ -97,17 +97,6 @@ fn json_part(part: &str) -> Result<Value, String> {
     }
 }
 
-/// A short, bounded code for a verification outcome (span attribute; no reason text).
-fn result_code(r: &TokenCheckResult) -> &'static str {
-    match r {
-        TokenCheckResult::Verified => "verified",
-        TokenCheckResult::KidMissing => "kid_missing",
-        TokenCheckResult::SignatureInvalid { .. } => "signature_invalid",
-        TokenCheckResult::KeyUnusable { .. } => "key_unusable",
-        TokenCheckResult::ViewUnavailable => "view_unavailable",
-    }
-}
-
 /// Keys one view served, raw JSON beside their kids; `None` when the view had no usable set.
 pub struct ViewKeys<'a> {
     pub view: ViewId,
@@ -140,7 +129,7 @@ impl Jwt<'_> {
                         .clone(),
                     None => self.verify(None),
                 };
-                span.record("result", result_code(&result));
+                span.record("result", result.code());
                 TokenCheck {
                     view: v.view.clone(),
                     result,

@@ -5,6 +5,7 @@
 #![allow(clippy::disallowed_methods)]
 
 mod api;
+mod authcode;
 mod check;
 mod contracts;
 mod daemon;

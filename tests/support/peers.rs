@@ -273,6 +273,11 @@ impl OidcProvider {
         format!("http://127.0.0.1:{}", self.port())
     }
 
+    /// What it wrote to stdout and stderr so far (for a failing test's message).
+    pub fn logs(&self) -> String {
+        self.peer.proc.logs()
+    }
+
     /// The private keys it runs with, the signer first.
     pub fn keys(&self) -> &[Value] {
         &self.keys

@@ -73,20 +73,8 @@ pub(super) fn login_families(observations: &[&Observation]) -> Vec<Family> {
 }
 
 /// Every token check result, as its `result` label.
-const RESULTS: [&str; 5] = [
-    "verified",
-    "kid_missing",
-    "signature_invalid",
-    "key_unusable",
-    "view_unavailable",
-];
+const RESULTS: [&str; 5] = TokenCheckResult::CODES;
 
 fn result_str(r: &TokenCheckResult) -> &'static str {
-    match r {
-        TokenCheckResult::Verified => RESULTS[0],
-        TokenCheckResult::KidMissing => RESULTS[1],
-        TokenCheckResult::SignatureInvalid { .. } => RESULTS[2],
-        TokenCheckResult::KeyUnusable { .. } => RESULTS[3],
-        TokenCheckResult::ViewUnavailable => RESULTS[4],
-    }
+    r.code()
 }
