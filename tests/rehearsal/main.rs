@@ -32,3 +32,4 @@ mod preventive;
 mod retirement;
 mod rig;
 mod script;
+mod signin;

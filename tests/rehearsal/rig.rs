@@ -38,7 +38,16 @@ pub struct RigOpts {
     pub client_cooldown: Duration,
     /// Start Prometheus with the shipped rules, scraping keycanary.
     pub prometheus: bool,
+    /// Tenant `example` logs in through the sign-in pages ([`SIGN_IN`]) instead of with
+    /// client_credentials.
+    pub signin: bool,
 }
+
+/// Tenant `example`'s login in the template (after its `client_id`), and the same login
+/// through oidc-provider's sign-in pages, as README's "Sign in the way people do" shows.
+const CLIENT_CREDENTIALS: &str =
+    "client_secret = { file = \"client-secret\" }\nresource = \"https://api.example.test/\"\n";
+pub const SIGN_IN: &str = "grant = \"authorization_code\"\nclient_secret = { file = \"client-secret\" }\nusername = \"probe\"\npassword = { file = \"password\" }\nredirect_uri = \"http://127.0.0.1:9/callback\"\nscope = \"openid api\"\nresource = \"https://api.example.test/\"\n";
 
 impl Default for RigOpts {
     fn default() -> Self {
@@ -52,6 +61,7 @@ impl Default for RigOpts {
             client_ttl: Duration::from_secs(4),
             client_cooldown: Duration::from_secs(2),
             prometheus: false,
+            signin: false,
         }
     }
 }
@@ -124,6 +134,12 @@ impl Rig {
                 ("TICKETS_URL", tickets.url()),
             ],
         );
+        let config = if opts.signin {
+            assert_eq!(config.matches(CLIENT_CREDENTIALS).count(), 2, "{config}");
+            config.replace(CLIENT_CREDENTIALS, SIGN_IN)
+        } else {
+            config
+        };
         let path = dir.path().join("probes.toml");
         std::fs::write(&path, config).unwrap();
         std::fs::write(dir.path().join("client-secret"), &stage.idp.client_secret).unwrap();
@@ -261,6 +277,7 @@ pub struct Finding {
     pub domain: String,
     pub path: String,
     pub kid: String,
+    pub message: String,
 }
 
 impl Finding {
@@ -271,6 +288,7 @@ impl Finding {
             domain: s(&v["subject"]["domain"]),
             path: s(&v["subject"]["path"]),
             kid: s(&v["subject"]["kid"]),
+            message: s(&v["message"]),
         }
     }
 }
