@@ -240,12 +240,25 @@ async fn shutdown_signal() {
     }
 }
 
+/// Crates whose logs quote what they read from the wire: the HTML parser logs every piece
+/// of a sign-in page it parses at debug level (a page may echo the password it was sent),
+/// and the cookie store the session cookies. Off whatever `RUST_LOG` says.
+const QUIET_TARGETS: [&str; 4] = [
+    "html5ever=off",
+    "markup5ever=off",
+    "selectors=off",
+    "cookie_store=off",
+];
+
 fn init_logs(format: LogFormat, default_level: &str, traces: Option<&Traces>) {
     use tracing_subscriber::Layer;
     use tracing_subscriber::layer::SubscriberExt;
     use tracing_subscriber::util::SubscriberInitExt;
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+    let mut filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    for quiet in QUIET_TARGETS {
+        filter = filter.add_directive(quiet.parse().expect("a valid directive"));
+    }
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs = match format {
         LogFormat::Text => {

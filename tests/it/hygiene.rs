@@ -72,6 +72,7 @@ async fn discovery(State(idp): State<Idp>, UrlPath(t): UrlPath<String>) -> Respo
         "issuer": format!("{base}/{t}?heard={heard}"),
         "jwks_uri": format!("{base}/{t}/jwks"),
         "token_endpoint": format!("{base}/{t}/token"),
+        "authorization_endpoint": format!("{base}/{t}/auth"),
         "id_token_signing_alg_values_supported": [format!("RS256{heard}")],
     }))
     .into_response()
@@ -107,6 +108,28 @@ async fn token(
         .into_response()
 }
 
+/// The sign-in page: its title echoes what the IdP heard.
+async fn sign_in_page(State(idp): State<Idp>, UrlPath(t): UrlPath<String>) -> Response {
+    let heard = idp.heard.lock().unwrap().clone();
+    axum::response::Html(format!(
+        "<html><head><title>hello {heard}</title></head><body><form method=\"post\" action=\"/{t}/signin\"><input name=\"user\"><input type=\"password\" name=\"pw\"><button>Sign in</button></form></body></html>"
+    ))
+    .into_response()
+}
+
+/// The sign-in form's target: sends the browser back with an error that echoes the form.
+async fn sign_in(State(idp): State<Idp>, headers: HeaderMap, body: String) -> Response {
+    let heard = idp.hear(&headers, &format!("signin {body}"));
+    let mut back = url::Url::parse("http://127.0.0.1:9/cb").unwrap();
+    back.query_pairs_mut()
+        .append_pair("error", &format!("denied {heard}"))
+        .append_pair("error_description", &format!("you sent {heard}"))
+        .append_pair("state", "x");
+    let mut h = HeaderMap::new();
+    h.insert(header::LOCATION, back.as_str().parse().unwrap());
+    (StatusCode::FOUND, h).into_response()
+}
+
 async fn start_idp(elsewhere: String) -> (String, Idp) {
     let idp = Idp {
         elsewhere,
@@ -116,6 +139,8 @@ async fn start_idp(elsewhere: String) -> (String, Idp) {
         .route("/{t}/.well-known/openid-configuration", get(discovery))
         .route("/{t}/jwks", get(jwks))
         .route("/{t}/token", post(token))
+        .route("/{t}/auth", get(sign_in_page))
+        .route("/{t}/signin", post(sign_in))
         .with_state(idp.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -176,6 +201,11 @@ async fn no_secret_reaches_any_output() {
         &idp,
         "redirect",
         "grant = \"password\"\nauth = \"client_secret_post\"\nusername = \"probe\"\npassword = { env = \"KC_PASSWORD\" }",
+    ));
+    text.push_str(&domain(
+        &idp,
+        "signin",
+        "grant = \"authorization_code\"\nusername = \"probe\"\npassword = { env = \"KC_PASSWORD\" }\nredirect_uri = \"http://127.0.0.1:9/cb\"",
     ));
     text.push_str(&domain(
         &idp,
@@ -285,6 +315,13 @@ channels = ["hook", "slack", "pd", "mail", "mail-auth"]
         rounds().await >= seen + 2
     })
     .await;
+    // The sign-in form got the password (and its page then echoed it back in its title
+    // and in the error it sent the browser back with).
+    let told = heard.heard.lock().unwrap().clone();
+    assert!(
+        told.contains("form signin user=probe&pw=kcmark-password-a41c"),
+        "the sign-in form never got the password: {told}"
+    );
 
     // Every route, with the token.
     let token = MARKERS
@@ -319,7 +356,7 @@ channels = ["hook", "slack", "pd", "mail", "mail-auth"]
         .find(|(r, _)| r == "GET /v1/findings")
         .unwrap()
         .1;
-    for tenant in ["echo", "redirect", "refresh"] {
+    for tenant in ["echo", "redirect", "signin", "refresh"] {
         assert!(
             findings.contains(&format!("\"tenant\":\"{tenant}\""))
                 && findings.contains("login_failed"),

@@ -63,21 +63,27 @@ pub fn is_redirect_uri(location: &Url, redirect_uri: &Url) -> bool {
 }
 
 /// The code from the redirect to `redirect_uri`, after checking `state` (and `iss`, RFC
-/// 9207, when the IdP sends it); otherwise why there is none.
-pub fn authorization_response(location: &Url, state: &str, issuer: &str) -> Result<String, String> {
+/// 9207, when the IdP sends it); otherwise why there is none. What the IdP wrote that a
+/// message quotes passes `scrub` (every secret keycanary knows taken out) before it is cut.
+pub fn authorization_response(
+    location: &Url,
+    state: &str,
+    issuer: &str,
+    scrub: &dyn Fn(&str) -> String,
+) -> Result<String, String> {
     let param = |name: &str| {
         location
             .query_pairs()
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.into_owned())
     };
-    if let Some(error) = param("error") {
-        let description = param("error_description")
-            .map(|d| format!(" ({})", wire::text(&d, 160)))
+    let quoted = |name: &str, max: usize| param(name).map(|v| wire::text(&scrub(&v), max));
+    if let Some(error) = quoted("error", 64) {
+        let description = quoted("error_description", 160)
+            .map(|d| format!(" ({d})"))
             .unwrap_or_default();
         return Err(format!(
-            "the IdP sent the browser back with error `{}`{description}",
-            wire::text(&error, 64)
+            "the IdP sent the browser back with error `{error}`{description}"
         ));
     }
     match param("state") {
@@ -90,7 +96,7 @@ pub fn authorization_response(location: &Url, state: &str, issuer: &str) -> Resu
     {
         return Err(format!(
             "the redirect's iss {} is not the issuer {issuer} (RFC 9207: an answer from another IdP)",
-            wire::text(&iss, wire::TEXT_MAX)
+            quoted("iss", wire::TEXT_MAX).unwrap_or_default()
         ));
     }
     match param("code") {
@@ -298,7 +304,8 @@ mod tests {
     fn the_redirect_back_is_checked_before_its_code_is_used() {
         let check = |query: &str, expected: Result<&str, &str>| {
             let loc = Url::parse(&format!("http://127.0.0.1:9/cb?{query}")).unwrap();
-            let got = authorization_response(&loc, "s1", "https://idp.example/");
+            let scrub = |s: &str| s.replace("hunter2", "<redacted>");
+            let got = authorization_response(&loc, "s1", "https://idp.example/", &scrub);
             match (got, expected) {
                 (Ok(code), Ok(want)) => assert_eq!(code, want, "{query}"),
                 (Err(why), Err(fragment)) => {
@@ -327,6 +334,13 @@ mod tests {
             Err("error `access_denied` (End-User aborted)"),
         );
         check("error=x%1b%5B31m&state=s1", Err("error `x"));
+        // A secret echoed at the cut is taken out before the cut, so no prefix survives.
+        let long = format!("error=e&error_description={}hunter2", "d".repeat(155));
+        check(&long, Err("error `e`"));
+        let loc = Url::parse(&format!("http://127.0.0.1:9/cb?{long}")).unwrap();
+        let scrub = |s: &str| s.replace("hunter2", "");
+        let why = authorization_response(&loc, "s1", "https://idp.example/", &scrub).unwrap_err();
+        assert!(!why.contains("hun"), "{why}");
     }
 
     #[test]

@@ -127,13 +127,14 @@ pub fn pick(html: &str, rules: &FormRules, stage: Stage) -> Result<Submission, N
     }
 }
 
-/// The page's `<title>`, cleaned and bounded, for a failed step's message.
-pub fn title(html: &str) -> Option<String> {
+/// The page's `<title>` for a failed step's message: through `scrub` (a page may echo
+/// what was sent), then cleaned and bounded.
+pub fn title(html: &str, scrub: &dyn Fn(&str) -> String) -> Option<String> {
     let doc = Html::parse_document(html);
     let t = doc.select(&sel("title")).next()?;
     let text: String = t.text().collect::<String>();
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    (!text.is_empty()).then(|| wire::text(&text, 80))
+    (!text.is_empty()).then(|| wire::text(&scrub(&text), 80))
 }
 
 fn sel(s: &str) -> Selector {
@@ -505,7 +506,11 @@ mod tests {
                 .why(&none)
                 .starts_with("2 form(s) on the page")
         );
-        assert_eq!(title(LOGIN).as_deref(), Some("Sign-in"));
-        assert_eq!(title("<form></form>"), None);
+        let keep = |s: &str| s.to_owned();
+        assert_eq!(title(LOGIN, &keep).as_deref(), Some("Sign-in"));
+        assert_eq!(title("<form></form>", &keep), None);
+        let echo = format!("<title>{} hunter2</title>", "t".repeat(74));
+        let cut = title(&echo, &|s: &str| s.replace("hunter2", "")).unwrap();
+        assert!(!cut.contains("hun"), "{cut}");
     }
 }

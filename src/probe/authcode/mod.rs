@@ -170,7 +170,8 @@ impl Prober {
                     return Err(fail("the redirect's Location is not a URL"));
                 };
                 if checks::is_redirect_uri(&next, &ac.redirect_uri) {
-                    return checks::authorization_response(&next, state, issuer.as_str())
+                    let scrub = |s: &str| self.scrub(s);
+                    return checks::authorization_response(&next, state, issuer.as_str(), &scrub)
                         .map_err(|why| fail(&why));
                 }
                 allowed
@@ -186,7 +187,7 @@ impl Prober {
                 continue;
             }
             let html = String::from_utf8_lossy(&answer.body);
-            let titled = |why: String| match form::title(&html) {
+            let titled = |why: String| match form::title(&html, &|s: &str| self.scrub(s)) {
                 Some(t) => fail(&format!("{why} (page title: {t})")),
                 None => fail(&why),
             };
