@@ -341,3 +341,90 @@ async fn a_page_without_a_form_is_described() {
         "step 2 (GET /login): no form on the page (a page that needs JavaScript cannot be driven by the form driver) (page title: Loading)"
     );
 }
+
+/// Every span's name and fields (as text), recorded on this thread while a sign-in runs.
+#[derive(Clone, Default)]
+struct Spans(Arc<Mutex<Vec<(String, String)>>>);
+
+struct Fields<'a>(&'a mut String);
+
+impl tracing::field::Visit for Fields<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push_str(&format!("{}={value:?} ", field.name()));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Spans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut text = format!("#{} ", id.into_u64());
+        attrs.record(&mut Fields(&mut text));
+        let name = attrs.metadata().name().to_owned();
+        self.0.lock().unwrap().push((name, text));
+    }
+
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut spans = self.0.lock().unwrap();
+        let key = format!("#{} ", id.into_u64());
+        if let Some((_, text)) = spans.iter_mut().rev().find(|(_, t)| t.starts_with(&key)) {
+            values.record(&mut Fields(text));
+        }
+    }
+}
+
+#[test]
+fn each_request_is_a_step_span_without_a_value() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = tracing::subscriber::with_default(subscriber, || runtime.block_on(run(Twist::None)));
+    assert!(
+        matches!(r.obs.result, LoginResult::Tokens { .. }),
+        "{:?}",
+        r.obs
+    );
+    let spans = spans.0.lock().unwrap().clone();
+    let steps: Vec<String> = spans
+        .iter()
+        .filter(|(name, _)| name == "probe.login.step")
+        .map(|(_, text)| text.split_once(' ').unwrap().1.trim().to_owned())
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            "step=1 http.method=\"GET\" url.path=/authorize form=\"authorize\" http.status=302",
+            "step=2 http.method=\"GET\" url.path=/login form=\"redirect\" http.status=200",
+            "step=3 http.method=\"POST\" url.path=/login form=\"password\" http.status=302",
+            "step=4 http.method=\"GET\" url.path=/consent form=\"redirect\" http.status=200",
+            "step=5 http.method=\"POST\" url.path=/consent form=\"consent\" http.status=302",
+        ]
+    );
+    let all = format!("{spans:?}");
+    for secret in [
+        PASSWORD,
+        SECRET,
+        "probe@example.test",
+        "code-77",
+        "c-9",
+        "sid=s-1",
+    ] {
+        assert!(!all.contains(secret), "`{secret}` in a span: {all}");
+    }
+    assert!(spans.iter().any(|(name, _)| name == "probe.login"), "{all}");
+}
