@@ -3,7 +3,8 @@
 //
 //   node oidc-provider.mjs --issuer URL [--issuer URL ...] [--port N ...] [--keys jwks.json]
 //                          [--client-id ID] [--client-secret SECRET] [--ttl SECONDS]
-//   node oidc-provider.mjs genkey [--alg RS256|PS256|ES256|ES384|EdDSA] [--kid KID]
+//                          [--jwt-client-jwks public-jwks.json]
+//   node oidc-provider.mjs genkey [--alg RS256|PS256|ES256|ES384|EdDSA] [--kid KID] [--pem]
 //
 // Serve mode starts one Provider per --issuer, all sharing the same keys and client, each
 // on its own 127.0.0.1 port (--port, in --issuer order; 0 or absent = any free port).
@@ -29,6 +30,10 @@
 //
 // The client (default `keycanary` / `keycanary-secret`) may use client_credentials; with
 // `resource=<any absolute URL>` the access token is a JWT (`typ: at+jwt`, aud = resource).
+// With --jwt-client-jwks (a JWKS file of public keys), a second client `keycanary-jwt`
+// authenticates with private_key_jwt (RFC 7523) signed by one of those keys, for the same
+// grants.
+//
 // It may also use authorization_code (PKCE S256) with --redirect-uri (default
 // http://127.0.0.1:9/callback, a loopback URL nobody serves): the sign-in goes through
 // oidc-provider's own development interaction pages, a login form (any login and any
@@ -43,7 +48,7 @@
 // login over the token endpoint: no password grant, and refresh tokens only through the
 // interactive flow (use mock-oauth2.mjs for those).
 
-import { generateKeyPairSync, randomUUID } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
@@ -81,9 +86,14 @@ const argv = process.argv.slice(2);
 if (argv[0] === 'genkey') {
   const { values } = parseArgs({
     args: argv.slice(1),
-    options: { alg: { type: 'string', default: 'RS256' }, kid: { type: 'string' } },
+    options: { alg: { type: 'string', default: 'RS256' }, kid: { type: 'string' }, pem: { type: 'boolean', default: false } },
   });
-  process.stdout.write(`${JSON.stringify(generateJwk(values.alg, values.kid))}\n`);
+  const jwk = generateJwk(values.alg, values.kid);
+  // --pem: the same private key as PKCS#8 PEM too, in a `pem` member (for a client key).
+  if (values.pem) {
+    jwk.pem = createPrivateKey({ key: jwk, format: 'jwk' }).export({ type: 'pkcs8', format: 'pem' });
+  }
+  process.stdout.write(`${JSON.stringify(jwk)}\n`);
   process.exit(0);
 }
 
@@ -97,6 +107,7 @@ const { values } = parseArgs({
     'client-secret': { type: 'string', default: 'keycanary-secret' },
     ttl: { type: 'string', default: '3600' },
     'redirect-uri': { type: 'string', default: 'http://127.0.0.1:9/callback' },
+    'jwt-client-jwks': { type: 'string' },
     'no-stdin': { type: 'boolean', default: false },
   },
 });
@@ -128,6 +139,15 @@ function configuration(keys) {
         // Its default, RS256, is refused when the key set has no RSA key.
         id_token_signed_response_alg: signingAlg,
       },
+      ...(values['jwt-client-jwks'] ? [{
+        client_id: 'keycanary-jwt',
+        token_endpoint_auth_method: 'private_key_jwt',
+        jwks: JSON.parse(readFileSync(values['jwt-client-jwks'], 'utf8')),
+        grant_types: ['client_credentials', 'authorization_code'],
+        redirect_uris: [values['redirect-uri']],
+        response_types: ['code'],
+        id_token_signed_response_alg: signingAlg,
+      }] : []),
     ],
     jwks: { keys },
     // Any login is an account whose sub is the login (oidc-provider's default does the

@@ -253,6 +253,8 @@ pub struct Login {
     pub client_id: String,
     pub client_secret: Option<SecretString>,
     pub auth: ClientAuth,
+    /// The private key of `auth = "private_key_jwt"`.
+    pub client_key: Option<ClientKey>,
     pub resource: Option<String>,
     pub audience: Option<String>,
     pub scope: Option<String>,
@@ -322,6 +324,17 @@ pub struct FormRules {
 pub enum ClientAuth {
     ClientSecretBasic,
     ClientSecretPost,
+    /// RFC 7523: a JWT signed with the client's private key ([`ClientKey`]).
+    PrivateKeyJwt,
+}
+
+/// The client's private key for `private_key_jwt`: PEM (PKCS#8, or PKCS#1 for RSA), the
+/// `kid` its public key is registered under, and the JWS alg (`RS256`, `ES256`, `EdDSA`).
+#[derive(Debug, Clone)]
+pub struct ClientKey {
+    pub pem: SecretString,
+    pub kid: String,
+    pub alg: String,
 }
 
 #[derive(Debug, Clone)]
@@ -450,6 +463,7 @@ impl Config {
         for d in self.tenants.iter().flat_map(|t| &t.domains) {
             let Some(login) = &d.login else { continue };
             out.extend(&login.client_secret);
+            out.extend(login.client_key.as_ref().map(|k| &k.pem));
             match &login.grant {
                 Grant::ClientCredentials => {}
                 Grant::Password { password, .. } => out.push(password),

@@ -109,6 +109,10 @@ pub(super) struct RawLogin {
     pub(super) username: Option<String>,
     pub(super) password: Option<toml::Value>,
     pub(super) refresh_token: Option<toml::Value>,
+    // auth = "private_key_jwt"
+    pub(super) client_key: Option<toml::Value>,
+    pub(super) client_key_id: Option<String>,
+    pub(super) client_key_alg: Option<String>,
     // grant = "authorization_code"
     pub(super) redirect_uri: Option<String>,
     pub(super) authorization_url: Option<String>,

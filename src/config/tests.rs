@@ -172,7 +172,7 @@ discovery = false
 grant = "password"
 client_id = "keycanary"
 client_secret = "inline-secret"
-auth = "private_key_jwt"
+auth = "tls_client_auth"
 
 [[tenant.domain.jwks]]
 name = "cdn"
@@ -220,7 +220,7 @@ refresh_token = { env = "UNSET_VAR" }
             ("tenant[0].domain[0].login.username", "needs a username"),
             ("tenant[0].domain[0].login.password", "needs a password"),
             ("tenant[0].domain[0].login.token_url", "needs a token_url"),
-            ("tenant[0].domain[0].login.auth", "`private_key_jwt`"),
+            ("tenant[0].domain[0].login.auth", "`tls_client_auth`"),
             ("tenant[0].domain[0].jwks[0].url", "needs a url"),
             ("tenant[0].domain[0].jwks[0].edges[0]", "not an IP address"),
             ("tenant[0].domain[0].jwks[1].name", "reserved"),
@@ -1155,4 +1155,101 @@ fn authorization_code_problems_are_all_listed() {
             ),
         ],
     );
+}
+
+#[test]
+fn private_key_jwt_reads_its_key_and_lists_its_problems() {
+    let pem = pem_of(&rcgen::KeyPair::generate().unwrap().serialize_der());
+    let secrets = secrets().with_env("CLIENT_KEY", &pem);
+    let text = with_login(
+        "auth = \"private_key_jwt\"\nclient_key = { env = \"CLIENT_KEY\" }\nclient_key_id = \"ck-1\"\nclient_key_alg = \"ES256\"",
+        true,
+    );
+    let c = super::parse(&text, "probes.toml", Path::new(DIR), &secrets)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let login = c.tenants[0].domains[0].login.as_ref().unwrap();
+    assert_eq!(login.auth, ClientAuth::PrivateKeyJwt);
+    let key = login.client_key.as_ref().unwrap();
+    assert_eq!((key.kid.as_str(), key.alg.as_str()), ("ck-1", "ES256"));
+    assert!(c.secret_values().contains(&pem));
+    assert!(!format!("{c:?}").contains("PRIVATE KEY"));
+
+    let p = "tenant[0].domain[0].login";
+    let refused = |login: &str| {
+        super::parse(
+            &with_login(login, true),
+            "probes.toml",
+            Path::new(DIR),
+            &secrets,
+        )
+        .expect_err("refused")
+    };
+    let err = refused(
+        "auth = \"private_key_jwt\"\nclient_secret = { env = \"SECRET_A\" }\nclient_key = { env = \"CLIENT_KEY\" }\nclient_key_alg = \"RS256\"",
+    );
+    let problems: Vec<(String, String)> = err
+        .problems()
+        .iter()
+        .map(|x| (x.path.clone(), x.message.clone()))
+        .collect();
+    let has = |path: &str, fragment: &str| {
+        problems
+            .iter()
+            .any(|(p2, m)| p2 == path && m.contains(fragment))
+    };
+    assert!(
+        has(&format!("{p}.client_secret"), "not used with auth"),
+        "{problems:?}"
+    );
+    assert!(
+        has(&format!("{p}.client_key_id"), "missing"),
+        "{problems:?}"
+    );
+    assert!(
+        has(
+            &format!("{p}.client_key"),
+            "not a PEM private key for RS256"
+        ),
+        "{problems:?}"
+    );
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(!format!("{err}").contains("PRIVATE KEY"), "{err}");
+    check_problems(
+        &with_login(
+            "auth = \"private_key_jwt\"\nclient_key_id = \"k\"\nclient_key_alg = \"HS256\"",
+            true,
+        ),
+        &[
+            (
+                &format!("{p}.client_key_alg"),
+                "`HS256` is not one of RS256, ES256, EdDSA",
+            ),
+            (&format!("{p}.client_key"), "missing"),
+        ],
+    );
+    check_problems(
+        &with_login(
+            "client_secret = { env = \"SECRET_A\" }\nclient_key_id = \"k\"",
+            true,
+        ),
+        &[(
+            &format!("{p}.client_key_id"),
+            "only used with auth = \"private_key_jwt\"",
+        )],
+    );
+}
+
+/// A PKCS#8 PEM of `der` (rcgen is built without its `pem` feature).
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        lines.join("\n")
+    )
 }

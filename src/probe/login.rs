@@ -11,7 +11,7 @@
 //! Not here: decoding and verifying the tokens (`token`), judging the login (`detect`).
 
 use super::http::{Request, fetch};
-use super::{Prober, authcode, fetch_error, record_fetch, refresh};
+use super::{Prober, assertion, authcode, fetch_error, record_fetch, refresh};
 use crate::config::{ClientAuth, Grant, Login};
 use crate::model::wire;
 use crate::model::{DiscoveryDoc, LoginObservation, LoginResult, TokenKind};
@@ -74,10 +74,40 @@ impl Prober {
             }
             _ => None,
         };
+        // private_key_jwt: a fresh assertion for this request (see `assertion`).
+        let assertion = match &login.client_key {
+            Some(key) if login.auth == ClientAuth::PrivateKeyJwt => {
+                let now = self.clock.now().0 / 1000;
+                let jti = authcode::random(16);
+                match assertion::client_assertion(
+                    key,
+                    &login.client_id,
+                    token_url.as_str(),
+                    now,
+                    &jti,
+                ) {
+                    Ok(a) => Some(a),
+                    Err(reason) => {
+                        Span::current().record("result", "failed");
+                        let result = LoginResult::Failed { reason };
+                        return (
+                            LoginObservation {
+                                grant,
+                                fetch: None,
+                                result,
+                            },
+                            Vec::new(),
+                        );
+                    }
+                }
+            }
+            _ => None,
+        };
         let (form, basic_auth) = form(
             login,
             current.as_ref().map(|c| &c.token),
             authorized.as_ref(),
+            assertion.as_deref(),
         );
         let mut req = Request::get(self.clients.no_redirects(), &token_url)
             .header("accept", "application/json");
@@ -127,6 +157,7 @@ impl Prober {
             .iter()
             .map(|c| c.token.expose_secret().to_owned())
             .chain(authorized.iter().flat_map(authcode::Authorized::secrets))
+            .chain(assertion.iter().cloned())
             .collect();
         let result = match result {
             LoginResult::Failed { reason } => LoginResult::Failed {
@@ -241,6 +272,7 @@ fn form(
     login: &Login,
     refresh_token: Option<&secrecy::SecretString>,
     authorized: Option<&authcode::Authorized>,
+    assertion: Option<&str>,
 ) -> Form {
     let mut form: Vec<(&'static str, String)> = vec![("grant_type", login.grant.as_str().into())];
     match &login.grant {
@@ -294,6 +326,14 @@ fn form(
             if let Some(s) = secret {
                 form.push(("client_secret", s));
             }
+        }
+        ClientAuth::PrivateKeyJwt => {
+            form.push(("client_id", login.client_id.clone()));
+            form.push((
+                "client_assertion_type",
+                assertion::ASSERTION_TYPE.to_owned(),
+            ));
+            form.push(("client_assertion", assertion.unwrap_or_default().to_owned()));
         }
     }
     (form, basic_auth)

@@ -5,6 +5,7 @@
 //! This module never decides whether something is a problem (that is `detect`), never
 //! raises on a bad answer from the IdP, and never records a token or a secret.
 
+pub mod assertion;
 pub mod authcode;
 pub mod http;
 pub mod jwks;

@@ -2,9 +2,12 @@
 //! npm oidc-provider's own interaction pages (a login form, then a consent form) on both
 //! domains of the seed's stage (nginx in front), exchanges the code with PKCE and verifies
 //! the ID token and the JWT access token against every view. A client whose redirect_uri
-//! the IdP does not know fails at the step that says so.
+//! the IdP does not know fails at the step that says so. A client registered with
+//! `private_key_jwt` authenticates with its key (RS256, ES256, EdDSA) in every grant.
 
-use crate::peers::{Stage, StageOpts, start_stage};
+use crate::peers::{
+    OidcProviderOpts, Stage, StageOpts, generate_client_key, start_oidc_provider, start_stage,
+};
 use serde_json::Value;
 
 const RESOURCE: &str = "https://api.example.test/";
@@ -164,5 +167,95 @@ async fn an_unregistered_redirect_uri_fails_at_the_first_step_and_says_so() {
     for login in report["logins"].as_array().unwrap() {
         assert_eq!(login["result"], "failed", "{login:#}");
         assert!(login["tokens"].as_array().unwrap().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn private_key_jwt_authenticates_the_client_in_every_grant() {
+    let mut public = Vec::new();
+    let mut pems = Vec::new();
+    for (alg, kid) in [("RS256", "ck-rsa"), ("ES256", "ck-ec"), ("EdDSA", "ck-ed")] {
+        let (pem, jwk) = generate_client_key(alg, kid).await;
+        public.push(jwk);
+        pems.push((alg, kid, pem));
+    }
+    let idp = start_oidc_provider(OidcProviderOpts {
+        jwt_client_keys: public,
+        ..OidcProviderOpts::default()
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("password"), "any-password-will-do").unwrap();
+    let issuer = idp.base_url();
+    let mut text = String::from("timeout = \"10s\"\n\n[[tenant]]\nname = \"jwt\"\n");
+    // Each key with client_credentials, and the EC key with the sign-in as well; one
+    // more with a kid the IdP does not know.
+    let mut logins: Vec<(String, String)> = Vec::new();
+    for (alg, kid, pem) in &pems {
+        let file = format!("{kid}.pem");
+        std::fs::write(dir.path().join(&file), pem).unwrap();
+        let key = format!(
+            "auth = \"private_key_jwt\"\nclient_key = {{ file = \"{file}\" }}\nclient_key_id = \"{kid}\"\nclient_key_alg = \"{alg}\"\n"
+        );
+        logins.push((
+            format!("cc-{kid}"),
+            format!("resource = \"{RESOURCE}\"\n{key}"),
+        ));
+        if *alg == "ES256" {
+            logins.push((
+                "signin".into(),
+                format!(
+                    "grant = \"authorization_code\"\nusername = \"probe\"\npassword = {{ file = \"password\" }}\nredirect_uri = \"{REDIRECT}\"\nscope = \"openid api\"\nresource = \"{RESOURCE}\"\n{key}"
+                ),
+            ));
+            logins.push((
+                "unknown-kid".into(),
+                format!(
+                    "resource = \"{RESOURCE}\"\n{}",
+                    key.replace("ck-ec\"", "ck-nobody\"")
+                ),
+            ));
+        }
+    }
+    for (name, login) in &logins {
+        text.push_str(&format!(
+            "\n[[tenant.domain]]\nname = \"{name}\"\nissuer = \"{issuer}\"\n[tenant.domain.login]\nclient_id = \"keycanary-jwt\"\n{login}[[tenant.domain.jwks]]\nname = \"jwks\"\n"
+        ));
+    }
+    let path = dir.path().join("probes.toml");
+    std::fs::write(&path, &text).unwrap();
+    let run = check(&path, "json").await;
+    let report = run.json();
+    let logins = report["logins"].as_array().unwrap();
+    let result = |domain: &str| {
+        logins
+            .iter()
+            .find(|l| l["domain"] == domain)
+            .unwrap_or_else(|| panic!("no login {domain}: {report:#}"))
+    };
+    for domain in ["cc-ck-rsa", "cc-ck-ec", "cc-ck-ed", "signin"] {
+        let login = result(domain);
+        assert_eq!(login["result"], "tokens", "{login:#}\n{}", idp.logs());
+        for token in login["tokens"].as_array().unwrap() {
+            assert!(
+                token["checks"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|c| c["result"] == "verified"),
+                "{token:#}"
+            );
+        }
+    }
+    assert_eq!(result("signin")["grant"], "authorization_code");
+    assert_eq!(result("signin")["tokens"].as_array().unwrap().len(), 2);
+    // A kid the IdP does not know: the token endpoint refuses the client.
+    let refused = result("unknown-kid");
+    assert_eq!(refused["result"], "failed", "{refused:#}");
+    let reason = refused["reason"].as_str().unwrap();
+    assert!(reason.contains("HTTP 401: invalid_client"), "{reason}");
+    for (_, _, pem) in &pems {
+        let body = pem.lines().nth(1).unwrap();
+        assert!(!run.stdout.contains(body) && !run.stderr.contains(body));
     }
 }

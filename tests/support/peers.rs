@@ -208,6 +208,29 @@ impl Peer {
     }
 }
 
+/// A client key: its private key as PKCS#8 PEM and its public JWK (`kid`, `alg`), made
+/// with Node's crypto.
+pub async fn generate_client_key(alg: &str, kid: &str) -> (String, Value) {
+    let out = node_script("oidc-provider.mjs")
+        .args(["genkey", "--pem", "--alg", alg, "--kid", kid])
+        .kill_on_drop(true)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("run node: {e}: {INSTALL_HINT}"));
+    assert!(
+        out.status.success(),
+        "genkey {alg} --pem failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut jwk: Value = serde_json::from_slice(&out.stdout).expect("genkey prints a JWK");
+    let pem = jwk["pem"].as_str().expect("a pem member").to_owned();
+    let o = jwk.as_object_mut().unwrap();
+    for private in ["pem", "d", "p", "q", "dp", "dq", "qi"] {
+        o.remove(private);
+    }
+    (pem, jwk)
+}
+
 /// Makes a private JWK (`kid`, `alg`, `use: sig`) with Node's crypto.
 pub async fn generate_key(alg: &str, kid: &str) -> Value {
     let out = node_script("oidc-provider.mjs")
@@ -234,6 +257,9 @@ pub struct OidcProviderOpts {
     pub client_secret: String,
     /// Access token lifetime (`--ttl`); `None`: the script's default, one hour.
     pub token_ttl: Option<Duration>,
+    /// Public JWKs of client `keycanary-jwt`, which authenticates with private_key_jwt;
+    /// empty: no such client.
+    pub jwt_client_keys: Vec<Value>,
 }
 
 impl Default for OidcProviderOpts {
@@ -244,6 +270,7 @@ impl Default for OidcProviderOpts {
             client_id: "keycanary".to_owned(),
             client_secret: "keycanary-secret".to_owned(),
             token_ttl: None,
+            jwt_client_keys: Vec::new(),
         }
     }
 }
@@ -260,6 +287,7 @@ pub struct OidcProvider {
     pub client_secret: String,
     keys: Vec<Value>,
     token_ttl: Option<Duration>,
+    jwt_client_keys: Vec<Value>,
 }
 
 impl OidcProvider {
@@ -335,7 +363,7 @@ impl OidcProvider {
     fn command(&self) -> Command {
         provider_command(
             self.peer.dir(),
-            &self.keys,
+            (&self.keys, &self.jwt_client_keys),
             (&self.client_id, &self.client_secret),
             self.token_ttl,
             self.issuers.iter().zip(&self.ports),
@@ -352,7 +380,7 @@ fn write_keys(dir: &Path, keys: &[Value]) -> PathBuf {
 /// Writes `keys` to `dir`/keys.json and builds the oidc-provider.mjs command line.
 fn provider_command<'a>(
     dir: &Path,
-    keys: &[Value],
+    (keys, jwt_client_keys): (&[Value], &[Value]),
     (client_id, client_secret): (&str, &str),
     token_ttl: Option<Duration>,
     issuers_and_ports: impl Iterator<Item = (&'a String, &'a u16)>,
@@ -363,6 +391,12 @@ fn provider_command<'a>(
     cmd.args(["--client-id", client_id, "--client-secret", client_secret]);
     if let Some(ttl) = token_ttl {
         cmd.args(["--ttl", &ttl.as_secs().max(1).to_string()]);
+    }
+    if !jwt_client_keys.is_empty() {
+        let file = dir.join("jwt-client-jwks.json");
+        std::fs::write(&file, json!({ "keys": jwt_client_keys }).to_string())
+            .expect("write the client's keys");
+        cmd.arg("--jwt-client-jwks").arg(file);
     }
     for (issuer, port) in issuers_and_ports {
         cmd.args(["--issuer", issuer, "--port", &port.to_string()]);
@@ -390,7 +424,7 @@ pub async fn start_oidc_provider(opts: OidcProviderOpts) -> OidcProvider {
         .expect("temp dir");
     let cmd = provider_command(
         dir.path(),
-        &keys,
+        (&keys, &opts.jwt_client_keys),
         (&opts.client_id, &opts.client_secret),
         opts.token_ttl,
         issuers.iter().zip(&ports),
@@ -405,6 +439,7 @@ pub async fn start_oidc_provider(opts: OidcProviderOpts) -> OidcProvider {
         client_secret: opts.client_secret,
         keys,
         token_ttl: opts.token_ttl,
+        jwt_client_keys: opts.jwt_client_keys,
     }
 }
 

@@ -8,8 +8,8 @@ use super::Validator;
 use crate::config::profiles::{self, ClientProfile, OnFetchFailure};
 use crate::config::raw::{RawDomain, RawJwks, RawLogin, RawOrigin, RawProfile, RawTenant};
 use crate::config::{
-    AuthCode, ClientAuth, Domain, Driver, FormRules, Grant, JwksPath, Login, ORIGIN_PATH, Origin,
-    Tenant,
+    AuthCode, ClientAuth, ClientKey, Domain, Driver, FormRules, Grant, JwksPath, Login,
+    ORIGIN_PATH, Origin, Tenant,
 };
 use secrecy::SecretString;
 use std::collections::BTreeSet;
@@ -248,7 +248,7 @@ impl Validator<'_> {
         let client_secret = secret(self, "client_secret", &l.client_secret);
         let grant = match l.grant.as_deref() {
             None | Some("client_credentials") => {
-                if l.client_secret.is_none() {
+                if l.client_secret.is_none() && l.auth.as_deref() != Some("private_key_jwt") {
                     self.problem(&format!("{path}.client_secret"), "missing: client_credentials needs a client_secret ({ env = \"NAME\" } or { file = \"path\" })");
                 }
                 Grant::ClientCredentials
@@ -341,14 +341,16 @@ impl Validator<'_> {
         let auth = match l.auth.as_deref() {
             None | Some("client_secret_basic") => ClientAuth::ClientSecretBasic,
             Some("client_secret_post") => ClientAuth::ClientSecretPost,
+            Some("private_key_jwt") => ClientAuth::PrivateKeyJwt,
             Some(other) => {
                 self.problem(
                     &format!("{path}.auth"),
-                    format!("`{other}` is not one of client_secret_basic, client_secret_post"),
+                    format!("`{other}` is not one of client_secret_basic, client_secret_post, private_key_jwt"),
                 );
                 ClientAuth::ClientSecretBasic
             }
         };
+        let client_key = self.client_key(path, l, auth);
         Login {
             grant,
             token_url,
@@ -356,6 +358,7 @@ impl Validator<'_> {
             client_id,
             client_secret,
             auth,
+            client_key,
             resource: l.resource.clone(),
             audience: l.audience.clone(),
             scope: l.scope.clone(),
@@ -465,5 +468,69 @@ impl Validator<'_> {
             page_origins,
             form,
         }
+    }
+
+    /// `client_key`, `client_key_id` and `client_key_alg` of `auth = "private_key_jwt"`;
+    /// the key is parsed here so that a wrong one is a config problem, not a failed login.
+    fn client_key(&mut self, path: &str, l: &RawLogin, auth: ClientAuth) -> Option<ClientKey> {
+        let set = [
+            ("client_key", l.client_key.is_some()),
+            ("client_key_id", l.client_key_id.is_some()),
+            ("client_key_alg", l.client_key_alg.is_some()),
+        ];
+        if auth != ClientAuth::PrivateKeyJwt {
+            for (key, _) in set.iter().filter(|(_, set)| *set) {
+                self.problem(
+                    &format!("{path}.{key}"),
+                    "only used with auth = \"private_key_jwt\": remove it, or set that auth",
+                );
+            }
+            return None;
+        }
+        if l.client_secret.is_some() {
+            self.problem(
+                &format!("{path}.client_secret"),
+                "not used with auth = \"private_key_jwt\" (the client signs with client_key): remove it",
+            );
+        }
+        let alg = l
+            .client_key_alg
+            .clone()
+            .unwrap_or_else(|| "RS256".to_owned());
+        type Parser = fn(&[u8]) -> jsonwebtoken::errors::Result<jsonwebtoken::EncodingKey>;
+        let parse: Option<Parser> = match alg.as_str() {
+            "RS256" => Some(jsonwebtoken::EncodingKey::from_rsa_pem),
+            "ES256" => Some(jsonwebtoken::EncodingKey::from_ec_pem),
+            "EdDSA" => Some(jsonwebtoken::EncodingKey::from_ed_pem),
+            other => {
+                self.problem(
+                    &format!("{path}.client_key_alg"),
+                    format!("`{other}` is not one of RS256, ES256, EdDSA"),
+                );
+                None
+            }
+        };
+        let kid = l.client_key_id.clone().unwrap_or_default();
+        if kid.is_empty() {
+            self.problem(
+                &format!("{path}.client_key_id"),
+                "missing: the kid the client's public key is registered under (it goes in the assertion's header)",
+            );
+        }
+        let Some(raw) = &l.client_key else {
+            self.problem(&format!("{path}.client_key"), "missing: private_key_jwt needs the client's private key, PEM ({ file = \"path\" } or { env = \"NAME\" })");
+            return None;
+        };
+        let pem = self.secret(&format!("{path}.client_key"), raw)?;
+        if let Some(parse) = parse {
+            use secrecy::ExposeSecret;
+            if parse(pem.expose_secret().as_bytes()).is_err() {
+                self.problem(
+                    &format!("{path}.client_key"),
+                    format!("not a PEM private key for {alg} (PKCS#8, or PKCS#1 for RSA)"),
+                );
+            }
+        }
+        Some(ClientKey { pem, kid, alg })
     }
 }

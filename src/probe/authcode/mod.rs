@@ -343,7 +343,7 @@ impl Allowed<'_> {
 }
 
 /// `n` random bytes, base64url: a PKCE verifier (32 bytes: 43 characters), a state, a nonce.
-fn random(n: usize) -> String {
+pub(super) fn random(n: usize) -> String {
     let mut b = vec![0u8; n];
     let _ = aws_lc_rs::rand::fill(&mut b);
     URL_SAFE_NO_PAD.encode(b)
