@@ -109,6 +109,14 @@ impl Prober {
             authorized.as_ref(),
             assertion.as_deref(),
         );
+        // A rotated refresh token is a secret the config does not list: scrubbed too
+        // (before any cut, so no prefix survives). So are this sign-in's code, verifier, state and nonce, and the client assertion.
+        let presented: Vec<String> = current
+            .iter()
+            .map(|c| c.token.expose_secret().to_owned())
+            .chain(authorized.iter().flat_map(authcode::Authorized::secrets))
+            .chain(assertion.iter().cloned())
+            .collect();
         let mut req = Request::get(self.clients.no_redirects(), &token_url)
             .header("accept", "application/json");
         req.method = reqwest::Method::POST;
@@ -131,7 +139,7 @@ impl Prober {
                 }
             }
             (Some(r), body) => {
-                let detail = body.as_deref().map(|b| self.oauth_error(b));
+                let detail = body.as_deref().map(|b| self.oauth_error(b, &presented));
                 let detail = detail.unwrap_or_default();
                 let rotated = current.as_ref().and_then(|c| c.rotated_at).map(|at| format!(" (to the rotated refresh token stored at {at} in the state directory; if the IdP revoked it, set a new refresh_token in probes.toml)")).unwrap_or_default();
                 (
@@ -151,14 +159,6 @@ impl Prober {
                 Vec::new(),
             ),
         };
-        // A rotated refresh token is a secret the config does not list: scrubbed too.
-        // So are this sign-in's code, verifier, state and nonce.
-        let presented: Vec<String> = current
-            .iter()
-            .map(|c| c.token.expose_secret().to_owned())
-            .chain(authorized.iter().flat_map(authcode::Authorized::secrets))
-            .chain(assertion.iter().cloned())
-            .collect();
         let result = match result {
             LoginResult::Failed { reason } => LoginResult::Failed {
                 reason: wire::scrub(&self.scrub(&reason), &presented),
@@ -213,14 +213,18 @@ impl Prober {
         }
     }
 
-    /// `: error_code (description)` from an OAuth error body, scrubbed of every secret,
+    /// `: error_code (description)` from an OAuth error body, scrubbed of every secret
+    /// (the config's and `presented`, this request's own),
     /// cleaned and bounded; empty if none. Scrubbed before it is cut, so no prefix of a
     /// secret survives the cut.
-    fn oauth_error(&self, body: &[u8]) -> String {
+    fn oauth_error(&self, body: &[u8], presented: &[String]) -> String {
         let Ok(v) = serde_json::from_slice::<Value>(body) else {
             return String::new();
         };
-        let field = |name: &str| self.scrub(v.get(name).and_then(Value::as_str).unwrap_or(""));
+        let field = |name: &str| {
+            let text = self.scrub(v.get(name).and_then(Value::as_str).unwrap_or(""));
+            wire::scrub(&text, presented)
+        };
         let (code, desc) = (field("error"), field("error_description"));
         let mut out = String::new();
         if !code.is_empty() {

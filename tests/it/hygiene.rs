@@ -44,6 +44,9 @@ const SLACK_MARK: &str = "kcmark-slack-path-9a3e";
 #[derive(Clone, Default)]
 struct Idp {
     heard: Arc<Mutex<String>>,
+    /// What the private_key_jwt tenant sent (its client assertion), kept apart: echoed
+    /// in its own error, not into the kids and issuers every tenant gets.
+    jwt_heard: Arc<Mutex<String>>,
     /// Where the redirecting tenant's token endpoint sends clients.
     elsewhere: String,
     base: Arc<Mutex<String>>,
@@ -93,6 +96,17 @@ async fn token(
     headers: HeaderMap,
     body: String,
 ) -> Response {
+    if t == "jwt" {
+        idp.jwt_heard.lock().unwrap().push_str(&body);
+        // The assertion first, so that the description's cut falls inside it.
+        let from = body.find("client_assertion=").unwrap_or(0);
+        let description = format!("you sent {} {body}", &body[from..]);
+        return (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": "invalid_client", "error_description": description})),
+        )
+            .into_response();
+    }
     let heard = idp.hear(&headers, &body);
     if t == "redirect" {
         let location = format!("{}/steal?{heard}", idp.elsewhere).replace(' ', "+");
@@ -207,6 +221,24 @@ async fn no_secret_reaches_any_output() {
         "signin",
         "grant = \"authorization_code\"\nusername = \"probe\"\npassword = { env = \"KC_PASSWORD\" }\nredirect_uri = \"http://127.0.0.1:9/cb\"",
     ));
+    // The client key: a real key (it must parse), searched for by its PEM lines.
+    let client_key = {
+        let der = rcgen::KeyPair::generate().unwrap().serialize_der();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<String> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| String::from_utf8(c.to_vec()).unwrap())
+            .collect();
+        lines
+    };
+    let client_pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        client_key.join("\n")
+    );
+    text.push_str(&format!(
+        "[[tenant]]\nname = \"jwt\"\nclient_profiles = [\"jose\"]\n[[tenant.domain]]\nname = \"d\"\nissuer = \"{idp}/jwt\"\n[[tenant.domain.jwks]]\nname = \"cdn\"\n[tenant.domain.login]\nclient_id = \"keycanary\"\nauth = \"private_key_jwt\"\nclient_key = {{ env = \"KC_CLIENT_KEY\" }}\nclient_key_id = \"ck-1\"\nclient_key_alg = \"ES256\"\n"
+    ));
     text.push_str(&domain(
         &idp,
         "refresh",
@@ -264,6 +296,7 @@ channels = ["hook", "slack", "pd", "mail", "mail-auth"]
         .current_dir(repo())
         .env("RUST_LOG", "debug")
         .env("KC_SLACK_URL", &slack_url)
+        .env("KC_CLIENT_KEY", &client_pem)
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())
         .kill_on_drop(true);
@@ -356,7 +389,7 @@ channels = ["hook", "slack", "pd", "mail", "mail-auth"]
         .find(|(r, _)| r == "GET /v1/findings")
         .unwrap()
         .1;
-    for tenant in ["echo", "redirect", "signin", "refresh"] {
+    for tenant in ["echo", "redirect", "signin", "jwt", "refresh"] {
         assert!(
             findings.contains(&format!("\"tenant\":\"{tenant}\""))
                 && findings.contains("login_failed"),
@@ -442,9 +475,34 @@ channels = ["hook", "slack", "pd", "mail", "mail-auth"]
         "no database in the state directory"
     );
 
-    let found: Vec<String> = outputs
+    // The client assertion the jwt tenant sent (a credential while it lives), as the IdP
+    // heard it.
+    // Each one's first 80 characters: its header and the start of its claims, so that a
+    // prefix left by a cut is found too.
+    let told = heard.jwt_heard.lock().unwrap().clone();
+    let assertions: Vec<String> = told
+        .split("client_assertion=")
+        .skip(1)
+        .filter_map(|r| r.split('&').next())
+        .map(|a| a.chars().take(80).collect())
+        .collect();
+    assert!(
+        !assertions.is_empty() && assertions.iter().all(|a| a.len() == 80),
+        "{told}"
+    );
+    let mut found: Vec<String> = outputs
         .iter()
         .flat_map(|(place, text)| hits(place, text, &slack_url))
         .collect();
+    for (place, text) in &outputs {
+        // Whole 64-character lines (the last, shorter one could match by chance).
+        let whole = client_key.iter().filter(|line| line.len() == 64);
+        if whole.clone().any(|line| text.contains(line.as_str())) {
+            found.push(format!("{place}: the client key"));
+        }
+        if assertions.iter().any(|a| text.contains(a.as_str())) {
+            found.push(format!("{place}: the client assertion"));
+        }
+    }
     assert!(found.is_empty(), "secrets found:\n{}", found.join("\n"));
 }
