@@ -31,13 +31,29 @@ pub fn node_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/node")
 }
 
-/// A port that was free a moment ago (bind 127.0.0.1:0, read, drop). Prefer letting the
-/// peer bind port 0 itself; use this only where a port must be known before start.
+/// A port on 127.0.0.1 that nothing listens on, for a peer that must know its port before it
+/// starts (nginx's ports are part of the issuers) or for "nothing listens there" tests.
+///
+/// Ports come from below the kernel's ephemeral range (32768–60999 on Linux), so no `bind(0)`
+/// and no outgoing connection of a concurrent test can be handed the same port between this
+/// check and the peer's bind (the race of "bind port 0, read it, close it"). Within a process
+/// an atomic counter never returns a port twice; processes start at different offsets (from
+/// their pid) and every candidate is checked by binding it. Prefer letting a peer bind port 0
+/// itself where it can report the port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000; // up to 31,999: below the ephemeral range
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + (start + n) % SPAN).expect("below 32,000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{FIRST}..{}", FIRST + SPAN);
 }
 
 /// Polls `ready` every 50 ms until it holds, panicking after `timeout`.
