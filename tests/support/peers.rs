@@ -738,6 +738,18 @@ pub struct Edges {
 
 /// Starts [`Edges`]: `bodies` are `(edge address, host name, JWKS body)`.
 pub async fn start_edges(bodies: &[(&str, &str, String)]) -> Edges {
+    start_edges_with(bodies, None).await
+}
+
+/// [`start_edges`] over TLS: each host name's server presents `certs/HOST-cert.pem` (key
+/// `HOST-key.pem`), and a client that sends no SNI or another name gets the default
+/// server's `certs/default-cert.pem`, so only a client that keeps the URL's host name as
+/// its SNI reaches the key set, with a certificate valid for it.
+pub async fn start_tls_edges(bodies: &[(&str, &str, String)], certs: &Path) -> Edges {
+    start_edges_with(bodies, Some(certs)).await
+}
+
+async fn start_edges_with(bodies: &[(&str, &str, String)], certs: Option<&Path>) -> Edges {
     let nginx = program("nginx");
     let mut last_logs = String::new();
     // A port free on 127.0.0.1 may be taken on another address by then: retry.
@@ -753,15 +765,32 @@ pub async fn start_edges(bodies: &[(&str, &str, String)]) -> Edges {
         edges.sort_unstable();
         edges.dedup();
         let mut servers = String::new();
+        let (ssl, tls_of) = match certs {
+            Some(dir) => (
+                " ssl",
+                Box::new(move |name: &str| {
+                    format!(
+                        " ssl_certificate {0}/{name}-cert.pem; ssl_certificate_key {0}/{name}-key.pem;",
+                        dir.display()
+                    )
+                }) as Box<dyn Fn(&str) -> String>,
+            ),
+            None => (
+                "",
+                Box::new(|_: &str| String::new()) as Box<dyn Fn(&str) -> String>,
+            ),
+        };
         for edge in &edges {
             servers.push_str(&format!(
-                "  server {{ listen {edge}:{port} default_server; return 421; }}\n"
+                "  server {{ listen {edge}:{port}{ssl} default_server;{} return 421; }}\n",
+                tls_of("default")
             ));
         }
         for (edge, host, body) in bodies {
             let body = body.replace('\'', "\\'");
             servers.push_str(&format!(
-                "  server {{ listen {edge}:{port}; server_name {host};\n    location = /jwks {{ default_type application/json; return 200 '{body}'; }}\n  }}\n"
+                "  server {{ listen {edge}:{port}{ssl}; server_name {host};{}\n    location = /jwks {{ default_type application/json; return 200 '{body}'; }}\n  }}\n",
+                tls_of(host)
             ));
         }
         let conf = format!(
