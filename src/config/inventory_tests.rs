@@ -148,9 +148,12 @@ fn entries(json: &str) -> Vec<Result<Entry, Rejected>> {
     parse_entries(json.as_bytes()).expect("a JSON list")
 }
 
+/// An accepted entry's name and vars, or a word of why it is rejected.
+type Want<'a> = Result<(&'a str, &'a [(&'a str, &'a str)]), &'a str>;
+
 #[test]
 fn each_entry_is_checked_on_its_own() {
-    let check = |json: &str, want: Result<(&str, &[(&str, &str)]), &str>| {
+    let check = |json: &str, want: Want| {
         let got = entries(&format!("[{json}]")).remove(0);
         match (got, want) {
             (Ok(e), Ok((name, vars))) => {
