@@ -205,18 +205,20 @@ pub async fn run_with_options(
                             fleet.absorb(loads, clock.now());
                         }
                         poller = Poller::start(&fleet.base, clock.clone(), inventory_tx.clone());
-                        fleet.expansion(true)
+                        fleet.expansion(true).map(|x| (x, "config reloaded"))
                     }
                     None => None,
                 }
             }
             Some(loads) = inventory_rx.recv() => {
                 fleet.absorb(loads, clock.now());
-                fleet.expansion(false)
+                fleet.expansion(false).map(|x| (x, "inventory changed: tenants replaced"))
             }
         };
         publish_inventory(&fleet);
-        let Some(expansion) = change else { continue };
+        let Some((expansion, applied)) = change else {
+            continue;
+        };
         let prober = match Prober::new(&expansion.config, clock.clone()) {
             Ok(p) => Arc::new(p),
             Err(e) => {
@@ -265,7 +267,7 @@ pub async fn run_with_options(
         tick = tokio::time::interval(workers.config.settings.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
-        info!(tenants = workers.config.tenants.len(), "config applied");
+        info!(tenants = workers.config.tenants.len(), "{applied}");
     }
     info!("shutting down: cancelling rounds in flight");
     workers.stop_tenants().await;
