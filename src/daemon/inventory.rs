@@ -274,3 +274,127 @@ pub(super) fn why_gone(old: &Config, new: &Expansion) -> BTreeMap<String, String
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    /// A file config with one hand-written tenant, an inventory file and a template whose
+    /// secrets are env names every process has (`PATH`), in `dir`.
+    fn base(dir: &Path) -> Config {
+        let text = r#"
+state_dir = "state"
+[[tenant]]
+name = "handmade"
+[[tenant.domain]]
+name = "app"
+issuer = "https://idp.example/handmade"
+[tenant.domain.login]
+client_id = "k"
+client_secret = { env = "PATH" }
+[[tenant.domain.jwks]]
+name = "cdn"
+[inventory]
+file = "inventory.json"
+[[tenant_template]]
+name = "t"
+[[tenant_template.domain]]
+name = "main"
+issuer = "https://{tenant}.idp.example"
+[tenant_template.domain.login]
+client_id = "k"
+client_secret = { env = "PATH" }
+[[tenant_template.domain.jwks]]
+name = "cdn"
+"#;
+        std::fs::create_dir_all(dir.join("state")).unwrap();
+        let secrets = crate::config::SecretSource::process(dir);
+        Config::from_toml_str(text, "probes.toml", &secrets).unwrap()
+    }
+
+    fn list(names: &[&str]) -> Vec<u8> {
+        let entries: Vec<serde_json::Value> = names
+            .iter()
+            .map(|n| serde_json::json!({"name": n, "template": "t"}))
+            .collect();
+        serde_json::to_vec(&entries).unwrap()
+    }
+
+    /// One step: what the file source gave, and the tenants expected (`None`: no change).
+    type Step = (Result<Vec<u8>, String>, Option<&'static [&'static str]>);
+
+    fn names(x: &Expansion) -> Vec<&str> {
+        x.config.tenants.iter().map(|t| t.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_failing_source_keeps_its_last_good_list_and_a_restart_starts_from_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fleet = Fleet::new(base(dir.path()));
+        let at = |s: i64| Timestamp::from_secs(1_800_000_000 + s);
+        // (what the file source gave, tenants expected; None: no change to apply)
+        let steps: Vec<Step> = vec![
+            (Ok(list(&["a", "b"])), Some(&["handmade", "a", "b"])),
+            (Ok(list(&["a", "b"])), None),
+            (Err("cannot read".into()), None),
+            (Ok(b"{not a list".to_vec()), None),
+            (Ok(list(&["b"])), Some(&["handmade", "b"])),
+        ];
+        for (i, (load, want)) in steps.into_iter().enumerate() {
+            let failed = load.is_err() || load.as_deref().is_ok_and(|b| b.starts_with(b"{"));
+            fleet.absorb(vec![(Source::File, load)], at(i as i64));
+            let x = fleet.expansion(false);
+            assert_eq!(
+                x.as_ref().map(names),
+                want.map(<[&str]>::to_vec),
+                "step {i}"
+            );
+            let st = &fleet.status().unwrap().sources["file"];
+            assert_eq!(st.error.is_some(), failed, "step {i}: {st:?}");
+            let last_ok = if failed { at(1) } else { at(i as i64) };
+            assert_eq!(st.last_success, Some(last_ok), "step {i}");
+        }
+        // A new process whose first read fails starts from the saved list.
+        let mut restarted = Fleet::new(base(dir.path()));
+        restarted.absorb(vec![(Source::File, Err("down".into()))], at(9));
+        let x = restarted.expansion(true).unwrap();
+        assert_eq!(names(&x), ["handmade", "b"]);
+        assert_eq!(restarted.status().unwrap().accepted, 1);
+    }
+
+    #[test]
+    fn each_removed_tenant_says_why_it_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut fleet = Fleet::new(base(dir.path()));
+        fleet.absorb(
+            vec![(Source::File, Ok(list(&["a", "b", "c"])))],
+            Timestamp(0),
+        );
+        let old = fleet.expansion(true).unwrap().config;
+        let entries = serde_json::json!([
+            {"name": "a", "template": "t"},
+            {"name": "c", "template": "missing"}
+        ]);
+        fleet.absorb(
+            vec![(Source::File, Ok(serde_json::to_vec(&entries).unwrap()))],
+            Timestamp(1),
+        );
+        let mut new = fleet.expansion(false).unwrap();
+        new.config.tenants.retain(|t| t.name != "handmade");
+        new.config.reindex_tenants();
+        let why = why_gone(&old, &new);
+        let got: Vec<(&str, &str)> = why.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(
+            got,
+            [
+                ("b", "tenant removed from the inventory"),
+                (
+                    "c",
+                    "tenant's inventory entry rejected: no [[tenant_template]] named `missing` (there are: t)"
+                ),
+                ("handmade", "tenant removed from the config"),
+            ]
+        );
+    }
+}
