@@ -1,21 +1,29 @@
 //! The inventory's families: entries accepted and rejected, and per source whether its
-//! latest read succeeded and when one last did. Nothing without `[inventory]`.
+//! latest read succeeded and when one last did. With `[inventory]` the families are there
+//! from the start (without samples until the first load is published, so OTLP registers
+//! them); nothing without it.
 //!
 //! Not here: reading or expanding the inventory (`probe::inventory`, `config::inventory`).
 
 use super::Family;
-use crate::snapshot::Snapshot;
+use crate::config::Config;
+use crate::snapshot::{InventoryStatus, Snapshot};
 
-pub(super) fn inventory_families(s: &Snapshot) -> Vec<Family> {
-    let Some(inv) = &s.inventory else {
+pub(super) fn inventory_families(s: &Snapshot, config: &Config) -> Vec<Family> {
+    if config.inventory.is_none() && s.inventory.is_none() {
         return Vec::new();
-    };
-    let entries = Family::gauge(
+    }
+    let empty = InventoryStatus::default();
+    let loaded = s.inventory.is_some();
+    let inv = s.inventory.as_ref().unwrap_or(&empty);
+    let mut entries = Family::gauge(
         "keycanary_inventory_entries",
         "Inventory entries by state: accepted (made a tenant, every shard's) or rejected (logged with the reason, skipped).",
-    )
-    .with(&[("state", "accepted")], inv.accepted as f64)
-    .with(&[("state", "rejected")], inv.rejected as f64);
+    );
+    if loaded {
+        entries.push(&[("state", "accepted")], inv.accepted as f64);
+        entries.push(&[("state", "rejected")], inv.rejected as f64);
+    }
     let mut up = Family::gauge(
         "keycanary_inventory_up",
         "1 when the latest read of the inventory source succeeded, 0 when it failed (its last good list is kept).",
@@ -44,9 +52,10 @@ mod tests {
 
     #[test]
     fn entries_and_each_source_are_exported() {
-        let check = |s: &Snapshot, want: &[&str]| {
+        let plain = crate::telemetry::fixtures::config();
+        let check = |s: &Snapshot, config: &Config, want: &[&str]| {
             let mut got = Vec::new();
-            for f in inventory_families(s) {
+            for f in inventory_families(s, config) {
                 for sample in &f.samples {
                     let l: Vec<String> = sample
                         .labels
@@ -58,7 +67,29 @@ mod tests {
             }
             assert_eq!(got, want);
         };
-        check(&Snapshot::default(), &[]);
+        check(&Snapshot::default(), &plain, &[]);
+        assert!(inventory_families(&Snapshot::default(), &plain).is_empty());
+        // With [inventory], before the first load: the families, no samples yet.
+        let mut with = plain.clone();
+        with.inventory = Some(crate::config::inventory::Inventory {
+            file: Some("inventory.json".into()),
+            url: None,
+            bearer: None,
+            refresh: std::time::Duration::from_secs(60),
+            max_bytes: 1024,
+            base_dir: ".".into(),
+        });
+        let families = inventory_families(&Snapshot::default(), &with);
+        let names: Vec<&str> = families.iter().map(|f| f.name).collect();
+        assert_eq!(
+            names,
+            [
+                "keycanary_inventory_entries",
+                "keycanary_inventory_up",
+                "keycanary_inventory_last_success_timestamp_seconds"
+            ]
+        );
+        check(&Snapshot::default(), &with, &[]);
         let mut s = Snapshot::default();
         let mut sources = std::collections::BTreeMap::new();
         sources.insert(
@@ -82,6 +113,7 @@ mod tests {
         });
         check(
             &s,
+            &plain,
             &[
                 "keycanary_inventory_entries{state=accepted} 998",
                 "keycanary_inventory_entries{state=rejected} 2",

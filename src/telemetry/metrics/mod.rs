@@ -180,7 +180,7 @@ fn tenant_families(snapshot: &Snapshot, config: &Config, tenant: Option<&str>) -
 /// The process's families written after the tenants' ones.
 fn tail_families(snapshot: &Snapshot, config: &Config) -> Vec<Family> {
     let mut out = process::notification_families(snapshot, config);
-    out.extend(inventory::inventory_families(snapshot));
+    out.extend(inventory::inventory_families(snapshot, config));
     out
 }
 
