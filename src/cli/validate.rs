@@ -18,9 +18,14 @@ pub(super) fn run(path: &Path, cfg: &Config, report: Option<&Report>) -> ExitCod
         .flat_map(|t| &t.domains)
         .map(|d| d.views().len())
         .sum();
+    let whose = if report.is_some() {
+        "file's and the inventory's"
+    } else {
+        "file's"
+    };
     let shard = match cfg.settings.shard {
         Some(s) => format!(
-            "; shard {s} watches {} of the {} tenant(s)",
+            "; shard {s} watches {} of the {whose} {} tenant(s)",
             cfg.tenants.len(),
             cfg.tenants_in_file
         ),

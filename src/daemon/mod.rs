@@ -205,17 +205,20 @@ pub async fn run_with_options(
                             fleet.absorb(loads, clock.now());
                         }
                         poller = Poller::start(&fleet.base, clock.clone(), inventory_tx.clone());
-                        fleet.expansion(true).map(|x| (x, "config reloaded"))
+                        let x = fleet.expansion(true);
+                        publish_inventory(&fleet);
+                        x.map(|x| (x, "config reloaded"))
                     }
                     None => None,
                 }
             }
             Some(loads) = inventory_rx.recv() => {
                 fleet.absorb(loads, clock.now());
-                fleet.expansion(false).map(|x| (x, "inventory changed: tenants replaced"))
+                let x = fleet.expansion(false);
+                publish_inventory(&fleet);
+                x.map(|x| (x, "inventory changed: tenants replaced"))
             }
         };
-        publish_inventory(&fleet);
         let Some((expansion, applied)) = change else {
             continue;
         };
