@@ -21,15 +21,19 @@
 //! finished, and gives sends in flight a few seconds. With [`Options::config_path`],
 //! SIGHUP re-reads the config: a file with problems is refused (each problem logged) and
 //! the running config stays; a good one replaces the tenant tasks, the prober and the
-//! notifier's channels.
+//! notifier's channels. With `[inventory]`, the inventory's tenants join the file's at
+//! start, and whenever its entries change the workers are replaced the same way
+//! (`inventory`); a tenant that left is retired on the next tick, its incidents resolving
+//! with the reason.
 //!
 //! Not here: the judgement itself (`crate::judge`: `detect`, `alert` — pure), SQL (`store`), talking to
 //! receivers (`notify`).
 //!
 //! The rooms: `scheduler` (tenant tasks, the workers a reload replaces), `live` (what is
 //! carried between rounds), `rounds` (a round or a tick: judge, commit, publish), `commit`
-//! (the store side), `publish` (the snapshot side), `reload` (SIGHUP), `health` (the
-//! daemon's own health in its log). This file is the run loop.
+//! (the store side), `publish` (the snapshot side), `reload` (SIGHUP), `inventory` (the
+//! inventory's poller and last good lists), `health` (the daemon's own health in its
+//! log). This file is the run loop.
 
 mod commit;
 mod health;

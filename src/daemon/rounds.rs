@@ -76,8 +76,8 @@ pub(super) async fn on_round(
 
 /// Every interval: tenants whose round has been probing for [`STALE_INTERVALS`]
 /// intervals without finishing are judged without an observation (their last findings
-/// carried, plus `probe_stale`), and tenants no longer configured are judged with no
-/// findings, so their incidents resolve. A tenant whose round is only waiting for
+/// carried, plus `probe_stale`), and tenants no longer configured are retired
+/// ([`judge_removed`]): their incidents end at once, the resolve saying why they went. A tenant whose round is only waiting for
 /// keycanary (a concurrency permit) is keycanary's lag, counted and logged, never a
 /// finding about the identity provider; nor is a round waiting for the judge, since
 /// silence is measured from when probing finished.
