@@ -207,6 +207,7 @@ mod tests {
                 ),
                 detail: "serves key-1 only".into(),
                 ready_at: Some(Timestamp(60_000)),
+                location: None,
             }],
             advisories: vec![Advisory {
                 code: Code::CachePolicyDrift,
