@@ -476,11 +476,15 @@ async fn findings(
     }
 }
 
-/// `GET /v1/gate/rotation?tenant=T[&kid=N]` and `/v1/gate/retirement?tenant=T&kid=C`.
+/// `GET /v1/gate/rotation?tenant=T[&kid=N][&scope=global]` and
+/// `/v1/gate/retirement?tenant=T&kid=C`.
 #[derive(Debug, Deserialize)]
 pub struct GateQuery {
     pub tenant: String,
     pub kid: Option<String>,
+    /// `local` (the default: this daemon's views) or `global` (every location's, through
+    /// `[gate] prometheus`).
+    pub scope: Option<String>,
 }
 
 async fn gate_rotation(
@@ -488,6 +492,7 @@ async fn gate_rotation(
     q: Result<Query<GateQuery>, QueryRejection>,
 ) -> Response {
     match q {
+        Ok(Query(q)) if q.scope.as_deref() == Some("global") => global_gate(&state, q).await,
         Ok(Query(q)) => gate(&state, q, false),
         Err(e) => bad_query(e),
     }
@@ -516,6 +521,21 @@ fn bad_query(e: QueryRejection) -> Response {
 /// with the answer), 400 for an unknown tenant or a retirement without a kid, 503 before
 /// the first round.
 fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
+    match q.scope.as_deref() {
+        None | Some("local") => {}
+        Some("global") => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "scope=global is answered for the rotation gate only: ask the retirement gate of each location (scope=local)",
+            );
+        }
+        Some(other) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("unknown scope `{other}`: use `local` or `global`"),
+            );
+        }
+    }
     if read(state, |_, config| config.tenant(&q.tenant).is_none()) {
         return error(
             StatusCode::BAD_REQUEST,
@@ -568,6 +588,58 @@ fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
             };
             (status, Json(a)).into_response()
         }
+    }
+}
+
+/// The rotation gate over every location (`scope=global`): the samples every keycanary
+/// exports, read from `[gate] prometheus`, judged by the same view rule as a local answer.
+/// 200 safe, 409 unsafe, 400 without a kid or with no `[gate] prometheus`, 503 when
+/// Prometheus cannot be reached or answers anything but an instant vector.
+async fn global_gate(state: &ApiState, q: GateQuery) -> Response {
+    let (gate, margin) = read(state, |_, c| (c.gate.clone(), c.settings.gate_margin));
+    let Some(prometheus) = gate.prometheus else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "scope=global needs [gate] prometheus (and locations) in the daemon's config",
+        );
+    };
+    let Some(kid) = q.kid.as_deref() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "scope=global needs `kid`: the key to promote",
+        );
+    };
+    // Another shard's tenant may be asked about, so any name a config could hold will do.
+    if !detect::gate::global::is_tenant_name(&q.tenant) {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`{}` is not a tenant name",
+                crate::model::wire::text(&q.tenant, 64)
+            ),
+        );
+    }
+    let scope = detect::gate::global::Scope {
+        tenant: &q.tenant,
+        kid,
+        locations: &gate.locations,
+        margin,
+        max_age: gate.max_age,
+        now: state.clock.now(),
+    };
+    match crate::prometheus::rotation(&prometheus, &scope).await {
+        Ok(a) => {
+            let status = if a.safe {
+                StatusCode::OK
+            } else {
+                StatusCode::CONFLICT
+            };
+            (status, Json(a)).into_response()
+        }
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("no global answer: {e}"),
+        ),
     }
 }
 

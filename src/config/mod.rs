@@ -19,6 +19,7 @@ pub mod channels;
 mod error;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod gate;
 pub mod profiles;
 mod raw;
 mod secrets;
@@ -35,6 +36,7 @@ pub use channels::{
     PagerDutyConfig, SlackConfig, SmtpTls, WebhookConfig,
 };
 pub use error::{ConfigError, Problem};
+pub use gate::GateConfig;
 pub use profiles::{ClientProfile, DEFAULT_PROFILES, OnFetchFailure};
 pub use secrets::{MemorySecrets, SecretReader, SecretSource};
 pub use shard::Shard;
@@ -66,6 +68,8 @@ pub struct Config {
     pub alerting: Alerting,
     /// `[telemetry]`: where traces go (off unless configured).
     pub telemetry: TelemetryConfig,
+    /// `[gate]`: the rotation gate over every location, through Prometheus.
+    pub gate: GateConfig,
 }
 
 /// `[telemetry]`.

@@ -34,6 +34,7 @@ pub(super) struct RawConfig {
     #[serde(default)]
     pub(super) tenant: Vec<RawTenant>,
     pub(super) alerting: Option<RawAlerting>,
+    pub(super) gate: Option<super::gate::RawGate>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -221,12 +221,15 @@ mod tests {
         }
     }
 
+    /// A blocker's code and `ready_at` in seconds, or none.
+    type Expected = Option<(Code, Option<i64>)>;
+
     /// One view's facts at t = 1000 s with a 10 s margin → (code, ready_at in s) or none.
-    fn check(kid: KidSeen, s: Option<u64>, expected: Option<(Code, Option<i64>)>) {
+    fn check(kid: KidSeen, s: Option<u64>, expected: Expected) {
         let now = Timestamp::from_secs(1_000);
         let views = [view(Some("us"), "cdn", kid, s)];
         let got = view_blockers("acme", "k2", &views, Duration::from_secs(10), now);
-        let got: Option<(Code, Option<i64>)> = match got.as_slice() {
+        let got: Expected = match got.as_slice() {
             [] => None,
             [b] => {
                 assert_eq!(b.location.as_deref(), Some("us"));
@@ -244,7 +247,7 @@ mod tests {
         use Code::*;
         let at = |s| Timestamp::from_secs(s);
         let missing = |a: Option<i64>| KidSeen::Missing { arrival: a.map(at) };
-        let table: &[(KidSeen, Option<u64>, Option<(Code, Option<i64>)>)] = &[
+        let table: &[(KidSeen, Option<u64>, Expected)] = &[
             // Missing: ready when it arrives plus S plus margin, if both are known.
             (
                 missing(Some(1_200)),

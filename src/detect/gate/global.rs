@@ -54,8 +54,17 @@ pub struct Sample {
     pub value: f64,
 }
 
+/// Whether `s` can be a tenant's name (a configuration label: letters, digits, `_`, `-`,
+/// `.`; at most 128 characters), and so be put in a query as it is.
+pub fn is_tenant_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
 /// The one PromQL instant query that fetches everything the gate needs about `tenant`
-/// (a validated configuration label: letters, digits, `_`, `-`, `.`, nothing to escape).
+/// (a name that passes [`is_tenant_name`]: nothing to escape; callers check it first).
 pub fn query(tenant: &str) -> String {
     format!(
         "{{__name__=~\"{}\",tenant=\"{tenant}\"}}",
@@ -333,7 +342,7 @@ fn view_key(s: &Sample) -> Option<ViewKey> {
 /// Unix seconds as a timestamp (saturating); `None` for a value that is not a number or
 /// is negative (such a sample is dropped: what it would have said is then missing).
 fn secs(v: f64) -> Option<Timestamp> {
-    (v.is_finite() && v >= 0.0).then(|| Timestamp((v * 1000.0) as i64))
+    (v.is_finite() && v >= 0.0).then_some(Timestamp((v * 1000.0) as i64))
 }
 
 /// Seconds as a duration (saturating); `None` for a value that is not a number or is
