@@ -306,6 +306,7 @@ mod tests {
         edge.subject.edge = Some("192.0.2.10".into());
         edge.subject.kid = Some("key-1".into());
         edge.ready_at = None;
+        edge.location = Some("us".into());
         let mut pinned = unsafe_.clone();
         pinned.blocking.push(edge);
         let safe = GateAnswer {
@@ -369,6 +370,19 @@ mod tests {
             "{text}"
         );
         assert_eq!(lines.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn text_names_the_location_of_a_blocker_over_every_location() {
+        let mut a = unsafe_answer();
+        a.blocking[0].location = Some("us".into());
+        let text = gate_text(&a);
+        assert!(
+            text.lines()
+                .nth(3)
+                .is_some_and(|l| l.contains("path=cdn location=us  serves key-1 only")),
+            "{text}"
+        );
     }
 
     #[test]

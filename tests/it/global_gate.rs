@@ -284,6 +284,16 @@ async fn a_purge_at_one_location_is_not_enough_for_the_global_gate() {
     );
     let (status, _) = eu.global().await;
     assert_eq!(status, 409);
+    // Every field of the blockers is documented in openapi.json.
+    let doc: Value = serde_json::from_str(keycanary::api::OPENAPI).unwrap();
+    let props = doc["components"]["schemas"]["Blocker"]["properties"]
+        .as_object()
+        .unwrap();
+    for b in global["blocking"].as_array().unwrap() {
+        for k in b.as_object().unwrap().keys() {
+            assert!(props.contains_key(k), "Blocker.{k} is not in openapi.json");
+        }
+    }
 
     // The command line asks the same Prometheus and gets the same refusal; a location
     // nobody reports blocks too.
