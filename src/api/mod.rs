@@ -548,34 +548,12 @@ fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
             "the retirement gate needs `kid`: the key to remove",
         );
     }
-    let now = state.clock.now();
-    let answer = read(state, |s, config| {
-        if s.rounds == 0 {
-            return None;
-        }
-        let question = if retire {
-            Question::Retirement(q.kid.as_deref().unwrap_or_default())
-        } else {
-            Question::Rotation(q.kid.as_deref())
-        };
-        // The tenant's own part: its history (copied for this question), latest round
-        // and open findings.
-        let observations = s
-            .observation(&q.tenant)
-            .map(std::slice::from_ref)
-            .unwrap_or(&[]);
-        let open = s.tenants.get(&q.tenant).map_or(&[][..], |t| &t.findings);
-        Some(detect::gate::answer(
-            config,
-            &s.history_of(&q.tenant),
-            observations,
-            open,
-            &q.tenant,
-            question,
-            now,
-        ))
-    });
-    match answer {
+    let question = if retire {
+        Question::Retirement(q.kid.as_deref().unwrap_or_default())
+    } else {
+        Question::Rotation(q.kid.as_deref())
+    };
+    match local_answer(state, &q.tenant, question) {
         None => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "no round has finished yet: ask again after the first round",
@@ -591,8 +569,41 @@ fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
     }
 }
 
+/// This daemon's answer from its history and open findings; `None` before the first
+/// round.
+fn local_answer(
+    state: &ApiState,
+    tenant: &str,
+    question: Question<'_>,
+) -> Option<detect::gate::GateAnswer> {
+    let now = state.clock.now();
+    read(state, |s, config| {
+        if s.rounds == 0 {
+            return None;
+        }
+        // The tenant's own part: its history (copied for this question), latest round
+        // and open findings.
+        let observations = s
+            .observation(tenant)
+            .map(std::slice::from_ref)
+            .unwrap_or(&[]);
+        let open = s.tenants.get(tenant).map_or(&[][..], |t| &t.findings);
+        Some(detect::gate::answer(
+            config,
+            &s.history_of(tenant),
+            observations,
+            open,
+            tenant,
+            question,
+            now,
+        ))
+    })
+}
+
 /// The rotation gate over every location (`scope=global`): the samples every keycanary
-/// exports, read from `[gate] prometheus`, judged by the same view rule as a local answer.
+/// exports, read from `[gate] prometheus`, judged by the same view rule as a local answer;
+/// plus, when this daemon watches the tenant, its local answer's conditions about the key
+/// itself (hygiene, alg) and its advisories.
 /// 200 safe, 409 unsafe, 400 without a kid or with no `[gate] prometheus`, 503 when
 /// Prometheus cannot be reached or answers anything but an instant vector.
 async fn global_gate(state: &ApiState, q: GateQuery) -> Response {
@@ -627,7 +638,18 @@ async fn global_gate(state: &ApiState, q: GateQuery) -> Response {
         max_age: gate.max_age,
         now: state.clock.now(),
     };
-    match crate::prometheus::rotation(&prometheus, &scope).await {
+    let answer = crate::prometheus::rotation(&prometheus, &scope).await;
+    // What this daemon knows about the key itself (its hygiene, its alg), when it watches
+    // the tenant: the same from every location, and not in the exported families.
+    let watched = read(state, |_, c| c.tenant(&q.tenant).is_some());
+    let local = watched
+        .then(|| local_answer(state, &q.tenant, Question::Rotation(Some(kid))))
+        .flatten();
+    let answer = answer.map(|a| match &local {
+        Some(l) => detect::gate::global::with_key_conditions(a, l),
+        None => a,
+    });
+    match answer {
         Ok(a) => {
             let status = if a.safe {
                 StatusCode::OK

@@ -12,9 +12,10 @@
 //! latest round is older than `max_age`, blocks with `probe_stale` naming the location;
 //! so does a fresh location that reports no view of the tenant, or a view without S.
 //!
-//! Deliberately not here: the HTTP request to Prometheus (`crate::prometheus`), and the
-//! key's own hygiene and alg (conditions 3 and 4: properties of the key set the same from
-//! every location, answered by each instance's local gate).
+//! Deliberately not here: the HTTP request to Prometheus (`crate::prometheus`). The key's
+//! own hygiene and alg (conditions 3 and 4: properties of the key set, the same from every
+//! location) are not exported; a daemon that watches the tenant adds them from its local
+//! answer ([`with_key_conditions`]).
 
 use super::facts::{self, KidSeen, ViewFacts};
 use super::{Blocker, GateAnswer, GateKind};
@@ -242,6 +243,30 @@ pub fn rotation(samples: &[Sample], scope: &Scope<'_>) -> GateAnswer {
         blocking,
         Vec::new(),
         scope.now,
+    )
+}
+
+/// `global` with what a local answer to the same question says about the key itself:
+/// its hygiene and alg (conditions 3 and 4: properties of the key set, the same from every
+/// location, which the exported families do not carry), and the local advisories. A
+/// daemon that watches the tenant adds them to its answer over every location.
+pub fn with_key_conditions(global: GateAnswer, local: &GateAnswer) -> GateAnswer {
+    let about_the_key = |c: Code| c.blocks_promoting_its_kid() || c == Code::AlgNotAllowed;
+    let mut blocking = global.blocking;
+    blocking.extend(
+        local
+            .blocking
+            .iter()
+            .filter(|b| about_the_key(b.code))
+            .cloned(),
+    );
+    GateAnswer::new(
+        global.gate,
+        &global.tenant,
+        global.kid,
+        blocking,
+        local.advisories.clone(),
+        global.evaluated_at,
     )
 }
 

@@ -321,3 +321,47 @@ fn the_query_names_every_family_and_the_tenant() {
     }
     assert!(q.ends_with(",tenant=\"acme\"}"), "{q}");
 }
+
+#[test]
+fn a_local_answer_adds_what_it_knows_about_the_key_itself() {
+    use crate::detect::gate::Advisory;
+    let global = answer(&location("eu", (NOW - 100) as f64), &["eu"]);
+    assert!(global.safe);
+    let blocker = |code, kid: &str| Blocker {
+        code,
+        subject: Subject::tenant("acme").with_kid(Some(kid)),
+        detail: "seen here".into(),
+        ready_at: None,
+        location: None,
+    };
+    let mut local = global.clone();
+    local.blocking = vec![
+        blocker(Code::WeakKey, "k2"),
+        blocker(Code::AlgNotAllowed, "k2"),
+        blocker(Code::KidReused, "k2"),
+        // View conditions of this location only: the global answer has its own.
+        blocker(Code::KidMissing, "k2"),
+        blocker(Code::StaleEdge, "k2"),
+        blocker(Code::KeyActivatedEarly, "k2"),
+        blocker(Code::ProbeStale, "k2"),
+    ];
+    local.advisories = vec![Advisory {
+        code: Code::CachePolicyDrift,
+        subject: Subject::tenant("acme"),
+        detail: "drift".into(),
+        why: "why".into(),
+    }];
+    let merged = with_key_conditions(global.clone(), &local);
+    let codes: Vec<Code> = merged.blocking.iter().map(|b| b.code).collect();
+    assert_eq!(
+        codes,
+        [Code::AlgNotAllowed, Code::KidReused, Code::WeakKey],
+        "{merged:#?}"
+    );
+    assert!(!merged.safe);
+    assert_eq!(merged.advisories.len(), 1);
+    assert_eq!(merged.evaluated_at, global.evaluated_at);
+    // A healthy key adds nothing.
+    let merged = with_key_conditions(global.clone(), &global);
+    assert!(merged.safe && merged.blocking.is_empty());
+}
