@@ -415,7 +415,7 @@ pub fn current_signer(h: &TenantHistory) -> Option<String> {
 
 /// Since when `signer` alone has signed: the first of the trailing rounds in which every
 /// token carried it.
-fn signer_stable_since(h: &TenantHistory, signer: &str) -> Timestamp {
+pub fn signer_stable_since(h: &TenantHistory, signer: &str) -> Timestamp {
     let mut since = h
         .signing()
         .last()

@@ -54,6 +54,21 @@ pub async fn rotation(base: &Url, scope: &Scope<'_>) -> Result<GateAnswer, Query
     Ok(global::rotation(&samples, scope))
 }
 
+/// The retirement gate for `scope` over every location, from the Prometheus at `base`,
+/// with what this daemon's history says (`signing`, `local`: see `global::retirement`).
+pub async fn retirement(
+    base: &Url,
+    scope: &Scope<'_>,
+    signing: Option<global::Signing<'_>>,
+    local: &GateAnswer,
+) -> Result<GateAnswer, QueryError> {
+    if !global::is_tenant_name(scope.tenant) {
+        return Err(QueryError::NotATenant);
+    }
+    let samples = instant_query(base, &global::query(scope.tenant)).await?;
+    Ok(global::retirement(&samples, scope, signing, local))
+}
+
 /// `GET {base}/api/v1/query?query=…`: the samples of an instant vector.
 pub async fn instant_query(base: &Url, query: &str) -> Result<Vec<Sample>, QueryError> {
     let mut url = base.clone();

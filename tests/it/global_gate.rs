@@ -7,7 +7,9 @@
 //! and the global gate (`/v1/gate/rotation?scope=global`, `keycanary gate --prometheus`)
 //! refuses, naming us's edge with its `ready_at`. Then us's edge is purged too: the global
 //! gate turns safe once us's staleness budget has passed since its edge served the key,
-//! and not before. A location nobody reports blocks; a Prometheus that is gone is a 503.
+//! and not before. The retirement gate over every location refuses the signer and lets
+//! the never-used staged key go. A location nobody reports blocks; a Prometheus that is
+//! gone is a 503.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -353,6 +355,22 @@ async fn a_purge_at_one_location_is_not_enough_for_the_global_gate() {
     );
     assert!(safe["blocking"].as_array().unwrap().is_empty(), "{safe:#}");
 
+    // The retirement gate over every location, asked of eu: key-1 still signs (eu's
+    // history says so); the staged key-2, which never signed, may go: key-1 is served by
+    // every view at both locations and has signed alone for longer than any S.
+    let retire = async |kid: &str| {
+        eu.get(&format!(
+            "/v1/gate/retirement?tenant=example&kid={kid}&scope=global"
+        ))
+        .await
+    };
+    let (status, answer) = retire("key-1").await;
+    assert_eq!(status, 409, "{answer:#}");
+    assert!(has(&answer, "key_removed_early", "-", "-"), "{answer:#}");
+    let (status, answer) = retire("key-2").await;
+    assert_eq!(status, 200, "{answer:#}");
+    assert_eq!(answer["gate"], "retirement", "{answer:#}");
+
     // Prometheus gone: an error answer, never "safe".
     drop(prom);
     let (status, body) = eu.global().await;
@@ -364,6 +382,8 @@ async fn a_purge_at_one_location_is_not_enough_for_the_global_gate() {
             .contains("cannot reach Prometheus"),
         "{body:#}"
     );
+    let (status, body) = retire("key-2").await;
+    assert_eq!(status, 503, "{body:#}");
     let (code, _, stderr) = cli_gate(&us.config, &["--global"]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("cannot reach Prometheus"), "{stderr}");

@@ -89,10 +89,185 @@ pub struct Scope<'a> {
 /// Where a view is: location, domain, view id, kind.
 type ViewKey = (String, String, ViewId, ViewKind);
 
+/// What the samples say about the tenant: the no-data blockers, and every fresh location's
+/// views (each reported by at least one instance) with their facts about `kid`.
+struct Read {
+    blocking: Vec<Blocker>,
+    views: BTreeMap<ViewKey, Merged>,
+}
+
 /// The rotation gate for `scope.kid` over every location's views in `samples`.
 pub fn rotation(samples: &[Sample], scope: &Scope<'_>) -> GateAnswer {
     let tenant = scope.tenant;
     let kid = cut(scope.kid);
+    let Read {
+        mut blocking,
+        views,
+    } = read(samples, scope, &kid);
+    let origin_has_kid = |location: &str, domain: &str| {
+        views.iter().any(|(k, v)| {
+            k.0 == location && k.1 == domain && k.3 == ViewKind::Origin && v.kid_seen().is_some()
+        })
+    };
+    let mut view_facts = Vec::new();
+    for ((location, domain, view, kind), v) in &views {
+        let subject = Subject::view(tenant, domain, view);
+        if v.stale_edge || v.error_cached {
+            for (on, code) in [
+                (v.stale_edge, Code::StaleEdge),
+                (v.error_cached, Code::ErrorCached),
+            ] {
+                if on {
+                    blocking.push(Blocker {
+                        code,
+                        subject: subject.clone(),
+                        detail: format!(
+                            "{code} on {domain}/{view} at {location}: verify a purge there, not only where it was issued"
+                        ),
+                        ready_at: v.turnover,
+                        location: Some(location.clone()),
+                    });
+                }
+            }
+        }
+        let Some(budget) = v.budget.clone() else {
+            blocking.push(no_budget(tenant, &kid, (location, domain, view)));
+            continue;
+        };
+        let seen = v.kid_seen().unwrap_or(KidSeen::Missing {
+            arrival: (*kind == ViewKind::Edge && origin_has_kid(location, domain))
+                .then_some(v.turnover)
+                .flatten(),
+        });
+        view_facts.push(ViewFacts {
+            location: Some(location.clone()),
+            domain: domain.clone(),
+            view: view.clone(),
+            kind: *kind,
+            kid: seen,
+            budget,
+        });
+    }
+    blocking.extend(facts::view_blockers(
+        tenant,
+        &kid,
+        &view_facts,
+        scope.margin,
+        scope.now,
+    ));
+    GateAnswer::new(
+        GateKind::Rotation,
+        tenant,
+        Some(scope.kid.to_owned()),
+        blocking,
+        Vec::new(),
+        scope.now,
+    )
+}
+
+/// What the retirement gate takes from the tenant's history: the current signer and since
+/// when it has signed alone (the same at every location: the IdP signs for all of them).
+#[derive(Debug, Clone, Copy)]
+pub struct Signing<'a> {
+    pub signer: &'a str,
+    pub alone_since: Timestamp,
+}
+
+/// The retirement gate for `scope.kid` (the key to remove) over every location: every
+/// view of every location serves the current signer, and it has signed alone for the
+/// longest S of any of them; with the no-data rule of [`rotation`]. What the history
+/// decides (the key still signs, its tokens are not expired yet, no signer known) comes
+/// from `local`, this daemon's own answer to the same question, as do the advisories.
+pub fn retirement(
+    samples: &[Sample],
+    scope: &Scope<'_>,
+    signing: Option<Signing<'_>>,
+    local: &GateAnswer,
+) -> GateAnswer {
+    let tenant = scope.tenant;
+    let mut blocking: Vec<Blocker> = local
+        .blocking
+        .iter()
+        .filter(|b| matches!(b.code, Code::KeyRemovedEarly | Code::LoginFailed))
+        .cloned()
+        .collect();
+    if let Some(Signing {
+        signer,
+        alone_since,
+    }) = signing
+    {
+        let signer = cut(signer);
+        let read = read(samples, scope, &signer);
+        blocking.extend(read.blocking);
+        let mut worst = Duration::ZERO;
+        let mut unbounded: Option<(String, String)> = None;
+        for ((location, domain, view, _), v) in &read.views {
+            if v.kid_seen().is_none() {
+                blocking.push(Blocker {
+                    code: Code::KidMissing,
+                    subject: Subject::view(tenant, domain, view).with_kid(Some(&signer)),
+                    detail: format!(
+                        "the current signer {signer} is not served by {domain}/{view} at {location}"
+                    ),
+                    ready_at: None,
+                    location: Some(location.clone()),
+                });
+            }
+            match &v.budget {
+                None => blocking.push(no_budget(tenant, &signer, (location, domain, view))),
+                Some(Budget::Bounded(s)) => worst = worst.max(*s),
+                Some(Budget::Unbounded { profile }) => {
+                    unbounded = Some((profile.clone(), location.clone()));
+                }
+            }
+        }
+        let subject = Subject::tenant(tenant).with_kid(Some(&signer));
+        match unbounded {
+            Some((profile, location)) => blocking.push(Blocker {
+                code: Code::StalenessBudgetExceeded,
+                subject,
+                detail: format!("client profile {profile} at {location} never drops a cached key set: no wait is long enough"),
+                ready_at: None,
+                location: Some(location),
+            }),
+            None => {
+                let ready = alone_since.plus(worst);
+                if ready > scope.now {
+                    blocking.push(Blocker {
+                        code: Code::SigningKeyInconsistent,
+                        subject,
+                        detail: format!(
+                            "{signer} has signed alone since {alone_since}; needs {} (the longest staleness budget of any location's views)",
+                            crate::detect::profiles::human(worst)
+                        ),
+                        ready_at: Some(ready),
+                        location: None,
+                    });
+                }
+            }
+        }
+    }
+    GateAnswer::new(
+        GateKind::Retirement,
+        tenant,
+        Some(scope.kid.to_owned()),
+        blocking,
+        local.advisories.clone(),
+        scope.now,
+    )
+}
+
+fn no_budget(tenant: &str, kid: &str, (location, domain, view): (&str, &str, &ViewId)) -> Blocker {
+    no_data(
+        Subject::view(tenant, domain, view).with_kid(Some(kid)),
+        location,
+        format!("location {location} reports no staleness budget for {domain}/{view}"),
+    )
+}
+
+/// Reads `samples` about `scope.tenant`, with the sightings of `kid` (already cut).
+fn read(samples: &[Sample], scope: &Scope<'_>, kid: &str) -> Read {
+    let tenant = scope.tenant;
     let mut blocking = Vec::new();
     let mut rounds: BTreeMap<String, Timestamp> = BTreeMap::new();
     let mut views: BTreeMap<ViewKey, Merged> = BTreeMap::new();
@@ -178,72 +353,8 @@ pub fn rotation(samples: &[Sample], scope: &Scope<'_>) -> GateAnswer {
         }
     }
 
-    let origin_has_kid = |location: &str, domain: &str| {
-        views.iter().any(|(k, v)| {
-            k.0 == location && k.1 == domain && k.3 == ViewKind::Origin && v.kid_seen().is_some()
-        })
-    };
-    let mut view_facts = Vec::new();
-    for ((location, domain, view, kind), v) in &views {
-        if !fresh.contains(&location.as_str()) || v.reporters.is_empty() {
-            continue;
-        }
-        let subject = Subject::view(tenant, domain, view);
-        if v.stale_edge || v.error_cached {
-            for (on, code) in [
-                (v.stale_edge, Code::StaleEdge),
-                (v.error_cached, Code::ErrorCached),
-            ] {
-                if on {
-                    blocking.push(Blocker {
-                        code,
-                        subject: subject.clone(),
-                        detail: format!(
-                            "{code} on {domain}/{view} at {location}: verify a purge there, not only where it was issued"
-                        ),
-                        ready_at: v.turnover,
-                        location: Some(location.clone()),
-                    });
-                }
-            }
-        }
-        let Some(budget) = v.budget.clone() else {
-            blocking.push(no_data(
-                subject.with_kid(Some(&kid)),
-                location,
-                format!("location {location} reports no staleness budget for {domain}/{view}"),
-            ));
-            continue;
-        };
-        let seen = v.kid_seen().unwrap_or(KidSeen::Missing {
-            arrival: (*kind == ViewKind::Edge && origin_has_kid(location, domain))
-                .then_some(v.turnover)
-                .flatten(),
-        });
-        view_facts.push(ViewFacts {
-            location: Some(location.clone()),
-            domain: domain.clone(),
-            view: view.clone(),
-            kind: *kind,
-            kid: seen,
-            budget,
-        });
-    }
-    blocking.extend(facts::view_blockers(
-        tenant,
-        &kid,
-        &view_facts,
-        scope.margin,
-        scope.now,
-    ));
-    GateAnswer::new(
-        GateKind::Rotation,
-        tenant,
-        Some(scope.kid.to_owned()),
-        blocking,
-        Vec::new(),
-        scope.now,
-    )
+    views.retain(|k, v| fresh.contains(&k.0.as_str()) && !v.reporters.is_empty());
+    Read { blocking, views }
 }
 
 /// `global` with what a local answer to the same question says about the key itself:

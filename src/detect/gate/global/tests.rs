@@ -365,3 +365,99 @@ fn a_local_answer_adds_what_it_knows_about_the_key_itself() {
     let merged = with_key_conditions(global.clone(), &global);
     assert!(merged.safe && merged.blocking.is_empty());
 }
+
+/// The retirement of k1 with k2 (the `kid` of [`location`]) signing alone since
+/// `alone_since` (seconds), after `local`'s blockers: each blocker as in [`rows`].
+fn retire(samples: &[Sample], locations: &[&str], alone_since: i64, local: &[Code]) -> Vec<String> {
+    let locations: Vec<String> = locations.iter().map(|l| (*l).to_owned()).collect();
+    let scope = Scope {
+        tenant: "acme",
+        kid: "k1",
+        locations: &locations,
+        margin: Duration::ZERO,
+        max_age: Duration::from_secs(90),
+        now: Timestamp::from_secs(NOW),
+    };
+    let mut answer = rotation(&[], &scope);
+    answer.blocking = local
+        .iter()
+        .map(|code| Blocker {
+            code: *code,
+            subject: Subject::tenant("acme").with_kid(Some("k1")),
+            detail: "from the history".into(),
+            ready_at: None,
+            location: None,
+        })
+        .collect();
+    let signing = Signing {
+        signer: "k2",
+        alone_since: Timestamp::from_secs(alone_since),
+    };
+    let a = retirement(samples, &scope, Some(signing), &answer);
+    assert_eq!(a.gate, GateKind::Retirement);
+    assert_eq!(a.kid.as_deref(), Some("k1"));
+    assert_eq!(a.safe, a.blocking.is_empty());
+    rows(&a)
+}
+
+#[test]
+fn retirement_over_every_location() {
+    let both = || [location("eu", 1.0), location("us", 1.0)].concat();
+    // The signer served everywhere, alone for longer than every S (60 s): safe.
+    assert_eq!(
+        retire(&both(), &["eu", "us"], NOW - 61, &[]),
+        Vec::<String>::new()
+    );
+    // Not yet alone for the longest S: ready then.
+    let longer = edit(both(), |s| {
+        for x in s
+            .iter_mut()
+            .filter(|x| x.labels["__name__"] == BUDGET && label(x, "location") == "us")
+        {
+            x.value = 120.0;
+        }
+    });
+    assert_eq!(
+        retire(&longer, &["eu", "us"], NOW - 61, &[]),
+        ["signing_key_inconsistent - - 10059"]
+    );
+    // us's edge does not serve the signer.
+    let missing = edit(both(), |s| drop(s, KID_SINCE, "us", Some("cdn")));
+    assert_eq!(
+        retire(&missing, &["eu", "us"], NOW - 61, &[]),
+        ["kid_missing us cdn -"]
+    );
+    // An unbounded S anywhere: no wait is long enough.
+    let unbounded = edit(both(), |s| {
+        drop(s, BUDGET, "us", Some("cdn"));
+        s.push(sample(
+            UNBOUNDED,
+            &[view("us", "cdn"), vec![("profile", "istio")]].concat(),
+            1.0,
+        ));
+    });
+    assert_eq!(
+        retire(&unbounded, &["eu", "us"], NOW - 61, &[]),
+        ["staleness_budget_exceeded us - -"]
+    );
+    // No data from a listed location.
+    assert_eq!(
+        retire(&location("eu", 1.0), &["eu", "us"], NOW - 61, &[]),
+        ["probe_stale us - -"]
+    );
+    // What the history says about k1 itself is kept; its view blockers are replaced by
+    // every location's.
+    assert_eq!(
+        retire(
+            &both(),
+            &["eu", "us"],
+            NOW - 61,
+            &[
+                Code::KeyRemovedEarly,
+                Code::KidMissing,
+                Code::SigningKeyInconsistent
+            ]
+        ),
+        ["key_removed_early - - -"]
+    );
+}
