@@ -135,10 +135,14 @@ async fn global_gate(state: &ApiState, q: GateQuery) -> Response {
             "scope=global needs [gate] prometheus (and locations) in the daemon's config",
         );
     };
-    let Some(kid) = q.kid.as_deref() else {
+    // Without a kid: the current signer, as this daemon's history names it.
+    let signer = read(state, |s, _| {
+        s.history(&q.tenant).and_then(detect::gate::current_signer)
+    });
+    let Some(kid) = q.kid.as_deref().or(signer.as_deref()) else {
         return error(
             StatusCode::BAD_REQUEST,
-            "scope=global needs `kid`: the key to promote",
+            "scope=global needs `kid` (the key to promote) unless this daemon watches the tenant and has seen its current signer",
         );
     };
     // Another shard's tenant may be asked about, so any name a config could hold will do.

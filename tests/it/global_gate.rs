@@ -354,6 +354,13 @@ async fn a_purge_at_one_location_is_not_enough_for_the_global_gate() {
         "safe only once us's S has passed: {safe:#}"
     );
     assert!(safe["blocking"].as_array().unwrap().is_empty(), "{safe:#}");
+    // Without a kid: the current signer (key-1, found signing at both locations) is
+    // healthy everywhere.
+    let (status, healthy) = eu
+        .get("/v1/gate/rotation?tenant=example&scope=global")
+        .await;
+    assert_eq!(status, 200, "{healthy:#}");
+    assert_eq!(healthy["kid"], "key-1", "{healthy:#}");
 
     // The retirement gate over every location, asked of eu: key-1 still signs (eu's
     // history says so); the staged key-2, which never signed, may go: key-1 is served by
