@@ -1,7 +1,10 @@
-//! The rotation gate over every location, from what each location's keycanary exports and
-//! one Prometheus scrapes: the samples of one instant query (see [`query`]) in, the same
-//! gate answer out, judged by the same view rule as a local answer ([`facts::view_blockers`])
-//! and the same open-state rule (a stale edge or a cached error blocks every promotion).
+//! The gates over every location, from what each location's keycanary exports and one
+//! Prometheus scrapes: the samples of one instant query (see [`query`]) in, the same gate
+//! answer out. [`rotation`] judges every location's views by the same view rule as a local
+//! answer ([`facts::view_blockers`]) and the same open-state rule (a stale edge or a
+//! cached error blocks every promotion); [`retirement`] asks every location's views to
+//! serve the current signer and waits the longest S of any, with what the key signed
+//! taken from the asked daemon's own answer.
 //!
 //! What the samples say is read as hostile: every label value is cleaned and bounded
 //! (`model::wire`), a value that is not a finite number is dropped, and work is linear in
