@@ -84,6 +84,16 @@ enum Command {
         /// probing from here; its history makes time-based conditions decidable.
         #[arg(long)]
         url: Option<String>,
+        /// Ask over every location instead: read what every keycanary exports from this
+        /// Prometheus (its base URL, e.g. http://127.0.0.1:9090) and judge all their views.
+        #[arg(long, conflicts_with_all = ["url", "retire"])]
+        prometheus: Option<String>,
+        /// Ask over every location through `[gate] prometheus` of the config.
+        #[arg(long, conflicts_with_all = ["url", "retire"])]
+        global: bool,
+        /// A location that must answer (repeatable); default `[gate] locations`.
+        #[arg(long = "location")]
+        locations: Vec<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -119,7 +129,14 @@ impl Command {
     fn probes(&self) -> bool {
         matches!(
             self,
-            Command::Run { .. } | Command::Check { .. } | Command::Gate { url: None, .. }
+            Command::Run { .. }
+                | Command::Check { .. }
+                | Command::Gate {
+                    url: None,
+                    prometheus: None,
+                    global: false,
+                    ..
+                }
         )
     }
 }
@@ -300,6 +317,9 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<Ex
             kid,
             retire,
             url,
+            prometheus,
+            global,
+            locations,
             format,
         } => {
             let question = gate::Asked {
@@ -307,8 +327,14 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<Ex
                 kid,
                 retire,
             };
+            let source = match (url, prometheus, global) {
+                (Some(url), _, _) => gate::Source::Daemon(url),
+                (None, Some(p), _) => gate::Source::Prometheus(Some(p), locations),
+                (None, None, true) => gate::Source::Prometheus(None, locations),
+                (None, None, false) => gate::Source::Here,
+            };
             let (cfg, _) = inventory::expand(cfg(), &crate::clock::system()).await?;
-            gate::run(&cfg, &path, question, url.as_deref(), format).await
+            gate::run(&cfg, &path, question, source, format).await
         }
         Command::Lab { listen } => lab::run(listen).await,
     }

@@ -20,6 +20,7 @@ mod error;
 #[cfg(test)]
 pub(crate) mod fixtures;
 pub mod inventory;
+mod gate;
 pub mod profiles;
 mod raw;
 mod secrets;
@@ -37,6 +38,7 @@ pub use channels::{
     PagerDutyConfig, SlackConfig, SmtpTls, WebhookConfig,
 };
 pub use error::{ConfigError, Problem};
+pub use gate::GateConfig;
 pub use profiles::{ClientProfile, DEFAULT_PROFILES, OnFetchFailure};
 pub use secrets::{MemorySecrets, SecretReader, SecretSource};
 pub use shard::Shard;
@@ -77,6 +79,8 @@ pub struct Config {
     pub alerting: Alerting,
     /// `[telemetry]`: where traces go (off unless configured).
     pub telemetry: TelemetryConfig,
+    /// `[gate]`: the rotation gate over every location, through Prometheus.
+    pub gate: GateConfig,
 }
 
 /// `[telemetry]`.

@@ -39,6 +39,7 @@ pub(super) struct RawConfig {
     pub(super) tenant_template: Vec<RawTenant>,
     pub(super) inventory: Option<RawInventory>,
     pub(super) alerting: Option<RawAlerting>,
+    pub(super) gate: Option<super::gate::RawGate>,
 }
 
 /// `[inventory]`: where tenant entries come from (see `config::inventory`).

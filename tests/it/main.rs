@@ -12,6 +12,7 @@ mod dashboards;
 mod delivery;
 mod exit_codes;
 mod faults;
+mod global_gate;
 mod hardening;
 mod hygiene;
 mod inventory;

@@ -459,6 +459,9 @@ pub struct Caching {
     pub ttl: Option<Duration>,
     /// How long a 5xx from the origin is kept; `None`: never.
     pub error_ttl: Option<Duration>,
+    /// The `max-age` the CDN tells clients when it is not `ttl` (a CDN that keeps copies
+    /// longer than it says, until purged); `None`: `ttl`.
+    pub told_max_age: Option<Duration>,
 }
 
 impl Caching {
@@ -466,6 +469,7 @@ impl Caching {
     pub const OFF: Caching = Caching {
         ttl: None,
         error_ttl: None,
+        told_max_age: None,
     };
 
     /// 200s kept for `ttl`, errors not kept.
@@ -473,6 +477,7 @@ impl Caching {
         Caching {
             ttl: Some(ttl),
             error_ttl: None,
+            told_max_age: None,
         }
     }
 
@@ -491,6 +496,7 @@ impl Caching {
             (
                 format!("{prefix}_CACHE_CONTROL"),
                 self.ttl
+                    .map(|t| self.told_max_age.unwrap_or(t))
                     .map(|t| format!("public, max-age={}", t.as_secs()))
                     .unwrap_or_default(),
             ),

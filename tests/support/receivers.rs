@@ -223,6 +223,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// `target` is `host:port` of a keycanary API; `rules` the text of a rules file.
     pub async fn start(target: &str, rules: &str) -> Prometheus {
+        Prometheus::scraping(&[target], rules).await
+    }
+
+    /// Scraping every one of `targets` (`host:port` of keycanary APIs) in one job.
+    pub async fn scraping(targets: &[&str], rules: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let rules_path = dir.path().join("keycanary.yml");
         std::fs::write(&rules_path, rules).unwrap();
@@ -231,7 +236,7 @@ impl Prometheus {
             "rule_files": [rules_path],
             "scrape_configs": [{
                 "job_name": "keycanary",
-                "static_configs": [{ "targets": [target] }],
+                "static_configs": [{ "targets": targets }],
             }],
         });
         let config_path = dir.path().join("prometheus.yml");

@@ -94,14 +94,14 @@ fn toml_path(p: &serde_ignored::Path<'_>) -> String {
 
 /// Names and labels (tenants, domains, paths, location): non-empty, letters, digits, `_`,
 /// `-` or `.`, so they are safe as metric labels and in URLs.
-fn is_label(s: &str) -> bool {
+pub(super) fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Collects problems while building validated types.
-pub(super) struct Validator<'a> {
+pub(in crate::config) struct Validator<'a> {
     problems: Vec<Problem>,
     /// The config file's directory: relative secret files and `state_dir` resolve here.
     pub(super) base_dir: &'a Path,
@@ -268,6 +268,7 @@ impl Validator<'_> {
             .collect();
         let tenant_names: BTreeSet<String> = tenants.iter().map(|t| t.name.clone()).collect();
         let alerting = self.alerting(raw.alerting.as_ref(), &tenant_names);
+        let gate = self.gate(raw.gate.as_ref(), settings.interval);
         Config {
             settings,
             lab,
@@ -282,6 +283,7 @@ impl Validator<'_> {
             tenants,
             alerting,
             telemetry,
+            gate,
         }
     }
 }

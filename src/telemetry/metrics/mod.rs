@@ -18,6 +18,7 @@
 //! token ever becomes a label. The families and labels are documented in README.md
 //! ("Metrics").
 
+mod gate;
 mod inventory;
 mod login;
 mod process;
@@ -172,6 +173,7 @@ fn tenant_families(snapshot: &Snapshot, config: &Config, tenant: Option<&str>) -
     out.push(verdicts::findings_open(snapshot, tenant));
     out.extend(views::freshness_families(snapshot, config, tenant));
     out.extend(verdicts::gate_families(snapshot, config, tenant));
+    out.extend(gate::gate_fact_families(snapshot, tenant));
     // Extension point: families of a tenant that later work feeds from the snapshot go
     // here; process-wide ones in `head_families` or `tail_families`.
     out
