@@ -286,13 +286,13 @@ impl Resolver<'_> {
         let ca_pem = match &self.table.ca_pem {
             Some(pem) => Some(pem.clone()),
             None => self
-                .pem_var(signal, "CERTIFICATE", "CERTIFICATE")
+                .pem_var(signal, "CERTIFICATE", PemKind::Certificates)
                 .map(|s| s.expose_secret().to_owned()),
         };
         let certificate = (self.table.client_certificate.clone())
-            .or_else(|| self.pem_var(signal, "CLIENT_CERTIFICATE", "CERTIFICATE"));
+            .or_else(|| self.pem_var(signal, "CLIENT_CERTIFICATE", PemKind::Certificates));
         let key = (self.table.client_key.clone())
-            .or_else(|| self.pem_var(signal, "CLIENT_KEY", "PRIVATE KEY"));
+            .or_else(|| self.pem_var(signal, "CLIENT_KEY", PemKind::PrivateKey));
         let client_identity = match (certificate, key) {
             (Some(certificate), Some(key)) => Some(ClientIdentity { certificate, key }),
             (None, None) => None,
@@ -352,20 +352,12 @@ impl Resolver<'_> {
     }
 
     /// A PEM file named by a variable, read and checked to hold `kind`.
-    fn pem_var(&mut self, signal: Signal, suffix: &str, kind: &str) -> Option<SecretString> {
+    fn pem_var(&mut self, signal: Signal, suffix: &str, kind: PemKind) -> Option<SecretString> {
         let (name, path, _) = self.signal_var(signal, suffix)?;
-        match (self.read_file)(Path::new(&path)) {
-            Ok(text)
-                if text.contains(&format!("-----BEGIN {kind}"))
-                    || (kind == "PRIVATE KEY" && text.contains("PRIVATE KEY-----")) =>
-            {
-                Some(SecretString::from(text))
-            }
-            Ok(_) => {
-                self.problem(
-                    &name,
-                    format!("{path} holds no PEM {}", kind.to_ascii_lowercase()),
-                );
+        match (self.read_file)(Path::new(&path)).map(|text| (check_pem(&text, kind), text)) {
+            Ok((Ok(()), text)) => Some(SecretString::from(text)),
+            Ok((Err(e), _)) => {
+                self.problem(&name, format!("{path} {e}"));
                 None
             }
             Err(e) => {
@@ -394,6 +386,49 @@ impl Resolver<'_> {
             .or(from_attributes)
             .unwrap_or_else(|| DEFAULT_SERVICE_NAME.to_owned());
         (service_name, attributes)
+    }
+}
+
+/// What a PEM text must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PemKind {
+    /// At least one `CERTIFICATE` block, each an X.509 certificate.
+    Certificates,
+    /// At least one `… PRIVATE KEY` block (PKCS#8, PKCS#1 or SEC1).
+    PrivateKey,
+}
+
+/// `Ok` when `text` holds what `kind` asks, every block decoding; otherwise what is
+/// wrong, to follow a file's name ("holds no PEM certificate"). Never quotes the text.
+pub(crate) fn check_pem(text: &str, kind: PemKind) -> Result<(), &'static str> {
+    use x509_parser::pem::Pem;
+    let mut found = 0;
+    for block in Pem::iter_from_buffer(text.as_bytes()) {
+        let block = block.map_err(|_| "holds a PEM block that does not decode")?;
+        match kind {
+            PemKind::Certificates if block.label == "CERTIFICATE" => {
+                block
+                    .parse_x509()
+                    .map_err(|_| "holds a certificate that does not parse")?;
+                found += 1;
+            }
+            PemKind::PrivateKey if block.label.ends_with("PRIVATE KEY") => {
+                if block.contents.is_empty() {
+                    return Err("holds an empty private key");
+                }
+                found += 1;
+            }
+            _ => {}
+        }
+    }
+    match (found, kind) {
+        (0, PemKind::Certificates) => {
+            Err("holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")")
+        }
+        (0, PemKind::PrivateKey) => {
+            Err("holds no PEM private key (\"-----BEGIN PRIVATE KEY-----\")")
+        }
+        _ => Ok(()),
     }
 }
 
@@ -459,21 +494,81 @@ mod tests {
             .collect()
     }
 
+    fn pem(label: &str, der: &[u8]) -> String {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        let lines: Vec<&str> = b64
+            .as_bytes()
+            .chunks(64)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        format!(
+            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+            lines.join("\n")
+        )
+    }
+
+    /// A self-signed certificate and its key, PEM (made once).
+    fn cert_and_key() -> &'static (String, String) {
+        static ONCE: std::sync::OnceLock<(String, String)> = std::sync::OnceLock::new();
+        ONCE.get_or_init(|| {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let cert = rcgen::CertificateParams::new(vec!["collector.test".to_owned()])
+                .unwrap()
+                .self_signed(&key)
+                .unwrap();
+            (
+                pem("CERTIFICATE", cert.der()),
+                pem("PRIVATE KEY", &key.serialize_der()),
+            )
+        })
+    }
+
     /// Files that exist for these tests.
     fn files(path: &Path) -> io::Result<String> {
+        let (cert, key) = cert_and_key();
         match path.to_str() {
-            Some("/ca.pem") => {
-                Ok("-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n".into())
-            }
-            Some("/client.pem") => {
-                Ok("-----BEGIN CERTIFICATE-----\nc\n-----END CERTIFICATE-----\n".into())
-            }
-            Some("/client.key") => {
-                Ok("-----BEGIN PRIVATE KEY-----\nk\n-----END PRIVATE KEY-----\n".into())
-            }
+            Some("/ca.pem" | "/client.pem") => Ok(cert.clone()),
+            Some("/client.key") => Ok(key.clone()),
             Some("/notes.txt") => Ok("hello".into()),
             _ => Err(io::Error::new(io::ErrorKind::NotFound, "No such file")),
         }
+    }
+
+    #[test]
+    fn pem_texts() {
+        use PemKind::{Certificates, PrivateKey};
+        let (cert, key) = cert_and_key();
+        let check = |text: &str, kind, want: Result<(), &str>| {
+            assert_eq!(check_pem(text, kind), want, "{text:?} as {kind:?}");
+        };
+        let no_cert = Err("holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")");
+        check(cert, Certificates, Ok(()));
+        check(&format!("# a bundle\n{cert}\n{cert}"), Certificates, Ok(()));
+        check(key, PrivateKey, Ok(()));
+        check(&format!("{cert}{key}"), PrivateKey, Ok(()));
+        check(key, Certificates, no_cert);
+        check("hello", Certificates, no_cert);
+        check(
+            cert,
+            PrivateKey,
+            Err("holds no PEM private key (\"-----BEGIN PRIVATE KEY-----\")"),
+        );
+        check(
+            "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n",
+            Certificates,
+            Err("holds a certificate that does not parse"),
+        );
+        check(
+            "-----BEGIN CERTIFICATE-----\n!!\n-----END CERTIFICATE-----\n",
+            Certificates,
+            Err("holds a PEM block that does not decode"),
+        );
+        check(
+            "-----BEGIN EC PRIVATE KEY-----\n-----END EC PRIVATE KEY-----\n",
+            PrivateKey,
+            Err("holds an empty private key"),
+        );
     }
 
     fn url(s: &str) -> Url {
@@ -704,7 +799,7 @@ mod tests {
             "OTEL_EXPORTER_OTLP_HEADERS: entry 2 is not `key=value` (write k1=v1,k2=v2, percent-encoding `,` `=` and non-ASCII; values are not shown)\n\
              OTEL_EXPORTER_OTLP_TIMEOUT: `10s` is not a timeout in milliseconds (e.g. 10000)\n\
              OTEL_EXPORTER_OTLP_CERTIFICATE: cannot read /missing.pem: No such file\n\
-             OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: /notes.txt holds no PEM certificate",
+             OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: /notes.txt holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")",
             "",
         );
         // A table with no endpoint anywhere; TLS from the table on an http endpoint; a

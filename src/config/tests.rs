@@ -379,16 +379,24 @@ fn telemetry_otlp_table_env_fallback_and_validation() {
 /// export on; with it, the table wins; a bad one is a problem named after the variable.
 #[test]
 fn telemetry_otlp_from_the_standard_variables() {
+    use base64::Engine as _;
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n")
+    };
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["collector.test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert, key) = (
+        pem("CERTIFICATE", cert.der()),
+        pem("PRIVATE KEY", &key.serialize_der()),
+    );
     let with = |vars: &[(&str, &str)], text: &str| {
         let mut secrets = secrets()
-            .with_file(
-                Path::new(DIR).join("ca.pem"),
-                "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n",
-            )
-            .with_file(
-                Path::new(DIR).join("client.key"),
-                "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----\n",
-            );
+            .with_file(Path::new(DIR).join("ca.pem"), &cert)
+            .with_file(Path::new(DIR).join("client.key"), &key);
         for (k, v) in vars {
             secrets = secrets.with_env(k, v);
         }

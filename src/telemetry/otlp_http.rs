@@ -81,7 +81,7 @@ pub(crate) async fn reach(export: &OtlpExport) -> anyhow::Result<()> {
         .await
         .map(drop)
         .map_err(|e| {
-            anyhow::Error::new(e).context(format!(
+            anyhow::Error::new(e.without_url()).context(format!(
                 "GET {}",
                 export.endpoint.origin().ascii_serialization()
             ))

@@ -1,7 +1,8 @@
 //! OTLP to collectors as they are run: the real binary exporting to in-test receivers on
 //! loopback over OTLP/gRPC with TLS (a private CA from `ca_file`, an API key header from
-//! a `{ env = … }` secret), over gRPC that requires a client certificate (mutual TLS), and
-//! over HTTP/protobuf configured by the standard `OTEL_EXPORTER_OTLP_*` variables alone
+//! a `{ env = … }` secret), over gRPC and over HTTP/protobuf that require a client
+//! certificate (mutual TLS), and over HTTP/protobuf configured by the standard
+//! `OTEL_EXPORTER_OTLP_*` variables alone
 //! (the exporter's async-client pitfall: spans and metric families must arrive from the
 //! SDK's own threads). A collector whose certificate is from another CA is a clear error
 //! in the log at start while probing and `/metrics` go on; an unreadable `ca_file` is
@@ -34,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio_rustls::rustls;
 use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 
 /// The API key the collectors expect, sent from a secret; it must never be logged.
@@ -113,16 +115,51 @@ impl MetricsService for Seen {
     }
 }
 
-/// A TLS certificate for 127.0.0.1 and localhost signed by `issuer`: (cert, key) PEM.
-fn leaf(issuer: &CertifiedIssuer<'static, KeyPair>) -> (String, String) {
+/// A TLS certificate for 127.0.0.1 and localhost signed by `issuer`: (cert, key) DER.
+fn leaf_der(issuer: &CertifiedIssuer<'static, KeyPair>) -> (Vec<u8>, Vec<u8>) {
     let key = KeyPair::generate().unwrap();
     let params =
         CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
     let cert = params.signed_by(&key, issuer).unwrap();
-    (
-        pem("CERTIFICATE", cert.der()),
-        pem("PRIVATE KEY", &key.serialize_der()),
+    (cert.der().to_vec(), key.serialize_der())
+}
+
+/// [`leaf_der`] as PEM.
+fn leaf(issuer: &CertifiedIssuer<'static, KeyPair>) -> (String, String) {
+    let (cert, key) = leaf_der(issuer);
+    (pem("CERTIFICATE", &cert), pem("PRIVATE KEY", &key))
+}
+
+/// A rustls server presenting a certificate from `server_ca` and requiring a client
+/// certificate from `client_ca` (aws-lc-rs, as everything else).
+fn mutual_tls_server(
+    server_ca: &CertifiedIssuer<'static, KeyPair>,
+    client_ca: &CertifiedIssuer<'static, KeyPair>,
+) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from(client_ca.der().to_vec()))
+        .unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots),
+        provider.clone(),
     )
+    .build()
+    .unwrap();
+    let (cert, key) = leaf_der(server_ca);
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![CertificateDer::from(cert)],
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+        )
+        .unwrap();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(config)
 }
 
 /// An OTLP/gRPC receiver with TLS on 127.0.0.1:0 presenting a certificate from
@@ -150,8 +187,9 @@ async fn grpc_tls_receiver(
     (addr, seen)
 }
 
-/// An OTLP/HTTP receiver (protobuf bodies) on 127.0.0.1:0 under `prefix`.
-async fn http_receiver(prefix: &str) -> (SocketAddr, Seen) {
+/// An OTLP/HTTP receiver (protobuf bodies) on 127.0.0.1:0 under `prefix`, behind `tls`
+/// when given.
+async fn http_receiver(prefix: &str, tls: Option<Arc<rustls::ServerConfig>>) -> (SocketAddr, Seen) {
     async fn traces(State(seen): State<Seen>, headers: HeaderMap, body: Bytes) -> Vec<u8> {
         seen.key(headers.get("x-api-key").map(|v| v.as_bytes()));
         seen.traces(ExportTraceServiceRequest::decode(body).expect("an OTLP trace request"));
@@ -174,7 +212,29 @@ async fn http_receiver(prefix: &str) -> (SocketAddr, Seen) {
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let Some(tls) = tls else {
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        return (addr, seen);
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, app) = (acceptor.clone(), app.clone());
+            tokio::spawn(async move {
+                // A client without an acceptable certificate ends here.
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let service = hyper_util::service::TowerToHyperService::new(app);
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
     (addr, seen)
 }
 
@@ -348,6 +408,57 @@ async fn grpc_with_mutual_tls() {
     lab.shutdown().await;
 }
 
+/// HTTP/protobuf (the default protocol) to a collector behind TLS that requires a client
+/// certificate: `check` with `ca_file`, `client_certificate` and `client_key` (secrets)
+/// and an API key header from a secret gets its spans there over the project's own
+/// HTTP client; without the client certificate none arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_over_mutual_tls() {
+    let lab = start_lab().await;
+    let collector_ca = ca("kc-otlp-http-server-ca");
+    let client_ca = ca("kc-otlp-http-client-ca");
+    let (addr, seen) = http_receiver("", Some(mutual_tls_server(&collector_ca, &client_ca))).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (client_cert, client_key) = leaf(&client_ca);
+    std::fs::write(
+        dir.path().join("collector-ca.pem"),
+        pem("CERTIFICATE", collector_ca.der()),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("client.pem"), client_cert).unwrap();
+    std::fs::write(dir.path().join("client-key.pem"), client_key).unwrap();
+    let config = shipped_config_for(lab.base_url(), dir.path());
+    let text = with_marker_secret(&std::fs::read_to_string(&config).unwrap());
+    let otlp = format!(
+        "[telemetry.otlp]\nendpoint = \"https://127.0.0.1:{}\"\nca_file = \"collector-ca.pem\"\nheaders = {{ x-api-key = {{ env = \"KC_OTLP_KEY\" }} }}\n",
+        addr.port()
+    );
+    std::fs::write(&config, format!("{text}\n{otlp}")).unwrap();
+    let (code, stderr) = check_debug(&config, &[("KC_OTLP_KEY", API_KEY)]).await;
+    assert!(code == 0 || code == 1, "{stderr}");
+    assert!(
+        seen.spans().is_empty(),
+        "spans without a client certificate"
+    );
+    std::fs::write(
+        &config,
+        format!("{text}\n{otlp}client_certificate = {{ file = \"client.pem\" }}\nclient_key = {{ file = \"client-key.pem\" }}\n"),
+    )
+    .unwrap();
+    let (code, stderr) = check_debug(&config, &[("KC_OTLP_KEY", API_KEY)]).await;
+    assert!(code == 0 || code == 1, "{stderr}");
+    let spans = seen.spans();
+    assert!(
+        has_round(&spans),
+        "no spans over HTTP/protobuf with mutual TLS: {stderr}"
+    );
+    assert_eq!(seen.keys(), BTreeSet::from([API_KEY.to_owned()]));
+    assert_no_secrets(&spans);
+    assert!(!stderr.contains(API_KEY), "the API key is in the log");
+    assert!(!stderr.contains(MARKER), "the marker secret is in the log");
+    lab.shutdown().await;
+}
+
 /// `run` with no `[telemetry.otlp]` at all: `OTEL_EXPORTER_OTLP_ENDPOINT` (a base: the
 /// signal paths are appended), the default protocol (HTTP/protobuf) and
 /// `OTEL_EXPORTER_OTLP_HEADERS` (percent-decoded) send spans and metric families to an
@@ -356,7 +467,7 @@ async fn grpc_with_mutual_tls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_protobuf_from_the_standard_variables() {
     let lab = start_lab().await;
-    let (addr, seen) = http_receiver("/otlp").await;
+    let (addr, seen) = http_receiver("/otlp", None).await;
     let dir = tempfile::tempdir().unwrap();
     let (config, _) = daemon_config(lab.base_url(), dir.path(), "");
     let endpoint = format!("http://127.0.0.1:{}/otlp", addr.port());

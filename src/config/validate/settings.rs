@@ -6,7 +6,7 @@
 //! (`ca_file`, certificates) and the `OTEL_*` variables come through the secret reader.
 
 use super::{Validator, is_label};
-use crate::config::otlp::{self, OtlpTable, Protocol};
+use crate::config::otlp::{self, OtlpTable, PemKind, Protocol};
 use crate::config::raw::{RawApi, RawConfig, RawOtlp, RawTelemetry};
 use crate::config::{
     ApiConfig, DEFAULT_API_LISTEN, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_SILENCE, DEFAULT_RETENTION,
@@ -97,41 +97,42 @@ impl Validator<'_> {
         });
         let ca_pem = raw.ca_file.as_deref().and_then(|f| {
             let p = self.base_dir.join(f);
-            match self.secrets.file(&p) {
-                Ok(text) if text.contains("-----BEGIN CERTIFICATE-----") => Some(text),
-                Ok(_) => {
-                    self.problem("telemetry.otlp.ca_file", format!("{} holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\"): give the CA that signs the collector's certificate", p.display()));
-                    None
-                }
-                Err(e) => {
-                    self.problem("telemetry.otlp.ca_file", format!("cannot read {}: {e}", p.display()));
-                    None
-                }
-            }
+            let problem = match self.secrets.file(&p) {
+                Ok(text) => match otlp::check_pem(&text, PemKind::Certificates) {
+                    Ok(()) => return Some(text),
+                    Err(e) => format!(
+                        "{} {e}: give the CA that signs the collector's certificate",
+                        p.display()
+                    ),
+                },
+                Err(e) => format!("cannot read {}: {e}", p.display()),
+            };
+            self.problem("telemetry.otlp.ca_file", problem);
+            None
         });
-        let pem = |v: &mut Self, key: &str, raw: Option<&toml::Value>, kind: &str| {
+        let pem = |v: &mut Self, key: &str, raw: Option<&toml::Value>, kind: PemKind| {
             let path = format!("telemetry.otlp.{key}");
             let secret = v.secret(&path, raw?)?;
-            if secrecy::ExposeSecret::expose_secret(&secret).contains(kind) {
-                Some(secret)
-            } else {
-                v.problem(
-                    &path,
-                    format!(
-                        "holds no PEM {} (\"-----BEGIN …{kind}-----\")",
-                        kind.to_ascii_lowercase()
-                    ),
-                );
-                None
+            match otlp::check_pem(secrecy::ExposeSecret::expose_secret(&secret), kind) {
+                Ok(()) => Some(secret),
+                Err(e) => {
+                    v.problem(&path, format!("the secret {e}"));
+                    None
+                }
             }
         };
         let client_certificate = pem(
             self,
             "client_certificate",
             raw.client_certificate.as_ref(),
-            "CERTIFICATE",
+            PemKind::Certificates,
         );
-        let client_key = pem(self, "client_key", raw.client_key.as_ref(), "PRIVATE KEY");
+        let client_key = pem(
+            self,
+            "client_key",
+            raw.client_key.as_ref(),
+            PemKind::PrivateKey,
+        );
         let service_name = match raw.service_name.as_deref().map(str::trim) {
             None => None,
             Some("") => {
