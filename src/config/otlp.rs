@@ -25,6 +25,9 @@ use url::Url;
 /// Export timeout when neither the table nor a variable sets one (the specification's).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The longest export timeout accepted: 10 minutes.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(600);
+
 /// The OTLP transports keycanary exports with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -272,11 +275,13 @@ impl Resolver<'_> {
         let timeout = self.table.timeout.or_else(|| {
             let (name, value, _) = self.signal_var(signal, "TIMEOUT")?;
             match value.parse::<u64>() {
-                Ok(ms) if ms > 0 => Some(Duration::from_millis(ms)),
+                Ok(ms) if ms > 0 && Duration::from_millis(ms) <= MAX_TIMEOUT => {
+                    Some(Duration::from_millis(ms))
+                }
                 _ => {
                     self.problem(
                         &name,
-                        format!("`{value}` is not a timeout in milliseconds (e.g. 10000)"),
+                        format!("`{value}` is not a timeout in milliseconds from 1 to 600000 (e.g. 10000)"),
                     );
                     None
                 }
@@ -641,6 +646,25 @@ mod tests {
             "http://c:4317/ grpc [] 10000ms ca=false id=false",
             "http://c:4317/ grpc [] 10000ms ca=false id=false",
         );
+        // Timeouts are bounded.
+        check(
+            None,
+            &[
+                (E, "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "600001"),
+            ],
+            "OTEL_EXPORTER_OTLP_TIMEOUT: `600001` is not a timeout in milliseconds from 1 to 600000 (e.g. 10000)",
+            "",
+        );
+        check(
+            None,
+            &[
+                (E, "http://c:4318"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "600000"),
+            ],
+            "http://c:4318/v1/traces http/protobuf [] 600000ms ca=false id=false",
+            "http://c:4318/v1/metrics http/protobuf [] 600000ms ca=false id=false",
+        );
         // Per-signal endpoints are used as they are and beat the general one; per-signal
         // protocol and timeout too. A signal without any endpoint is not exported.
         check(
@@ -797,7 +821,7 @@ mod tests {
                 ("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE", "/notes.txt"),
             ],
             "OTEL_EXPORTER_OTLP_HEADERS: entry 2 is not `key=value` (write k1=v1,k2=v2, percent-encoding `,` `=` and non-ASCII; values are not shown)\n\
-             OTEL_EXPORTER_OTLP_TIMEOUT: `10s` is not a timeout in milliseconds (e.g. 10000)\n\
+             OTEL_EXPORTER_OTLP_TIMEOUT: `10s` is not a timeout in milliseconds from 1 to 600000 (e.g. 10000)\n\
              OTEL_EXPORTER_OTLP_CERTIFICATE: cannot read /missing.pem: No such file\n\
              OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE: /notes.txt holds no PEM certificate (\"-----BEGIN CERTIFICATE-----\")",
             "",

@@ -90,10 +90,13 @@ impl Validator<'_> {
         }
         let timeout = raw.timeout.as_deref().map(|t| {
             let d = self.duration("telemetry.otlp.timeout", Some(t), otlp::DEFAULT_TIMEOUT);
-            if d.is_zero() {
-                self.problem("telemetry.otlp.timeout", "must be more than 0s");
+            if d.is_zero() || d > otlp::MAX_TIMEOUT {
+                self.problem(
+                    "telemetry.otlp.timeout",
+                    "must be more than 0s and at most 10m",
+                );
             }
-            d
+            d.min(otlp::MAX_TIMEOUT)
         });
         let ca_pem = raw.ca_file.as_deref().and_then(|f| {
             let p = self.base_dir.join(f);
