@@ -6,6 +6,7 @@
 //! TLS on aws-lc-rs. Log set-up lives in `crate::cli`.
 
 pub mod exposition;
+mod logged;
 pub mod metrics;
 mod otlp_http;
 pub mod otlp_metrics;
@@ -16,6 +17,7 @@ pub(crate) mod fixtures;
 
 use crate::config::{OtlpConfig, OtlpExport, Protocol};
 use anyhow::Context as _;
+use logged::Logged;
 use opentelemetry::KeyValue;
 use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
@@ -65,24 +67,44 @@ fn http<B: WithExportConfig + WithHttpConfig>(
         .with_http_client(otlp_http::OtlpHttpClient::new(export, signal)?))
 }
 
-/// The span exporter for `export`. Must be called inside a Tokio runtime.
-fn span_exporter(export: &OtlpExport) -> anyhow::Result<opentelemetry_otlp::SpanExporter> {
+/// The span exporter for `export`, its failures logged. Must be called inside a Tokio
+/// runtime.
+fn span_exporter(export: &OtlpExport) -> anyhow::Result<Logged<opentelemetry_otlp::SpanExporter>> {
     let builder = opentelemetry_otlp::SpanExporter::builder();
-    match export.protocol {
-        Protocol::Grpc => grpc(builder.with_tonic(), export)?.build(),
-        Protocol::HttpProtobuf => http(builder.with_http(), export, "traces")?.build(),
-    }
-    .context("cannot build the OTLP span exporter")
+    let (exporter, logs_itself) = match export.protocol {
+        Protocol::Grpc => (grpc(builder.with_tonic(), export)?.build(), false),
+        Protocol::HttpProtobuf => (http(builder.with_http(), export, "traces")?.build(), true),
+    };
+    let exporter = exporter.context("cannot build the OTLP span exporter")?;
+    Ok(Logged::new(
+        exporter,
+        "traces",
+        collector(export, logs_itself),
+    ))
 }
 
-/// The metric exporter for `export`. Must be called inside a Tokio runtime.
-fn metric_exporter(export: &OtlpExport) -> anyhow::Result<opentelemetry_otlp::MetricExporter> {
+/// The metric exporter for `export`, its failures logged. Must be called inside a Tokio
+/// runtime.
+fn metric_exporter(
+    export: &OtlpExport,
+) -> anyhow::Result<Logged<opentelemetry_otlp::MetricExporter>> {
     let builder = opentelemetry_otlp::MetricExporter::builder();
-    match export.protocol {
-        Protocol::Grpc => grpc(builder.with_tonic(), export)?.build(),
-        Protocol::HttpProtobuf => http(builder.with_http(), export, "metrics")?.build(),
-    }
-    .context("cannot build the OTLP metric exporter")
+    let (exporter, logs_itself) = match export.protocol {
+        Protocol::Grpc => (grpc(builder.with_tonic(), export)?.build(), false),
+        Protocol::HttpProtobuf => (http(builder.with_http(), export, "metrics")?.build(), true),
+    };
+    let exporter = exporter.context("cannot build the OTLP metric exporter")?;
+    Ok(Logged::new(
+        exporter,
+        "metrics",
+        collector(export, logs_itself),
+    ))
+}
+
+/// The collector's origin for [`Logged`]; `None` when the HTTP client already logs with
+/// the cause the exporter would lose.
+fn collector(export: &OtlpExport, logs_itself: bool) -> Option<String> {
+    (!logs_itself).then(|| export.endpoint.origin().ascii_serialization())
 }
 
 /// Sets the configured headers on every gRPC export, over whatever the exporter put

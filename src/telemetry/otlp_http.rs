@@ -16,7 +16,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use opentelemetry_http::{HttpClient, HttpError};
 use secrecy::ExposeSecret;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 /// The most of a collector's answer that is read (an export's answer is a few bytes).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024;
@@ -47,23 +47,6 @@ impl OtlpHttpClient {
             origin: export.endpoint.origin().ascii_serialization(),
             failing: AtomicBool::new(false),
         })
-    }
-
-    /// Logs the first failure after a success and the first success after failures.
-    fn outcome(&self, failure: Option<String>) {
-        match failure {
-            Some(e) if !self.failing.swap(true, Ordering::Relaxed) => tracing::warn!(
-                signal = self.signal,
-                collector = %self.origin,
-                "OTLP: export failed: {e}; retried at the next export (probing goes on)"
-            ),
-            None if self.failing.swap(false, Ordering::Relaxed) => tracing::info!(
-                signal = self.signal,
-                collector = %self.origin,
-                "OTLP: exports go through again"
-            ),
-            _ => {}
-        }
     }
 }
 
@@ -170,7 +153,8 @@ impl HttpClient for OtlpHttpClient {
                 return Err(e);
             }
         };
-        self.outcome((!status.is_success()).then(|| format!("the collector answered {status}")));
+        let failed = (!status.is_success()).then(|| format!("the collector answered {status}"));
+        self.outcome(failed);
         let mut response = Response::new(Bytes::from(body));
         *response.status_mut() = status;
         *response.headers_mut() = headers;
@@ -188,4 +172,13 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         source = s.source();
     }
     out
+}
+
+impl OtlpHttpClient {
+    /// Logs the first failure after a success and the first success after failures.
+    fn outcome(&self, failure: Option<String>) {
+        let change = super::logged::change(&self.failing, failure.is_none());
+        let cause = failure.unwrap_or_default();
+        super::logged::log(change, self.signal, &self.origin, &cause);
+    }
 }

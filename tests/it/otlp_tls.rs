@@ -531,8 +531,14 @@ async fn a_collector_from_another_ca_is_logged_and_probing_goes_on() {
     wait_for(
         &mut child,
         dir.path(),
-        "the collector error in the log",
-        || log(dir.path()).contains("OTLP: cannot reach the collector"),
+        "the start-up check and the first failed metric export in the log",
+        || {
+            let log = log(dir.path());
+            log.contains("OTLP: cannot reach the collector")
+                && log
+                    .lines()
+                    .any(|l| l.contains("OTLP: export failed") && l.contains("signal=\"metrics\""))
+        },
     )
     .await;
     let rounds = || async {
@@ -565,6 +571,12 @@ async fn a_collector_from_another_ca_is_logged_and_probing_goes_on() {
         line.contains("UnknownIssuer") && line.contains(&format!("127.0.0.1:{}", addr.port())),
         "{line}"
     );
+    // Exports fail every interval; that is said once.
+    let failed = log
+        .lines()
+        .filter(|l| l.contains("OTLP: export failed") && l.contains("signal=\"metrics\""))
+        .count();
+    assert_eq!(failed, 1, "logged once, not per export:\n{log}");
     assert!(
         seen.spans().is_empty(),
         "spans through a certificate from another CA"
