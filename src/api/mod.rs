@@ -247,6 +247,41 @@ struct Ready {
     last_commit: Option<String>,
     /// keycanary's own lag (see `keycanary_scheduler_lag_seconds`).
     scheduler_lag_seconds: f64,
+    /// With `[inventory]`: what it holds and how old it may be (a failing source keeps its
+    /// last good list, so the daemon stays ready and says so here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inventory: Option<ReadyInventory>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReadyInventory {
+    accepted: usize,
+    rejected: usize,
+    /// The oldest of the sources' latest successful reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_success: Option<String>,
+    /// Sources whose latest read failed, each with why.
+    failing: std::collections::BTreeMap<&'static str, String>,
+}
+
+fn ready_inventory(s: &crate::snapshot::Snapshot) -> Option<ReadyInventory> {
+    let inv = s.inventory.as_ref()?;
+    let oldest = inv
+        .sources
+        .values()
+        .map(|st| st.last_success)
+        .min()
+        .flatten();
+    Some(ReadyInventory {
+        accepted: inv.accepted,
+        rejected: inv.rejected,
+        last_success: oldest.map(|t| t.to_rfc3339()),
+        failing: inv
+            .sources
+            .iter()
+            .filter_map(|(k, st)| st.error.clone().map(|e| (*k, e)))
+            .collect(),
+    })
 }
 
 async fn readyz(State(state): State<ApiState>) -> Response {
@@ -257,6 +292,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
             last_round_finished: s.last_round_finished.map(|t| t.to_rfc3339()),
             last_commit: s.store.last_commit.map(|t| t.to_rfc3339()),
             scheduler_lag_seconds: s.lag.as_secs_f64(),
+            inventory: ready_inventory(s),
         })
         .into_response(),
         Err(reason) => (

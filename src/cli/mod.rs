@@ -8,6 +8,7 @@
 
 mod check;
 mod gate;
+mod inventory;
 mod lab;
 mod oneshot;
 mod run;
@@ -57,6 +58,9 @@ enum Command {
         format: Format,
         #[arg(long, value_enum, default_value_t = FailOn::High)]
         fail_on: FailOn,
+        /// Probe only this tenant (one of the file's, or one the inventory makes).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Probe continuously at the configured interval and log findings as they open and close.
     Run {
@@ -265,10 +269,30 @@ fn init_logs(format: LogFormat, default_level: &str, traces: Option<&Traces>) {
 async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<ExitCode> {
     let cfg = || config.expect("every command but lab has a loaded config");
     match command {
-        Command::Validate { config: path } => Ok(validate::run(&path, &cfg())),
+        Command::Validate { config: path } => {
+            let (cfg, report) = inventory::expand(cfg(), &crate::clock::system()).await?;
+            Ok(validate::run(&path, &cfg, report.as_ref()))
+        }
         Command::Check {
-            format, fail_on, ..
-        } => check::run(&cfg(), format, fail_on.into()).await,
+            config: path,
+            format,
+            fail_on,
+            tenant,
+        } => {
+            let (mut cfg, _) = inventory::expand(cfg(), &crate::clock::system()).await?;
+            if let Some(t) = &tenant {
+                let Some(one) = cfg.tenant(t).cloned() else {
+                    eprintln!(
+                        "error: tenant `{t}` is neither in {} nor made by its inventory (keycanary validate lists rejected entries)",
+                        path.display()
+                    );
+                    return Ok(ExitCode::from(2));
+                };
+                cfg.tenants = vec![one];
+                cfg.reindex_tenants();
+            }
+            check::run(&cfg, format, fail_on.into()).await
+        }
         Command::Run { config: path } => run::run(cfg(), path).await,
         Command::Status { format, .. } => status::run(&cfg(), format),
         Command::Gate {
@@ -284,7 +308,8 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<Ex
                 kid,
                 retire,
             };
-            gate::run(&cfg(), &path, question, url.as_deref(), format).await
+            let (cfg, _) = inventory::expand(cfg(), &crate::clock::system()).await?;
+            gate::run(&cfg, &path, question, url.as_deref(), format).await
         }
         Command::Lab { listen } => lab::run(listen).await,
     }

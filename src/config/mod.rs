@@ -20,11 +20,13 @@ pub mod channels;
 mod error;
 #[cfg(test)]
 pub(crate) mod fixtures;
+pub mod inventory;
 pub mod otlp;
 pub mod profiles;
 mod raw;
 mod secrets;
 pub mod shard;
+pub mod template;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -63,6 +65,15 @@ pub struct Config {
     /// How many tenants the file defines; more than `tenants.len()` when a shard watches
     /// only its part of them.
     pub tenants_in_file: usize,
+    /// Names of the file's `[[tenant]]`s, every shard's: inventory entries may not reuse them.
+    pub file_tenants: std::collections::BTreeSet<String>,
+    /// Names of the tenants (this shard's) that came from the inventory; empty in a
+    /// config as loaded from its file, filled by [`inventory::expand`].
+    pub inventory_tenants: std::collections::BTreeSet<String>,
+    /// `[[tenant_template]]`: what inventory entries are made from.
+    pub templates: Vec<template::Template>,
+    /// `[inventory]`: where entries come from.
+    pub inventory: Option<inventory::Inventory>,
     /// Tenant name → position in `tenants`, for [`Config::tenant`]; built by validation.
     tenant_index: TenantIndex,
     /// `[alerting]`: when findings page, and where to.
@@ -401,6 +412,9 @@ impl Config {
             }
         }
         out.extend(&self.api.bearer_token);
+        if let Some(i) = &self.inventory {
+            out.extend(&i.bearer);
+        }
         if let Some(otlp) = &self.telemetry.otlp {
             out.extend(otlp.secrets());
         }

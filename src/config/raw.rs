@@ -33,7 +33,22 @@ pub(super) struct RawConfig {
     pub(super) profile: Vec<RawProfile>,
     #[serde(default)]
     pub(super) tenant: Vec<RawTenant>,
+    /// `[[tenant_template]]`: a tenant whose strings hold placeholders (`name` is the
+    /// template's); see `config::template`.
+    #[serde(default)]
+    pub(super) tenant_template: Vec<RawTenant>,
+    pub(super) inventory: Option<RawInventory>,
     pub(super) alerting: Option<RawAlerting>,
+}
+
+/// `[inventory]`: where tenant entries come from (see `config::inventory`).
+#[derive(Debug, Deserialize)]
+pub(super) struct RawInventory {
+    pub(super) file: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) bearer: Option<toml::Value>,
+    pub(super) refresh: Option<String>,
+    pub(super) max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -81,7 +96,7 @@ pub(super) struct RawProfile {
     pub(super) on_fetch_failure: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawTenant {
     pub(super) name: Option<String>,
     pub(super) client_profiles: Option<Vec<String>>,
@@ -90,7 +105,7 @@ pub(super) struct RawTenant {
     pub(super) domain: Vec<RawDomain>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawDomain {
     pub(super) name: Option<String>,
     pub(super) issuer: Option<String>,
@@ -102,7 +117,7 @@ pub(super) struct RawDomain {
     pub(super) origin: Option<RawOrigin>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawLogin {
     pub(super) grant: Option<String>,
     pub(super) token_url: Option<String>,
@@ -118,7 +133,7 @@ pub(super) struct RawLogin {
     pub(super) refresh_token: Option<toml::Value>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawJwks {
     pub(super) name: Option<String>,
     pub(super) url: Option<String>,
@@ -126,7 +141,7 @@ pub(super) struct RawJwks {
     pub(super) edges: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawOrigin {
     pub(super) url: Option<String>,
     pub(super) bust_param: Option<String>,

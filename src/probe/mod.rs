@@ -6,6 +6,7 @@
 //! raises on a bad answer from the IdP, and never records a token or a secret.
 
 pub mod http;
+pub mod inventory;
 pub mod jwks;
 pub mod login;
 pub mod refresh;

@@ -14,6 +14,7 @@ mod exit_codes;
 mod faults;
 mod hardening;
 mod hygiene;
+mod inventory;
 mod lab;
 mod oidc_nginx;
 mod otlp;

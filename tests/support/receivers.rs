@@ -193,12 +193,22 @@ impl Alertmanager {
     /// Whether the receiver behind it got a `status` ("firing"/"resolved") message with
     /// an alert named `alertname`.
     pub fn hook_saw(&self, status: &str, alertname: &str) -> bool {
-        self.hook.bodies().iter().any(|b| {
-            b["status"] == status
-                && b["alerts"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|a| a["labels"]["alertname"] == alertname))
-        })
+        self.hook_count(status, alertname) > 0
+    }
+
+    /// How many `status` messages with an alert named `alertname` the receiver behind it
+    /// got: what a person was sent, unlike [`Self::alerts`], where repeats merge.
+    pub fn hook_count(&self, status: &str, alertname: &str) -> usize {
+        self.hook
+            .bodies()
+            .iter()
+            .filter(|b| {
+                b["status"] == status
+                    && b["alerts"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|a| a["labels"]["alertname"] == alertname))
+            })
+            .count()
     }
 }
 

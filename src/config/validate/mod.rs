@@ -108,6 +108,22 @@ pub(super) struct Validator<'a> {
     pub(super) secrets: &'a dyn SecretReader,
 }
 
+impl<'a> Validator<'a> {
+    /// A validator with no problems yet.
+    pub(in crate::config) fn new(base_dir: &'a Path, secrets: &'a dyn SecretReader) -> Self {
+        Validator {
+            problems: Vec::new(),
+            base_dir,
+            secrets,
+        }
+    }
+
+    /// The problems found so far.
+    pub(in crate::config) fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
+}
+
 impl Validator<'_> {
     pub(super) fn problem(&mut self, path: &str, message: impl Into<String>) {
         self.problems.push(Problem {
@@ -221,10 +237,21 @@ impl Validator<'_> {
                 .map(|s| s.to_string())
                 .collect(),
         };
-        if raw.tenant.is_empty() {
+        let templates = self.templates(&raw.tenant_template, &known, &default_profiles);
+        let inventory = raw
+            .inventory
+            .as_ref()
+            .map(|i| self.inventory(i, &templates));
+        if !templates.is_empty() && inventory.is_none() {
+            self.problem(
+                "tenant_template",
+                "templates are filled from an inventory: add [inventory] with a file or a url",
+            );
+        }
+        if raw.tenant.is_empty() && inventory.is_none() {
             self.problem(
                 "tenant",
-                "no tenants: add at least one [[tenant]] with a [[tenant.domain]]",
+                "no tenants: add at least one [[tenant]] with a [[tenant.domain]] (or an [inventory])",
             );
         }
         let mut seen = BTreeSet::new();
@@ -252,6 +279,10 @@ impl Validator<'_> {
             profiles,
             tenant_index: super::TenantIndex::of(&tenants),
             tenants_in_file: tenants.len(),
+            file_tenants: tenant_names.clone(),
+            inventory_tenants: BTreeSet::new(),
+            templates,
+            inventory,
             tenants,
             alerting,
             telemetry,

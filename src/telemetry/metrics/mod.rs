@@ -18,6 +18,7 @@
 //! token ever becomes a label. The families and labels are documented in README.md
 //! ("Metrics").
 
+mod inventory;
 mod login;
 mod process;
 mod select;
@@ -178,7 +179,9 @@ fn tenant_families(snapshot: &Snapshot, config: &Config, tenant: Option<&str>) -
 
 /// The process's families written after the tenants' ones.
 fn tail_families(snapshot: &Snapshot, config: &Config) -> Vec<Family> {
-    process::notification_families(snapshot, config)
+    let mut out = process::notification_families(snapshot, config);
+    out.extend(inventory::inventory_families(snapshot, config));
+    out
 }
 
 #[cfg(test)]
