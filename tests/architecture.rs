@@ -34,7 +34,7 @@ const ONLY_IN: &[(&str, &[&str])] = &[
     ("lettre", &["notify", "config"]),
     ("axum", &["api", "lab"]),
     ("maud", &["api", "notify"]),
-    ("reqwest", &["probe", "notify", "cli", "prometheus"]),
+    ("reqwest", &["probe", "notify", "cli", "prometheus", "telemetry"]),
 ];
 /// Rooms only some rooms may import: (room, importers allowed).
 const IMPORTED_ONLY_BY: &[(&str, &[&str])] = &[

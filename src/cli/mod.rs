@@ -207,6 +207,15 @@ pub fn main() -> ExitCode {
         }
     };
     init_logs(cli.log_format, default_level, traces.as_ref());
+    if let Some(otlp) = config
+        .as_ref()
+        .filter(|_| cli.command.probes())
+        .and_then(|c| c.telemetry.otlp.clone())
+    {
+        // Says at start when a collector cannot be reached (e.g. its certificate is from
+        // another CA); never waited for.
+        runtime.spawn(crate::telemetry::check_collectors(otlp));
+    }
     let code = match runtime.block_on(dispatch(cli.command, config)) {
         Ok(code) => code,
         Err(e) => {
@@ -223,17 +232,9 @@ pub fn main() -> ExitCode {
 
 /// Starts OTLP trace export when the config asks for it.
 fn start_traces(cfg: &Config) -> anyhow::Result<Option<Traces>> {
-    let Some(otlp) = otlp_config(cfg)? else {
-        return Ok(None);
-    };
-    Traces::start(&otlp, &cfg.settings.location).map(Some)
-}
-
-/// `[telemetry.otlp]`, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else none (export is off).
-fn otlp_config(cfg: &Config) -> anyhow::Result<Option<config::OtlpConfig>> {
     match &cfg.telemetry.otlp {
-        Some(o) => Ok(Some(o.clone())),
-        None => config::otlp_from_env(&|name| std::env::var(name).ok()).map_err(anyhow::Error::msg),
+        Some(otlp) => Traces::start(otlp, &cfg.settings.location),
+        None => Ok(None),
     }
 }
 

@@ -75,6 +75,13 @@ pub(super) struct RawTelemetry {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawOtlp {
     pub(super) endpoint: Option<String>,
+    pub(super) traces_endpoint: Option<String>,
+    pub(super) metrics_endpoint: Option<String>,
+    pub(super) protocol: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) ca_file: Option<String>,
+    pub(super) client_certificate: Option<toml::Value>,
+    pub(super) client_key: Option<toml::Value>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, toml::Value>,
     pub(super) service_name: Option<String>,

@@ -19,6 +19,7 @@ mod inventory;
 mod lab;
 mod oidc_nginx;
 mod otlp;
+mod otlp_tls;
 mod pinning;
 mod refresh_rotation;
 // Shared with the `rehearsal` binary, which uses other parts of them.

@@ -132,6 +132,10 @@ impl Validator<'_> {
         });
     }
 
+    pub(super) fn has_problem_at(&self, path: &str) -> bool {
+        self.problems.iter().any(|p| p.path == path)
+    }
+
     pub(super) fn duration(
         &mut self,
         path: &str,
