@@ -82,6 +82,35 @@ pub fn judge(
     }
 }
 
+/// Judges a tenant that is gone (removed from the config or the inventory): its history
+/// goes, and its incidents end at once through [`alert::retire`], each that paged with a
+/// resolved notification saying `reason`, routed like any other. Pure.
+pub fn judge_removed(
+    config: &Config,
+    history: &mut History,
+    alerts: &AlertState,
+    tenant: &str,
+    reason: &str,
+    now: Timestamp,
+) -> Verdict {
+    history.remove_tenant(tenant);
+    let (notifications, part) = alert::retire(alerts, reason, &config.alerting.policy, now);
+    let outbox = notifications
+        .iter()
+        .flat_map(|n| {
+            alert::route(n, &config.alerting.routes)
+                .into_iter()
+                .map(move |channel| (channel, n.clone()))
+        })
+        .collect();
+    Verdict {
+        findings: Vec::new(),
+        alerts: part,
+        notifications,
+        outbox,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +160,50 @@ codes = ["login_failed"]
             fx::keys(&mut o, 1, 1, vec![fx::key("k0")]);
         }
         o
+    }
+
+    #[test]
+    fn a_removed_tenant_is_resolved_at_once_with_the_reason_and_routed() {
+        let config = alerting_config();
+        let mut history = History::default();
+        let mut alerts = AlertState::default();
+        for i in 0..3 {
+            let v = judge(
+                &config,
+                &mut history,
+                &alerts,
+                &[],
+                "acme",
+                Some(&round(i, i > 0)),
+                &[],
+                fx::at(i),
+            );
+            alerts = v.alerts;
+        }
+        assert_eq!(alerts.incidents.len(), 1, "the stale edge has paged");
+        let v = judge_removed(
+            &config,
+            &mut history,
+            &alerts,
+            "acme",
+            "tenant removed from the inventory",
+            fx::at(3),
+        );
+        assert_eq!(v.alerts, AlertState::default());
+        assert_eq!(history.tenants().count(), 0, "its history goes");
+        let routed: Vec<(&str, Status, Option<&str>)> = v
+            .outbox
+            .iter()
+            .map(|(c, n)| (c.as_str(), n.status, n.reason.as_deref()))
+            .collect();
+        assert_eq!(
+            routed,
+            [(
+                "hook",
+                Status::Resolved,
+                Some("tenant removed from the inventory")
+            )]
+        );
     }
 
     #[test]

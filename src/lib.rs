@@ -14,6 +14,7 @@ pub mod lab;
 pub mod model;
 pub mod notify;
 pub mod probe;
+pub mod prometheus;
 pub mod report;
 pub mod snapshot;
 pub mod store;

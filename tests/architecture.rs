@@ -34,7 +34,10 @@ const ONLY_IN: &[(&str, &[&str])] = &[
     ("lettre", &["notify", "config"]),
     ("axum", &["api", "lab"]),
     ("maud", &["api", "notify"]),
-    ("reqwest", &["probe", "notify", "cli"]),
+    (
+        "reqwest",
+        &["probe", "notify", "cli", "prometheus", "telemetry"],
+    ),
     ("scraper", &["probe"]),
 ];
 /// Rooms only some rooms may import: (room, importers allowed).

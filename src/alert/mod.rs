@@ -15,4 +15,4 @@ pub mod state;
 
 pub use route::{Route, route};
 pub use silence::{MaintenanceWindow, Silence, SubjectPattern};
-pub use state::{AlertPolicy, AlertState, GroupBy, GroupKey, Notification, Status, step};
+pub use state::{AlertPolicy, AlertState, GroupBy, GroupKey, Notification, Status, retire, step};

@@ -73,6 +73,7 @@ mod tests {
             since: Timestamp(0),
             at: Timestamp(0),
             next_reminder: None,
+            reason: None,
             findings,
         }
     }

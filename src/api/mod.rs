@@ -14,6 +14,7 @@
 //! refuses foreign `Host`s and cross-site or non-JSON writes, and `server` bounds how
 //! long a client may take to send its headers.
 
+mod gate;
 mod guard;
 pub mod page;
 mod server;
@@ -21,7 +22,6 @@ pub mod silences;
 
 use crate::clock::SharedClock;
 use crate::config::Config;
-use crate::detect::{self, gate::Question};
 use crate::model::{Code, Finding, Severity};
 use crate::report::{Report, ViewRow};
 use crate::snapshot::{SharedSnapshot, Snapshot};
@@ -76,8 +76,8 @@ pub fn routes() -> Vec<(&'static str, Access, MethodRouter<ApiState>)> {
         ("/metrics", Access::Bearer, get(metrics_text)),
         ("/v1/status", Access::Bearer, get(status)),
         ("/v1/findings", Access::Bearer, get(findings)),
-        ("/v1/gate/rotation", Access::Bearer, get(gate_rotation)),
-        ("/v1/gate/retirement", Access::Bearer, get(gate_retirement)),
+        ("/v1/gate/rotation", Access::Bearer, get(gate::rotation)),
+        ("/v1/gate/retirement", Access::Bearer, get(gate::retirement)),
         (
             "/v1/silences",
             Access::Bearer,
@@ -139,13 +139,13 @@ pub async fn serve(
 
 /// Calls `f` with the snapshot and the config the daemon runs with now (see
 /// [`ApiState::config`]), read under one lock so the two agree.
-fn read<T>(state: &ApiState, f: impl FnOnce(&Snapshot, &Config) -> T) -> T {
+pub(super) fn read<T>(state: &ApiState, f: impl FnOnce(&Snapshot, &Config) -> T) -> T {
     let guard = state.snapshot.read().unwrap_or_else(|e| e.into_inner());
     let config = guard.config.as_deref().unwrap_or(&state.config);
     f(&guard, config)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(super) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (status, Json(json!({ "error": message.into() }))).into_response()
 }
 
@@ -247,6 +247,41 @@ struct Ready {
     last_commit: Option<String>,
     /// keycanary's own lag (see `keycanary_scheduler_lag_seconds`).
     scheduler_lag_seconds: f64,
+    /// With `[inventory]`: what it holds and how old it may be (a failing source keeps its
+    /// last good list, so the daemon stays ready and says so here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    inventory: Option<ReadyInventory>,
+}
+
+#[derive(Debug, Serialize)]
+struct ReadyInventory {
+    accepted: usize,
+    rejected: usize,
+    /// The oldest of the sources' latest successful reads.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_success: Option<String>,
+    /// Sources whose latest read failed, each with why.
+    failing: std::collections::BTreeMap<&'static str, String>,
+}
+
+fn ready_inventory(s: &crate::snapshot::Snapshot) -> Option<ReadyInventory> {
+    let inv = s.inventory.as_ref()?;
+    let oldest = inv
+        .sources
+        .values()
+        .map(|st| st.last_success)
+        .min()
+        .flatten();
+    Some(ReadyInventory {
+        accepted: inv.accepted,
+        rejected: inv.rejected,
+        last_success: oldest.map(|t| t.to_rfc3339()),
+        failing: inv
+            .sources
+            .iter()
+            .filter_map(|(k, st)| st.error.clone().map(|e| (*k, e)))
+            .collect(),
+    })
 }
 
 async fn readyz(State(state): State<ApiState>) -> Response {
@@ -257,6 +292,7 @@ async fn readyz(State(state): State<ApiState>) -> Response {
             last_round_finished: s.last_round_finished.map(|t| t.to_rfc3339()),
             last_commit: s.store.last_commit.map(|t| t.to_rfc3339()),
             scheduler_lag_seconds: s.lag.as_secs_f64(),
+            inventory: ready_inventory(s),
         })
         .into_response(),
         Err(reason) => (
@@ -476,99 +512,13 @@ async fn findings(
     }
 }
 
-/// `GET /v1/gate/rotation?tenant=T[&kid=N]` and `/v1/gate/retirement?tenant=T&kid=C`.
-#[derive(Debug, Deserialize)]
-pub struct GateQuery {
-    pub tenant: String,
-    pub kid: Option<String>,
-}
-
-async fn gate_rotation(
-    State(state): State<ApiState>,
-    q: Result<Query<GateQuery>, QueryRejection>,
-) -> Response {
-    match q {
-        Ok(Query(q)) => gate(&state, q, false),
-        Err(e) => bad_query(e),
-    }
-}
-
-async fn gate_retirement(
-    State(state): State<ApiState>,
-    q: Result<Query<GateQuery>, QueryRejection>,
-) -> Response {
-    match q {
-        Ok(Query(q)) => gate(&state, q, true),
-        Err(e) => bad_query(e),
-    }
-}
-
 /// A query string that does not parse (a missing `tenant`, a repeated parameter): 400
 /// with the JSON error every other 400 has.
-fn bad_query(e: QueryRejection) -> Response {
+pub(super) fn bad_query(e: QueryRejection) -> Response {
     error(
         StatusCode::BAD_REQUEST,
         format!("{}: see /openapi.json for the parameters", e.body_text()),
     )
-}
-
-/// Answers a gate from the daemon's history and open findings: 200 safe, 409 unsafe (both
-/// with the answer), 400 for an unknown tenant or a retirement without a kid, 503 before
-/// the first round.
-fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
-    if read(state, |_, config| config.tenant(&q.tenant).is_none()) {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("unknown tenant `{}`", q.tenant),
-        );
-    }
-    if retire && q.kid.is_none() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "the retirement gate needs `kid`: the key to remove",
-        );
-    }
-    let now = state.clock.now();
-    let answer = read(state, |s, config| {
-        if s.rounds == 0 {
-            return None;
-        }
-        let question = if retire {
-            Question::Retirement(q.kid.as_deref().unwrap_or_default())
-        } else {
-            Question::Rotation(q.kid.as_deref())
-        };
-        // The tenant's own part: its history (copied for this question), latest round
-        // and open findings.
-        let observations = s
-            .observation(&q.tenant)
-            .map(std::slice::from_ref)
-            .unwrap_or(&[]);
-        let open = s.tenants.get(&q.tenant).map_or(&[][..], |t| &t.findings);
-        Some(detect::gate::answer(
-            config,
-            &s.history_of(&q.tenant),
-            observations,
-            open,
-            &q.tenant,
-            question,
-            now,
-        ))
-    });
-    match answer {
-        None => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no round has finished yet: ask again after the first round",
-        ),
-        Some(a) => {
-            let status = if a.safe {
-                StatusCode::OK
-            } else {
-                StatusCode::CONFLICT
-            };
-            (status, Json(a)).into_response()
-        }
-    }
 }
 
 async fn openapi() -> Response {

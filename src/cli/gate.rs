@@ -8,7 +8,7 @@
 use super::Format;
 use super::oneshot::{probe_and_assess, start_lab_if_configured};
 use crate::config::Config;
-use crate::detect::gate::{self, GateAnswer, Question};
+use crate::detect::gate::{self, GateAnswer, Question, global};
 use crate::{clock, probe};
 use anyhow::{Context, bail};
 use secrecy::{ExposeSecret, SecretString};
@@ -33,13 +33,31 @@ impl Asked {
     }
 }
 
+/// Where the answer comes from.
+pub(super) enum Source {
+    /// One round from here.
+    Here,
+    /// A running daemon's API (`--url`).
+    Daemon(String),
+    /// Every location's exports in Prometheus: `--prometheus` (else `[gate] prometheus`)
+    /// and `--location`s (else `[gate] locations`).
+    Prometheus(Option<String>, Vec<String>),
+}
+
 pub(super) async fn run(
     cfg: &Config,
     path: &Path,
     asked: Asked,
-    url: Option<&str>,
+    source: Source,
     format: Format,
 ) -> anyhow::Result<ExitCode> {
+    if let Source::Prometheus(url, locations) = source {
+        return global(cfg, path, &asked, url, locations, format).await;
+    }
+    let url = match &source {
+        Source::Daemon(url) => Some(url.as_str()),
+        _ => None,
+    };
     if cfg.tenant(&asked.tenant).is_none() {
         eprintln!(
             "error: tenant `{}` is not in {}",
@@ -70,9 +88,63 @@ pub(super) async fn run(
             )
         }
     };
+    print_answer(&answer, format)
+}
+
+/// The rotation gate over every location, from Prometheus. Prometheus unreachable or
+/// answering garbage is an error (exit 2), never an answer.
+async fn global(
+    cfg: &Config,
+    path: &Path,
+    asked: &Asked,
+    url: Option<String>,
+    locations: Vec<String>,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
+    let base = match url {
+        Some(u) => url::Url::parse(&u)
+            .ok()
+            .filter(|p| matches!(p.scheme(), "http" | "https"))
+            .with_context(|| format!("--prometheus `{u}` is not an http(s) URL"))?,
+        None => cfg.gate.prometheus.clone().with_context(|| {
+            format!(
+                "--global needs [gate] prometheus in {} (or pass --prometheus URL)",
+                path.display()
+            )
+        })?,
+    };
+    let locations = if locations.is_empty() {
+        cfg.gate.locations.clone()
+    } else {
+        locations
+    };
+    if locations.is_empty() {
+        bail!(
+            "no locations to ask: set [gate] locations in {} or pass --location (repeatable)",
+            path.display()
+        );
+    }
+    let Some(kid) = asked.kid.as_deref() else {
+        bail!("the gate over every location needs --kid: the key to promote");
+    };
+    let scope = global::Scope {
+        tenant: &asked.tenant,
+        kid,
+        locations: &locations,
+        margin: cfg.settings.gate_margin,
+        max_age: cfg.gate.max_age,
+        now: clock::system().now(),
+    };
+    let answer = crate::prometheus::rotation(&base, &scope)
+        .await
+        .context("no answer over every location")?;
+    print_answer(&answer, format)
+}
+
+fn print_answer(answer: &GateAnswer, format: Format) -> anyhow::Result<ExitCode> {
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
-        Format::Text => print!("{}", gate_text(&answer)),
+        Format::Json => println!("{}", serde_json::to_string_pretty(answer)?),
+        Format::Text => print!("{}", gate_text(answer)),
     }
     Ok(if answer.safe {
         ExitCode::SUCCESS
@@ -158,9 +230,14 @@ pub(super) fn gate_text(answer: &GateAnswer) -> String {
             .ready_at
             .map(|t| format!(" (ready at {t})"))
             .unwrap_or_default();
+        let location = b
+            .location
+            .as_deref()
+            .map(|l| format!(" location={l}"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "  {:<26} {}  {}{ready}",
+            "  {:<26} {}{location}  {}{ready}",
             b.code.as_str(),
             b.subject,
             b.detail
@@ -207,6 +284,7 @@ mod tests {
                 ),
                 detail: "serves key-1 only".into(),
                 ready_at: Some(Timestamp(60_000)),
+                location: None,
             }],
             advisories: vec![Advisory {
                 code: Code::CachePolicyDrift,
@@ -228,6 +306,7 @@ mod tests {
         edge.subject.edge = Some("192.0.2.10".into());
         edge.subject.kid = Some("key-1".into());
         edge.ready_at = None;
+        edge.location = Some("us".into());
         let mut pinned = unsafe_.clone();
         pinned.blocking.push(edge);
         let safe = GateAnswer {
@@ -291,6 +370,19 @@ mod tests {
             "{text}"
         );
         assert_eq!(lines.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn text_names_the_location_of_a_blocker_over_every_location() {
+        let mut a = unsafe_answer();
+        a.blocking[0].location = Some("us".into());
+        let text = gate_text(&a);
+        assert!(
+            text.lines()
+                .nth(3)
+                .is_some_and(|l| l.contains("path=cdn location=us  serves key-1 only")),
+            "{text}"
+        );
     }
 
     #[test]

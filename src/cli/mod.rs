@@ -8,6 +8,7 @@
 
 mod check;
 mod gate;
+mod inventory;
 mod lab;
 mod oneshot;
 mod run;
@@ -57,6 +58,9 @@ enum Command {
         format: Format,
         #[arg(long, value_enum, default_value_t = FailOn::High)]
         fail_on: FailOn,
+        /// Probe only this tenant (one of the file's, or one the inventory makes).
+        #[arg(long)]
+        tenant: Option<String>,
     },
     /// Probe continuously at the configured interval and log findings as they open and close.
     Run {
@@ -80,6 +84,16 @@ enum Command {
         /// probing from here; its history makes time-based conditions decidable.
         #[arg(long)]
         url: Option<String>,
+        /// Ask over every location instead: read what every keycanary exports from this
+        /// Prometheus (its base URL, e.g. http://127.0.0.1:9090) and judge all their views.
+        #[arg(long, conflicts_with_all = ["url", "retire"])]
+        prometheus: Option<String>,
+        /// Ask over every location through `[gate] prometheus` of the config.
+        #[arg(long, conflicts_with_all = ["url", "retire"])]
+        global: bool,
+        /// A location that must answer (repeatable); default `[gate] locations`.
+        #[arg(long = "location")]
+        locations: Vec<String>,
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
@@ -115,7 +129,14 @@ impl Command {
     fn probes(&self) -> bool {
         matches!(
             self,
-            Command::Run { .. } | Command::Check { .. } | Command::Gate { url: None, .. }
+            Command::Run { .. }
+                | Command::Check { .. }
+                | Command::Gate {
+                    url: None,
+                    prometheus: None,
+                    global: false,
+                    ..
+                }
         )
     }
 }
@@ -186,6 +207,15 @@ pub fn main() -> ExitCode {
         }
     };
     init_logs(cli.log_format, default_level, traces.as_ref());
+    if let Some(otlp) = config
+        .as_ref()
+        .filter(|_| cli.command.probes())
+        .and_then(|c| c.telemetry.otlp.clone())
+    {
+        // Says at start when a collector cannot be reached (e.g. its certificate is from
+        // another CA); never waited for.
+        runtime.spawn(crate::telemetry::check_collectors(otlp));
+    }
     let code = match runtime.block_on(dispatch(cli.command, config)) {
         Ok(code) => code,
         Err(e) => {
@@ -202,17 +232,9 @@ pub fn main() -> ExitCode {
 
 /// Starts OTLP trace export when the config asks for it.
 fn start_traces(cfg: &Config) -> anyhow::Result<Option<Traces>> {
-    let Some(otlp) = otlp_config(cfg)? else {
-        return Ok(None);
-    };
-    Traces::start(&otlp, &cfg.settings.location).map(Some)
-}
-
-/// `[telemetry.otlp]`, else `OTEL_EXPORTER_OTLP_ENDPOINT`, else none (export is off).
-fn otlp_config(cfg: &Config) -> anyhow::Result<Option<config::OtlpConfig>> {
     match &cfg.telemetry.otlp {
-        Some(o) => Ok(Some(o.clone())),
-        None => config::otlp_from_env(&|name| std::env::var(name).ok()).map_err(anyhow::Error::msg),
+        Some(otlp) => Traces::start(otlp, &cfg.settings.location),
+        None => Ok(None),
     }
 }
 
@@ -277,10 +299,30 @@ fn init_logs(format: LogFormat, default_level: &str, traces: Option<&Traces>) {
 async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<ExitCode> {
     let cfg = || config.expect("every command but lab has a loaded config");
     match command {
-        Command::Validate { config: path } => Ok(validate::run(&path, &cfg())),
+        Command::Validate { config: path } => {
+            let (cfg, report) = inventory::expand(cfg(), &crate::clock::system()).await?;
+            Ok(validate::run(&path, &cfg, report.as_ref()))
+        }
         Command::Check {
-            format, fail_on, ..
-        } => check::run(&cfg(), format, fail_on.into()).await,
+            config: path,
+            format,
+            fail_on,
+            tenant,
+        } => {
+            let (mut cfg, _) = inventory::expand(cfg(), &crate::clock::system()).await?;
+            if let Some(t) = &tenant {
+                let Some(one) = cfg.tenant(t).cloned() else {
+                    eprintln!(
+                        "error: tenant `{t}` is neither in {} nor made by its inventory (keycanary validate lists rejected entries)",
+                        path.display()
+                    );
+                    return Ok(ExitCode::from(2));
+                };
+                cfg.tenants = vec![one];
+                cfg.reindex_tenants();
+            }
+            check::run(&cfg, format, fail_on.into()).await
+        }
         Command::Run { config: path } => run::run(cfg(), path).await,
         Command::Status { format, .. } => status::run(&cfg(), format),
         Command::Gate {
@@ -289,6 +331,9 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<Ex
             kid,
             retire,
             url,
+            prometheus,
+            global,
+            locations,
             format,
         } => {
             let question = gate::Asked {
@@ -296,7 +341,14 @@ async fn dispatch(command: Command, config: Option<Config>) -> anyhow::Result<Ex
                 kid,
                 retire,
             };
-            gate::run(&cfg(), &path, question, url.as_deref(), format).await
+            let source = match (url, prometheus, global) {
+                (Some(url), _, _) => gate::Source::Daemon(url),
+                (None, Some(p), _) => gate::Source::Prometheus(Some(p), locations),
+                (None, None, true) => gate::Source::Prometheus(None, locations),
+                (None, None, false) => gate::Source::Here,
+            };
+            let (cfg, _) = inventory::expand(cfg(), &crate::clock::system()).await?;
+            gate::run(&cfg, &path, question, source, format).await
         }
         Command::Lab { listen } => lab::run(listen).await,
     }

@@ -3,7 +3,7 @@
 //! has `[lab]`.
 
 use super::oneshot::start_lab_if_configured;
-use super::{otlp_config, shutdown_signal};
+use super::shutdown_signal;
 use crate::clock;
 use crate::config::Config;
 use crate::snapshot::{self, SharedSnapshot};
@@ -57,7 +57,7 @@ fn start_otlp_metrics(
     cfg: &Config,
     snapshot: &SharedSnapshot,
 ) -> anyhow::Result<Option<OtlpMetrics>> {
-    let Some(otlp) = otlp_config(cfg)? else {
+    let Some(otlp) = &cfg.telemetry.otlp else {
         return Ok(None);
     };
     let snapshot = snapshot.clone();
@@ -68,5 +68,5 @@ fn start_otlp_metrics(
         let config = s.config.as_deref().unwrap_or(&config);
         metrics::families(&s, config, metrics::BuildInfo::current())
     });
-    OtlpMetrics::start(&otlp, &cfg.settings.location, cfg.settings.interval, source).map(Some)
+    OtlpMetrics::start(otlp, &cfg.settings.location, cfg.settings.interval, source)
 }

@@ -10,8 +10,9 @@
 //! directory and a secret reader in, `Config` out), [`Config::from_toml_str`] (the same
 //! with the real reader) and [`load`] (reads the file). The pieces: `raw` (serde),
 //! `validate` (settings, tenants), `alerting`, `channels`, `profiles` (client profile
-//! data), `secrets`, `error`. Only `load` (the file) and [`SecretSource`] (secrets) touch
-//! the outside; nothing here fetches anything or holds runtime state, and config depends
+//! data), `otlp` (`[telemetry.otlp]` merged with the `OTEL_*` variables), `secrets`,
+//! `error`. Only `load` (the file, the `OTEL_*` variables) and [`SecretSource`] (secrets)
+//! touch the outside; nothing here fetches anything or holds runtime state, and config depends
 //! on `model` and `alert`'s plain types only.
 
 mod alerting;
@@ -19,10 +20,14 @@ pub mod channels;
 mod error;
 #[cfg(test)]
 pub(crate) mod fixtures;
+mod gate;
+pub mod inventory;
+pub mod otlp;
 pub mod profiles;
 mod raw;
 mod secrets;
 pub mod shard;
+pub mod template;
 #[cfg(test)]
 mod tests;
 mod validate;
@@ -35,6 +40,8 @@ pub use channels::{
     PagerDutyConfig, SlackConfig, SmtpTls, WebhookConfig,
 };
 pub use error::{ConfigError, Problem};
+pub use gate::GateConfig;
+pub use otlp::{ClientIdentity, OtlpConfig, OtlpExport, Protocol};
 pub use profiles::{ClientProfile, DEFAULT_PROFILES, OnFetchFailure};
 pub use secrets::{MemorySecrets, SecretReader, SecretSource};
 pub use shard::Shard;
@@ -60,54 +67,34 @@ pub struct Config {
     /// How many tenants the file defines; more than `tenants.len()` when a shard watches
     /// only its part of them.
     pub tenants_in_file: usize,
+    /// Names of the file's `[[tenant]]`s, every shard's: inventory entries may not reuse them.
+    pub file_tenants: std::collections::BTreeSet<String>,
+    /// Names of the tenants (this shard's) that came from the inventory; empty in a
+    /// config as loaded from its file, filled by [`inventory::expand`].
+    pub inventory_tenants: std::collections::BTreeSet<String>,
+    /// `[[tenant_template]]`: what inventory entries are made from.
+    pub templates: Vec<template::Template>,
+    /// `[inventory]`: where entries come from.
+    pub inventory: Option<inventory::Inventory>,
     /// Tenant name → position in `tenants`, for [`Config::tenant`]; built by validation.
     tenant_index: TenantIndex,
     /// `[alerting]`: when findings page, and where to.
     pub alerting: Alerting,
     /// `[telemetry]`: where traces go (off unless configured).
     pub telemetry: TelemetryConfig,
+    /// `[gate]`: the rotation gate over every location, through Prometheus.
+    pub gate: GateConfig,
 }
 
 /// `[telemetry]`.
 #[derive(Debug, Clone, Default)]
 pub struct TelemetryConfig {
-    /// `[telemetry.otlp]`, or `OTEL_EXPORTER_OTLP_ENDPOINT` when the table is absent.
+    /// `[telemetry.otlp]` merged with the standard `OTEL_*` variables (the table wins);
+    /// `None` when neither configures an endpoint.
     pub otlp: Option<OtlpConfig>,
     /// `per_view_histograms`: label the fetch duration histogram by view (9 series per
     /// view) instead of by domain (the default: 9 series per domain).
     pub per_view_histograms: bool,
-}
-
-/// Export to `OTEL_EXPORTER_OTLP_ENDPOINT` (read with `env`) when `[telemetry.otlp]` is
-/// absent; `Ok(None)` when the variable is unset or empty. Kept out of [`Config::from_toml_str`]
-/// because that variable is not a secret and the secret lookup may answer any name.
-pub fn otlp_from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<Option<OtlpConfig>, String> {
-    const VAR: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-    let Some(raw) = env(VAR).filter(|e| !e.trim().is_empty()) else {
-        return Ok(None);
-    };
-    match Url::parse(raw.trim()) {
-        Ok(endpoint) if endpoint.scheme() == "http" && endpoint.host().is_some() => {
-            Ok(Some(OtlpConfig {
-                endpoint,
-                headers: Vec::new(),
-                service_name: DEFAULT_SERVICE_NAME.to_owned(),
-            }))
-        }
-        _ => Err(format!(
-            "{VAR} `{raw}` is not an http URL with a host: fix it, unset it, or configure [telemetry.otlp]"
-        )),
-    }
-}
-
-/// Where spans are exported (OTLP over gRPC).
-#[derive(Debug, Clone)]
-pub struct OtlpConfig {
-    pub endpoint: Url,
-    /// gRPC metadata sent with every export (e.g. an API key); values may be secrets.
-    pub headers: Vec<(String, SecretString)>,
-    /// `service.name` of the resource; default `keycanary`.
-    pub service_name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -383,7 +370,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let origin = path.display().to_string();
-    let mut config = validate::run(&text, &origin, base, &SecretSource::process(base))?;
+    let reader = secrets::ProcessReader(SecretSource::process(base));
+    let mut config = validate::run(&text, &origin, base, &reader)?;
     if let Some(value) = std::env::var(SHARD_VAR)
         .ok()
         .filter(|v| !v.trim().is_empty())
@@ -481,8 +469,11 @@ impl Config {
             }
         }
         out.extend(&self.api.bearer_token);
+        if let Some(i) = &self.inventory {
+            out.extend(&i.bearer);
+        }
         if let Some(otlp) = &self.telemetry.otlp {
-            out.extend(otlp.headers.iter().map(|(_, v)| v));
+            out.extend(otlp.secrets());
         }
         let mut values: Vec<String> = out
             .into_iter()

@@ -33,7 +33,23 @@ pub(super) struct RawConfig {
     pub(super) profile: Vec<RawProfile>,
     #[serde(default)]
     pub(super) tenant: Vec<RawTenant>,
+    /// `[[tenant_template]]`: a tenant whose strings hold placeholders (`name` is the
+    /// template's); see `config::template`.
+    #[serde(default)]
+    pub(super) tenant_template: Vec<RawTenant>,
+    pub(super) inventory: Option<RawInventory>,
     pub(super) alerting: Option<RawAlerting>,
+    pub(super) gate: Option<super::gate::RawGate>,
+}
+
+/// `[inventory]`: where tenant entries come from (see `config::inventory`).
+#[derive(Debug, Deserialize)]
+pub(super) struct RawInventory {
+    pub(super) file: Option<String>,
+    pub(super) url: Option<String>,
+    pub(super) bearer: Option<toml::Value>,
+    pub(super) refresh: Option<String>,
+    pub(super) max_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -59,6 +75,13 @@ pub(super) struct RawTelemetry {
 #[derive(Debug, Deserialize)]
 pub(super) struct RawOtlp {
     pub(super) endpoint: Option<String>,
+    pub(super) traces_endpoint: Option<String>,
+    pub(super) metrics_endpoint: Option<String>,
+    pub(super) protocol: Option<String>,
+    pub(super) timeout: Option<String>,
+    pub(super) ca_file: Option<String>,
+    pub(super) client_certificate: Option<toml::Value>,
+    pub(super) client_key: Option<toml::Value>,
     #[serde(default)]
     pub(super) headers: BTreeMap<String, toml::Value>,
     pub(super) service_name: Option<String>,
@@ -74,7 +97,7 @@ pub(super) struct RawProfile {
     pub(super) on_fetch_failure: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawTenant {
     pub(super) name: Option<String>,
     pub(super) client_profiles: Option<Vec<String>>,
@@ -83,7 +106,7 @@ pub(super) struct RawTenant {
     pub(super) domain: Vec<RawDomain>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawDomain {
     pub(super) name: Option<String>,
     pub(super) issuer: Option<String>,
@@ -95,7 +118,7 @@ pub(super) struct RawDomain {
     pub(super) origin: Option<RawOrigin>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawLogin {
     pub(super) grant: Option<String>,
     pub(super) token_url: Option<String>,
@@ -125,7 +148,7 @@ pub(super) struct RawLogin {
     pub(super) form_action: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawJwks {
     pub(super) name: Option<String>,
     pub(super) url: Option<String>,
@@ -133,7 +156,7 @@ pub(super) struct RawJwks {
     pub(super) edges: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 pub(super) struct RawOrigin {
     pub(super) url: Option<String>,
     pub(super) bust_param: Option<String>,

@@ -19,6 +19,31 @@ pub trait SecretReader {
     fn env(&self, name: &str) -> Option<String>;
     /// The contents of the file at `path`, already resolved against the config's directory.
     fn file(&self, path: &Path) -> io::Result<String>;
+    /// A standard `OTEL_*` variable (not a secret reference: `config::otlp` merges them
+    /// under `[telemetry.otlp]`). None by default, so a reader that answers any `env`
+    /// name (as test readers do) does not configure OTLP by accident; `config::load`
+    /// reads the process's.
+    fn otel_env(&self, _name: &str) -> Option<String> {
+        None
+    }
+}
+
+/// The reader [`super::load`] uses: [`SecretSource::process`] plus the process's `OTEL_*`
+/// variables.
+pub(super) struct ProcessReader<'a>(pub(super) SecretSource<'a>);
+
+impl SecretReader for ProcessReader<'_> {
+    fn env(&self, name: &str) -> Option<String> {
+        self.0.env(name)
+    }
+
+    fn file(&self, path: &Path) -> io::Result<String> {
+        self.0.file(path)
+    }
+
+    fn otel_env(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
 }
 
 /// The real reader: environment variables through `env` (the process's, from
@@ -78,6 +103,14 @@ impl MemorySecrets {
 impl SecretReader for MemorySecrets {
     fn env(&self, name: &str) -> Option<String> {
         self.env.get(name).cloned()
+    }
+
+    /// The `OTEL_*` variables put in with [`MemorySecrets::with_env`].
+    fn otel_env(&self, name: &str) -> Option<String> {
+        self.env
+            .get(name)
+            .filter(|_| name.starts_with("OTEL_"))
+            .cloned()
     }
 
     fn file(&self, path: &Path) -> io::Result<String> {

@@ -337,43 +337,106 @@ fn telemetry_otlp_table_env_fallback_and_validation() {
     let c = parse(GOOD).unwrap();
     assert!(c.telemetry.otlp.is_none(), "off unless configured");
     let c = parse(&format!(
-        "{GOOD}\n[telemetry.otlp]\nendpoint = \"http://127.0.0.1:4317\"\nheaders = {{ X-Api-Key = {{ env = \"SECRET_A\" }}, tenant = \"ops\" }}\n"
+        "{GOOD}\n[telemetry.otlp]\nendpoint = \"http://127.0.0.1:4317\"\nprotocol = \"grpc\"\nheaders = {{ X-Api-Key = {{ env = \"SECRET_A\" }}, tenant = \"ops\" }}\n"
     ))
     .unwrap();
-    let o = c.telemetry.otlp.unwrap();
-    assert_eq!(o.endpoint.as_str(), "http://127.0.0.1:4317/");
+    let o = c.telemetry.otlp.as_ref().unwrap();
+    let traces = o.traces.as_ref().unwrap();
+    assert_eq!(traces.endpoint.as_str(), "http://127.0.0.1:4317/");
+    assert_eq!(traces.protocol, crate::config::Protocol::Grpc);
     assert_eq!(o.service_name, DEFAULT_SERVICE_NAME);
-    let headers: Vec<(&str, &str)> = o
+    let headers: Vec<(&str, &str)> = traces
         .headers
         .iter()
         .map(|(n, v)| (n.as_str(), v.expose_secret()))
         .collect();
     assert_eq!(headers, [("tenant", "ops"), ("x-api-key", "s3cret-a")]);
+    // The header secret is scrubbed like every other secret.
+    assert!(c.secret_values().contains(&"s3cret-a".to_owned()));
     check_problems(
         &format!(
-            "{GOOD}\n[telemetry.otlp]\nendpoint = \"grpc:nohost\"\nservice_name = \"\"\nheaders = {{ \"bad name\" = \"x\", k = {{ env = \"UNSET\" }} }}\n"
+            "{GOOD}\n[telemetry.otlp]\nendpoint = \"grpc:nohost\"\nprotocol = \"http/json\"\ntimeout = \"soon\"\nservice_name = \"\"\nheaders = {{ \"bad name\" = \"x\", k = {{ env = \"UNSET\" }} }}\nca_file = \"missing-ca.pem\"\nclient_certificate = \"inline\"\nclient_key = {{ env = \"SECRET_A\" }}\n"
         ),
         &[
             ("telemetry.otlp.endpoint", "not an http(s) URL"),
+            ("telemetry.otlp.protocol", "`http/json` is not a protocol"),
+            ("telemetry.otlp.timeout", "soon"),
             ("telemetry.otlp.service_name", "empty"),
             ("telemetry.otlp.headers.bad name", "not a valid header name"),
             ("telemetry.otlp.headers.k", "UNSET is not set"),
+            ("telemetry.otlp.ca_file", "cannot read"),
+            ("telemetry.otlp.client_certificate", "never written inline"),
+            ("telemetry.otlp.client_key", "holds no PEM private key"),
         ],
     );
     check_problems(
         &format!("{GOOD}\n[telemetry.otlp]\nservice_name = \"kc\"\n"),
         &[("telemetry.otlp.endpoint", "missing")],
     );
-    // Without the table, the standard variable turns export on.
-    let env = |name: &str| {
-        (name == "OTEL_EXPORTER_OTLP_ENDPOINT").then(|| "http://collector:4317".to_owned())
+}
+
+/// The standard variables, read through the secret reader: without the table they turn
+/// export on; with it, the table wins; a bad one is a problem named after the variable.
+#[test]
+fn telemetry_otlp_from_the_standard_variables() {
+    use base64::Engine as _;
+    let pem = |label: &str, der: &[u8]| {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+        format!("-----BEGIN {label}-----\n{b64}\n-----END {label}-----\n")
     };
-    let o = otlp_from_env(&env).unwrap().unwrap();
-    assert_eq!(o.endpoint.as_str(), "http://collector:4317/");
-    assert!(o.headers.is_empty());
-    assert!(otlp_from_env(&|_| None).unwrap().is_none());
-    let bad = otlp_from_env(&|_| Some("collector:4317".to_owned())).unwrap_err();
-    assert!(bad.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{bad}");
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["collector.test".to_owned()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let (cert, key) = (
+        pem("CERTIFICATE", cert.der()),
+        pem("PRIVATE KEY", &key.serialize_der()),
+    );
+    let with = |vars: &[(&str, &str)], text: &str| {
+        let mut secrets = secrets()
+            .with_file(Path::new(DIR).join("ca.pem"), &cert)
+            .with_file(Path::new(DIR).join("client.key"), &key);
+        for (k, v) in vars {
+            secrets = secrets.with_env(k, v);
+        }
+        super::parse(
+            &format!("{GOOD}\n{text}"),
+            "probes.toml",
+            Path::new(DIR),
+            &secrets,
+        )
+    };
+    let c = with(
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=env-key"),
+            ("OTEL_SERVICE_NAME", "kc-eu"),
+        ],
+        "",
+    )
+    .unwrap();
+    let o = c.telemetry.otlp.as_ref().unwrap();
+    assert_eq!(
+        o.metrics.as_ref().unwrap().endpoint.as_str(),
+        "https://collector:4318/v1/metrics"
+    );
+    assert_eq!(o.service_name, "kc-eu");
+    assert!(c.secret_values().contains(&"env-key".to_owned()));
+    let c = with(
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")],
+        "[telemetry.otlp]\nendpoint = \"https://otlp.example.com\"\nprotocol = \"grpc\"\nca_file = \"ca.pem\"\nclient_certificate = { file = \"ca.pem\" }\nclient_key = { file = \"client.key\" }\n",
+    )
+    .unwrap();
+    let traces = c.telemetry.otlp.unwrap().traces.unwrap();
+    assert_eq!(traces.endpoint.as_str(), "https://otlp.example.com/");
+    assert!(traces.ca_pem.is_some() && traces.client_identity.is_some());
+    let err = with(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317")], "").unwrap_err();
+    assert_eq!(
+        err.problems()[0].path,
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "{err}"
+    );
 }
 
 #[test]

@@ -115,6 +115,9 @@ pub(super) struct Live {
     /// round.
     pub(super) lag: u64,
     pub(super) last_lag: u64,
+    /// Tenants that a reload or the inventory removed, and why: what their incidents'
+    /// resolve says. A tenant gone before a restart is "no longer configured".
+    pub(super) gone: BTreeMap<String, String>,
 }
 
 impl Live {
@@ -128,6 +131,7 @@ impl Live {
     pub(super) fn reset(&mut self, config: &Config, now: Timestamp) {
         let names: BTreeSet<String> = config.tenants.iter().map(|t| t.name.clone()).collect();
         self.latest.retain(|t, _| names.contains(t));
+        self.gone.retain(|t, _| !names.contains(t));
         self.last_seen.retain(|t, _| names.contains(t));
         for t in &names {
             self.last_seen.entry(t.clone()).or_insert(now);

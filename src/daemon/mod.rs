@@ -21,18 +21,23 @@
 //! finished, and gives sends in flight a few seconds. With [`Options::config_path`],
 //! SIGHUP re-reads the config: a file with problems is refused (each problem logged) and
 //! the running config stays; a good one replaces the tenant tasks, the prober and the
-//! notifier's channels.
+//! notifier's channels. With `[inventory]`, the inventory's tenants join the file's at
+//! start, and whenever its entries change the workers are replaced the same way
+//! (`inventory`); a tenant that left is retired on the next tick, its incidents resolving
+//! with the reason.
 //!
 //! Not here: the judgement itself (`crate::judge`: `detect`, `alert` — pure), SQL (`store`), talking to
 //! receivers (`notify`).
 //!
 //! The rooms: `scheduler` (tenant tasks, the workers a reload replaces), `live` (what is
 //! carried between rounds), `rounds` (a round or a tick: judge, commit, publish), `commit`
-//! (the store side), `publish` (the snapshot side), `reload` (SIGHUP), `health` (the
-//! daemon's own health in its log). This file is the run loop.
+//! (the store side), `publish` (the snapshot side), `reload` (SIGHUP), `inventory` (the
+//! inventory's poller and last good lists), `health` (the daemon's own health in its
+//! log). This file is the run loop.
 
 mod commit;
 mod health;
+mod inventory;
 mod live;
 mod publish;
 mod reload;
@@ -50,6 +55,7 @@ use crate::store::{SharedStore, StateLock, Store};
 use crate::telemetry::otlp_metrics::DurationRecorder;
 use anyhow::Context;
 use health::{SELF_CHECK_EVERY, log_health};
+use inventory::{Fleet, Poller, why_gone};
 use live::{Live, Progress, TenantRound};
 use publish::publish_config;
 use reload::{Hangups, reload};
@@ -59,7 +65,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{Notify, mpsc};
-use tracing::info;
+use tracing::{error, info};
 
 /// Knobs of the daemon that are not in probes.toml.
 #[derive(Debug, Clone, Default)]
@@ -103,6 +109,24 @@ pub async fn run_with_options(
         alerts: persisted.alert_state.by_tenant(),
         rounds: persisted.last_round.map_or(0, |r| r.number),
     };
+    // The inventory's tenants join the file's before anything starts.
+    let mut fleet = Fleet::new(config);
+    if let Some(loads) = inventory::read_now(&fleet.base, &clock).await {
+        fleet.absorb(loads, clock.now());
+    }
+    let config = fleet
+        .expansion(true)
+        .expect("a forced expansion gives a config")
+        .config;
+    let (inventory_tx, mut inventory_rx) = mpsc::channel::<crate::probe::inventory::Loads>(4);
+    let mut poller = Poller::start(&fleet.base, clock.clone(), inventory_tx.clone());
+    let publish_inventory = |fleet: &Fleet| {
+        snapshot
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .inventory = fleet.status();
+    };
+    publish_inventory(&fleet);
     let prober = Arc::new(Prober::new(&config, clock.clone())?);
     info!(
         state_dir = %dir.display(),
@@ -156,53 +180,101 @@ pub async fn run_with_options(
         );
     }
     loop {
-        tokio::select! {
+        // A SIGHUP or a changed inventory gives a new config; both replace the workers
+        // the same way, below.
+        let change = tokio::select! {
             _ = &mut shutdown => break,
             Some(r) = round_rx.recv() => {
                 record_durations(&r, &workers.config);
                 memory = on_round(&workers.config, &plumbing, &snapshot, &mut live, memory, r, clock.now()).await;
+                None
             }
             _ = tick.tick() => {
                 memory = on_tick(&workers.config, &plumbing, &snapshot, &mut live, memory, clock.now()).await;
+                None
             }
-            _ = self_check.tick() => log_health(&store, &live, clock.now()).await,
+            _ = self_check.tick() => {
+                log_health(&store, &live, clock.now()).await;
+                None
+            }
             _ = hangups.recv() => {
                 let path = options.config_path.as_deref().expect("SIGHUP only with a config path");
-                if let Some((new, prober)) = reload(path, &workers.config, &clock) {
-                    workers.stop_tenants().await;
-                    // The old notifier stops before the new one starts: never two senders.
-                    workers.stop_notifier().await;
-                    workers = Workers::start(Arc::new(new), prober, &plumbing);
-                    live.reset(&workers.config, clock.now());
-                    // A removed tenant's history goes (its incidents resolve on the next tick).
-                    let removed: Vec<String> = memory
-                        .history
-                        .tenants()
-                        .map(|(t, _)| t.to_owned())
-                        .filter(|t| workers.config.tenant(t).is_none())
-                        .collect();
-                    for t in &removed {
-                        memory.history.remove_tenant(t);
-                        if !memory.alerts.contains_key(t) {
-                            commit::forget_tenant(&store, t).await;
+                match reload(path, &fleet.base) {
+                    Some(base) => {
+                        fleet.base = base;
+                        if let Some(p) = poller.take() {
+                            p.stop().await;
                         }
-                    }
-                    publish_config(&snapshot, &workers.config, &memory.history, clock.now());
-                    // Rounds that finished before the reload are judged, not lost: those of
-                    // tenants the new config still has, by the new config.
-                    while let Ok(r) = round_rx.try_recv() {
-                        if workers.config.tenant(&r.observation.tenant).is_some() {
-                            record_durations(&r, &workers.config);
-                            memory = on_round(&workers.config, &plumbing, &snapshot, &mut live, memory, r, clock.now()).await;
+                        if let Some(loads) = inventory::read_now(&fleet.base, &clock).await {
+                            fleet.absorb(loads, clock.now());
                         }
+                        poller = Poller::start(&fleet.base, clock.clone(), inventory_tx.clone());
+                        let x = fleet.expansion(true);
+                        publish_inventory(&fleet);
+                        x.map(|x| (x, "config reloaded"))
                     }
-                    tick = tokio::time::interval(workers.config.settings.interval);
-                    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                    tick.tick().await;
-                    info!(tenants = workers.config.tenants.len(), "config reloaded");
+                    None => None,
                 }
             }
+            Some(loads) = inventory_rx.recv() => {
+                fleet.absorb(loads, clock.now());
+                let x = fleet.expansion(false);
+                publish_inventory(&fleet);
+                x.map(|x| (x, "inventory changed: tenants replaced"))
+            }
+        };
+        let Some((expansion, applied)) = change else {
+            continue;
+        };
+        let prober = match Prober::new(&expansion.config, clock.clone()) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                error!("new config refused, the running config stays: {e:#}");
+                continue;
+            }
+        };
+        live.gone.extend(why_gone(&workers.config, &expansion));
+        workers.stop_tenants().await;
+        // The old notifier stops before the new one starts: never two senders.
+        workers.stop_notifier().await;
+        workers = Workers::start(Arc::new(expansion.config), prober, &plumbing);
+        live.reset(&workers.config, clock.now());
+        // A removed tenant's history goes (its incidents resolve on the next tick, saying
+        // why it went).
+        let removed: Vec<String> = memory
+            .history
+            .tenants()
+            .map(|(t, _)| t.to_owned())
+            .filter(|t| workers.config.tenant(t).is_none())
+            .collect();
+        for t in &removed {
+            memory.history.remove_tenant(t);
+            if !memory.alerts.contains_key(t) {
+                commit::forget_tenant(&store, t).await;
+            }
         }
+        publish_config(&snapshot, &workers.config, &memory.history, clock.now());
+        // Rounds that finished before the change are judged, not lost: those of tenants
+        // the new config still has, by the new config.
+        while let Ok(r) = round_rx.try_recv() {
+            if workers.config.tenant(&r.observation.tenant).is_some() {
+                record_durations(&r, &workers.config);
+                memory = on_round(
+                    &workers.config,
+                    &plumbing,
+                    &snapshot,
+                    &mut live,
+                    memory,
+                    r,
+                    clock.now(),
+                )
+                .await;
+            }
+        }
+        tick = tokio::time::interval(workers.config.settings.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        info!(tenants = workers.config.tenants.len(), "{applied}");
     }
     info!("shutting down: cancelling rounds in flight");
     workers.stop_tenants().await;
@@ -220,6 +292,9 @@ pub async fn run_with_options(
         .await;
     }
     workers.stop_notifier().await;
+    if let Some(p) = poller {
+        p.stop().await;
+    }
     drop(lock);
     info!("stopped");
     Ok(())

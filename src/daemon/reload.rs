@@ -1,14 +1,12 @@
 //! SIGHUP: re-reading the config. A file with problems is refused (each problem logged)
-//! and the running config stays; a good one comes back with a new prober, and the run loop
-//! replaces the tenant tasks and the notifier's channels.
+//! and the running config stays; a good one comes back, and the run loop expands the
+//! inventory with it (`inventory`), builds a new prober and replaces the tenant tasks and
+//! the notifier's channels — the same path an inventory change takes.
 //!
 //! Not here: the replacing itself (the run loop in `mod.rs`).
 
-use crate::clock::SharedClock;
 use crate::config::{self, Config};
-use crate::probe::Prober;
 use anyhow::Context;
-use std::sync::Arc;
 use tracing::{error, info, warn};
 
 /// Resolves on SIGHUP; never, without a config path (or off Unix).
@@ -34,13 +32,10 @@ impl Hangups {
     }
 }
 
-/// Loads the config at `path` for a reload. `None` (and every problem logged) when it is
+/// Loads the config at `path` for a reload (the file's config: the run loop expands the
+/// inventory with it and builds the prober). `None` (and every problem logged) when it is
 /// refused: the running config stays.
-pub(super) fn reload(
-    path: &std::path::Path,
-    running: &Config,
-    clock: &SharedClock,
-) -> Option<(Config, Arc<Prober>)> {
+pub(super) fn reload(path: &std::path::Path, running: &Config) -> Option<Config> {
     info!(path = %path.display(), "SIGHUP: reloading the config");
     let new = match config::load(path) {
         Ok(c) => c,
@@ -57,11 +52,5 @@ pub(super) fn reload(
             "[api] listen and [lab] changes take effect at the next start ([api] bearer_token, allowed_hosts and max_silence apply now)"
         );
     }
-    match Prober::new(&new, clock.clone()) {
-        Ok(p) => Some((new, Arc::new(p))),
-        Err(e) => {
-            error!("config reload refused, the running config stays: {e:#}");
-            None
-        }
-    }
+    Some(new)
 }

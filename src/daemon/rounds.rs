@@ -1,7 +1,7 @@
 //! What the run loop does with a finished tenant round ([`on_round`]: judge, commit,
 //! publish) and on every interval tick ([`on_tick`]: tenants that have not delivered a
 //! round for a while are judged on their last findings plus `probe_stale`; tenants no
-//! longer configured are judged with none, so their incidents resolve).
+//! longer configured are retired: their incidents end at once, the resolve saying why).
 //!
 //! Not here: the judgement (`crate::judge`, pure), SQL (`crate::store`).
 
@@ -11,7 +11,7 @@ use super::publish::{Judged, publish};
 use super::scheduler::Plumbing;
 use crate::config::Config;
 use crate::detect::stateful::STALE_INTERVALS;
-use crate::judge::{Verdict, judge};
+use crate::judge::{Verdict, judge, judge_removed};
 use crate::model::{Code, Finding, Timestamp};
 use crate::snapshot::SharedSnapshot;
 use crate::store::RoundRecord;
@@ -76,8 +76,8 @@ pub(super) async fn on_round(
 
 /// Every interval: tenants whose round has been probing for [`STALE_INTERVALS`]
 /// intervals without finishing are judged without an observation (their last findings
-/// carried, plus `probe_stale`), and tenants no longer configured are judged with no
-/// findings, so their incidents resolve. A tenant whose round is only waiting for
+/// carried, plus `probe_stale`), and tenants no longer configured are retired
+/// ([`judge_removed`]): their incidents end at once, the resolve saying why they went. A tenant whose round is only waiting for
 /// keycanary (a concurrency permit) is keycanary's lag, counted and logged, never a
 /// finding about the identity provider; nor is a round waiting for the judge, since
 /// silence is measured from when probing finished.
@@ -131,7 +131,39 @@ pub(super) async fn on_tick(
         return memory;
     }
     let silences = api_silences(store, now).await;
-    for tenant in stale.iter().chain(&removed) {
+    for tenant in &removed {
+        // Gone for good: its incidents end now, saying why.
+        let reason = live
+            .gone
+            .get(tenant)
+            .map_or("tenant no longer configured", String::as_str)
+            .to_owned();
+        let verdict = judge_removed(
+            config,
+            &mut memory.history,
+            alerts_of(&memory.alerts, tenant),
+            tenant,
+            &reason,
+            now,
+        );
+        let judged = Judged {
+            tenant,
+            observation: None,
+            findings: Vec::new(),
+            started: now,
+            queued: 0,
+        };
+        memory = settle(
+            config, plumbing, snapshot, live, memory, verdict, None, judged, now,
+        )
+        .await;
+        if !memory.alerts.contains_key(tenant) {
+            // Its incidents have ended: the tenant's row goes.
+            forget_tenant(store, tenant).await;
+            live.gone.remove(tenant);
+        }
+    }
+    for tenant in &stale {
         let carried: Vec<Finding> = live
             .latest
             .get(tenant)
@@ -142,9 +174,7 @@ pub(super) async fn on_tick(
                     .collect()
             })
             .unwrap_or_default();
-        if stale.contains(tenant) {
-            warn!(tenant = %tenant, "no finished round for {STALE_INTERVALS} intervals: judging on its last findings plus probe_stale");
-        }
+        warn!(tenant = %tenant, "no finished round for {STALE_INTERVALS} intervals: judging on its last findings plus probe_stale");
         let verdict = judge(
             config,
             &mut memory.history,
@@ -166,10 +196,6 @@ pub(super) async fn on_tick(
             config, plumbing, snapshot, live, memory, verdict, None, judged, now,
         )
         .await;
-        if removed.contains(tenant) && !memory.alerts.contains_key(tenant) {
-            // Its incidents have resolved: the tenant's row goes.
-            forget_tenant(store, tenant).await;
-        }
     }
     memory
 }

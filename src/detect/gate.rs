@@ -70,6 +70,10 @@ pub struct Blocker {
     /// predicted (something has to be fixed first).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub ready_at: Option<Timestamp>,
+    /// The vantage point (`location`) whose view this is about: set in answers over every
+    /// location (`scope=global`), absent in a local answer.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub location: Option<String>,
 }
 
 /// An open problem of the tenant that does not make this answer unsafe, and why it still
@@ -203,6 +207,7 @@ pub fn rotation_gate(
                 subject: Subject::tenant(tenant),
                 detail: "no kid given and no observed token names the current signer".into(),
                 ready_at: None,
+                location: None,
             });
             return GateAnswer::new(GateKind::Rotation, tenant, None, blocking, Vec::new(), now);
         }
@@ -223,59 +228,11 @@ pub fn rotation_gate(
                 l.thumbprints().len()
             ),
             ready_at: None,
+            location: None,
         });
     }
-    for (domain, view) in all_views(t) {
-        let subject = Subject::view(tenant, &domain, &view).with_kid(Some(&kid));
-        let since = ledger.and_then(|l| l.present_since_in(&domain, &view));
-        let s = view_budget(h, &domain, &view, &profiles);
-        let s_duration = budget_duration(&s);
-        match (since, s) {
-            (None, _) => {
-                let ready_at = predicted_arrival(h, &domain, &view, &kid).zip(s_duration).map(|(at, s)| at.plus(s.saturating_add(margin)));
-                blocking.push(Blocker {
-                    code: Code::KidMissing,
-                    subject,
-                    detail: format!("{kid} is not served by {domain}/{view}"),
-                    ready_at,
-                });
-            }
-            (Some(_), Budget::Unbounded { profile }) => blocking.push(Blocker {
-                code: Code::StalenessBudgetExceeded,
-                subject,
-                detail: format!("client profile {profile} neither expires nor refetches its key set: no wait is long enough"),
-                ready_at: None,
-            }),
-            (Some(since), Budget::Bounded(s)) => {
-                let visible_from = match since {
-                    Since::At(t) => t,
-                    Since::BeforeWatch => h.view(&domain, &view).map(|v| v.first_attempt()).unwrap_or(h.first_recorded()),
-                };
-                // Already signing when keycanary first saw the view serve it (or in the
-                // first round that returned tokens at all): whatever came before is
-                // unknown, but it was not an activation seen here.
-                let first_tokens = h.signing().first().map(|r| r.at);
-                let signing_when_found = since == Since::BeforeWatch
-                    && ledger
-                        .and_then(|l| l.first_signed())
-                        .is_some_and(|f| f <= visible_from || Some(f) == first_tokens);
-                let ready = visible_from.plus(s.saturating_add(margin));
-                if ready > now && !signing_when_found {
-                    blocking.push(Blocker {
-                        code: Code::KeyActivatedEarly,
-                        subject,
-                        detail: format!(
-                            "{kid} visible in {domain}/{view} since {visible_from}, needs {} (staleness budget {} + margin {})",
-                            profiles::human(s.saturating_add(margin)),
-                            profiles::human(s),
-                            profiles::human(margin)
-                        ),
-                        ready_at: Some(ready),
-                    });
-                }
-            }
-        }
-    }
+    let views = facts::local_view_facts(h, t, &kid, &profiles);
+    blocking.extend(facts::view_blockers(tenant, &kid, &views, margin, now));
 
     // 2, 3, 5. Open findings that block; the rest are advisories.
     let (open_blocking, advisories) = open::sort_open(h, open, tenant, GateKind::Rotation, &kid);
@@ -288,6 +245,7 @@ pub fn rotation_gate(
             subject: Subject::tenant(tenant).with_kid(Some(&kid)),
             detail,
             ready_at: None,
+            location: None,
         });
     }
     GateAnswer::new(
@@ -332,6 +290,7 @@ pub fn retirement_gate(
             subject: subject.clone(),
             detail: format!("{old_kid} is still the signing key: promote another key first"),
             ready_at: None,
+            location: None,
         });
     } else if let Some(l) = h.kid(old_kid) {
         let by_lifetime = l
@@ -353,6 +312,7 @@ pub fn retirement_gate(
                     profiles::human(skew)
                 ),
                 ready_at: Some(ready),
+                location: None,
             });
         }
     }
@@ -365,6 +325,7 @@ pub fn retirement_gate(
             subject: Subject::tenant(tenant),
             detail: "no observed token names the current signer".into(),
             ready_at: None,
+            location: None,
         }),
         Some(signer) => {
             let stable_since = signer_stable_since(h, signer);
@@ -381,6 +342,7 @@ pub fn retirement_gate(
                             "the current signer {signer} is not served by {domain}/{view}"
                         ),
                         ready_at: None,
+                        location: None,
                     });
                 }
                 worst = match (worst, view_budget(h, &domain, &view, &profiles)) {
@@ -394,6 +356,7 @@ pub fn retirement_gate(
                     subject: Subject::tenant(tenant).with_kid(Some(signer)),
                     detail: "a configured client profile never drops a cached key set: no wait is long enough".into(),
                     ready_at: None,
+                    location: None,
                 }),
                 Some(s) => {
                     let ready = stable_since.plus(s);
@@ -403,6 +366,7 @@ pub fn retirement_gate(
                             subject: Subject::tenant(tenant).with_kid(Some(signer)),
                             detail: format!("{signer} has signed alone since {stable_since}; needs {} (staleness budget)", profiles::human(s)),
                             ready_at: Some(ready),
+                            location: None,
                         });
                     }
                 }
@@ -428,10 +392,11 @@ fn no_data(tenant: &str) -> Blocker {
         subject: Subject::tenant(tenant),
         detail: format!("no observations of tenant {tenant} yet: run at least one round"),
         ready_at: None,
+        location: None,
     }
 }
 
-fn all_views(t: &Tenant) -> Vec<(String, ViewId)> {
+pub(crate) fn all_views(t: &Tenant) -> Vec<(String, ViewId)> {
     t.domains
         .iter()
         .flat_map(|d| configured_views(d).into_iter().map(|v| (d.name.clone(), v)))
@@ -450,7 +415,7 @@ pub fn current_signer(h: &TenantHistory) -> Option<String> {
 
 /// Since when `signer` alone has signed: the first of the trailing rounds in which every
 /// token carried it.
-fn signer_stable_since(h: &TenantHistory, signer: &str) -> Timestamp {
+pub fn signer_stable_since(h: &TenantHistory, signer: &str) -> Timestamp {
     let mut since = h
         .signing()
         .last()
@@ -491,29 +456,6 @@ pub(crate) fn view_budget(
     profiles::staleness_budget(edge, profiles, fresh.as_ref().and_then(|f| f.client_ttl))
 }
 
-fn budget_duration(b: &Budget) -> Option<Duration> {
-    match b {
-        Budget::Bounded(d) => Some(*d),
-        Budget::Unbounded { .. } => None,
-    }
-}
-
-/// When an edge view that lacks `kid` will likely serve it: its cached copy's expiry, if
-/// its origin already serves the kid. `None` for origin views or when unpredictable.
-fn predicted_arrival(
-    h: &TenantHistory,
-    domain: &str,
-    view: &ViewId,
-    kid: &str,
-) -> Option<Timestamp> {
-    let v = h.view(domain, view)?;
-    if v.kind() != ViewKind::Edge {
-        return None;
-    }
-    h.kid(kid)?.present_since_in(domain, &ViewId::origin())?;
-    view_turnover(h, domain, view)
-}
-
 /// When the edge view of `subject` will drop its cached copy (see [`view_turnover`]).
 fn edge_turnover(h: &TenantHistory, subject: &Subject) -> Option<Timestamp> {
     let view = ViewId {
@@ -525,7 +467,7 @@ fn edge_turnover(h: &TenantHistory, subject: &Subject) -> Option<Timestamp> {
 
 /// When an edge view will drop its cached copy: its latest answer's freshness lifetime
 /// plus stale-* windows. `None` when the headers do not say.
-fn view_turnover(h: &TenantHistory, domain: &str, view: &ViewId) -> Option<Timestamp> {
+pub(crate) fn view_turnover(h: &TenantHistory, domain: &str, view: &ViewId) -> Option<Timestamp> {
     let e = h.view(domain, view)?.latest()?;
     let f = edge_freshness(e.headers.as_ref()?, e.last_at);
     f.fresh_until.map(|t| t.plus(f.stale_windows()))
@@ -653,6 +595,8 @@ pub fn key_activated_early(
     out
 }
 
+pub mod facts;
+pub mod global;
 mod open;
 
 #[cfg(test)]

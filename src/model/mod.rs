@@ -147,7 +147,7 @@ pub fn view_label(path: &str, edge: Option<&str>) -> String {
 }
 
 /// Whether a view is what clients see through caches, or the cache-bypassing truth.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ViewKind {
     Edge,

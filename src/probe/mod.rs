@@ -8,6 +8,7 @@
 pub mod assertion;
 pub mod authcode;
 pub mod http;
+pub mod inventory;
 pub mod jwks;
 pub mod login;
 pub mod refresh;

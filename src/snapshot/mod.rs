@@ -48,6 +48,28 @@ pub struct Snapshot {
     /// The config the daemon runs with, published at start and replaced by each SIGHUP
     /// reload; `None` until the daemon starts. The API reads tenants from it.
     pub config: Option<Arc<Config>>,
+    /// The inventory as the latest load left it; `None` without `[inventory]`.
+    pub inventory: Option<InventoryStatus>,
+}
+
+/// The inventory's health (`/metrics`, `/readyz`): what the tenants running now were made
+/// from, and how each source's latest read went.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InventoryStatus {
+    /// Entries that became tenants (every shard's) and entries rejected.
+    pub accepted: usize,
+    pub rejected: usize,
+    /// Per source (`file`, `url`).
+    pub sources: BTreeMap<&'static str, SourceStatus>,
+}
+
+/// One inventory source.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SourceStatus {
+    /// When it was last read and understood as a list.
+    pub last_success: Option<Timestamp>,
+    /// Why its latest read failed (its last good list is kept); `None` when it succeeded.
+    pub error: Option<String>,
 }
 
 /// One tenant in the snapshot.

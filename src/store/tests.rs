@@ -388,14 +388,42 @@ fn a_bad_silence_row_is_skipped_not_an_error() {
 
 #[test]
 fn two_opens_at_once_both_migrate() {
+    // The schema as one open leaves it: every table, index and column, and the version.
+    fn schema(dir: &Path) -> (i64, Vec<String>) {
+        let conn = Connection::open(dir.join(DB_FILE)).unwrap();
+        let version = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        let mut stmt = conn
+            .prepare("SELECT sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+            .unwrap();
+        let sql = stmt
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        (version, sql)
+    }
+    let alone = tempfile::tempdir().unwrap();
+    Store::open(alone.path()).unwrap();
+    let expected = schema(alone.path());
+    assert_eq!(expected.0, MIGRATIONS.len() as i64);
+    assert!(expected.1.len() >= 5, "{expected:#?}");
+
     let dir = tempfile::tempdir().unwrap();
+    let start = std::sync::Arc::new(std::sync::Barrier::new(4));
     let opens: Vec<_> = (0..4)
         .map(|_| {
-            let dir = dir.path().to_owned();
-            std::thread::spawn(move || Store::open(&dir).map(|_| ()))
+            let (dir, start) = (dir.path().to_owned(), start.clone());
+            std::thread::spawn(move || {
+                start.wait();
+                Store::open(&dir).map(|_| ())
+            })
         })
         .collect();
     for o in opens {
         o.join().unwrap().unwrap();
     }
+    // Each migration ran once: the same schema and version as a single open.
+    assert_eq!(schema(dir.path()), expected);
 }

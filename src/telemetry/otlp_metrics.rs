@@ -1,4 +1,4 @@
-//! Metrics over OTLP/gRPC: the same families `/metrics` serves (see [`super::metrics`]),
+//! Metrics over OTLP (gRPC or HTTP/protobuf): the same families `/metrics` serves (see [`super::metrics`]),
 //! exported as OTLP gauges, cumulative sums and cumulative histograms when
 //! `[telemetry.otlp]` is configured.
 //!
@@ -15,10 +15,8 @@ use super::exposition::{Family, Labels, MetricType};
 use crate::config::OtlpConfig;
 use crate::model::Observation;
 use crate::snapshot::durations::{self, DurationKind};
-use anyhow::Context as _;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{AsyncInstrument, Histogram, MeterProvider as _};
-use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -61,20 +59,18 @@ impl DurationRecorder {
 impl OtlpMetrics {
     /// Registers one instrument per family `source` yields now (families are emitted even
     /// without samples, so the set is complete from the start) and exports every
-    /// `interval`. Must be called inside a Tokio runtime.
+    /// `interval`. Must be called inside a Tokio runtime. `Ok(None)` when only traces are
+    /// exported.
     pub fn start(
         otlp: &OtlpConfig,
         location: &str,
         interval: Duration,
         source: Source,
-    ) -> anyhow::Result<OtlpMetrics> {
-        let exporter = opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .with_endpoint(otlp.endpoint.as_str().trim_end_matches('/'))
-            .with_timeout(super::EXPORT_TIMEOUT)
-            .with_metadata(super::otlp_metadata(otlp)?)
-            .build()
-            .context("cannot build the OTLP metric exporter")?;
+    ) -> anyhow::Result<Option<OtlpMetrics>> {
+        let Some(export) = &otlp.metrics else {
+            return Ok(None);
+        };
+        let exporter = super::metric_exporter(export)?;
         let resource = super::otlp_resource(otlp, location);
         let reader = PeriodicReader::builder(exporter)
             .with_interval(interval)
@@ -84,10 +80,10 @@ impl OtlpMetrics {
             .with_resource(resource)
             .build();
         let durations = register(&provider, &source);
-        Ok(OtlpMetrics {
+        Ok(Some(OtlpMetrics {
             provider,
             durations,
-        })
+        }))
     }
 
     /// What the daemon records each tenant round's durations with.

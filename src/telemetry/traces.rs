@@ -1,4 +1,4 @@
-//! Traces over OTLP/gRPC: builds the span exporter and batch tracer provider from
+//! Traces over OTLP (gRPC or HTTP/protobuf): builds the span exporter and batch tracer provider from
 //! `[telemetry.otlp]`, the `tracing` layer that feeds it, the W3C `traceparent`
 //! injection used by outgoing probe requests, and the `detect.assess` span that puts a
 //! round's finding codes into the round's trace ([`RoundTrace`]).
@@ -10,11 +10,9 @@
 
 use crate::config::OtlpConfig;
 use crate::model::Finding;
-use anyhow::Context as _;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::Injector;
 use opentelemetry::trace::TracerProvider as _;
-use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use std::collections::BTreeSet;
@@ -36,21 +34,19 @@ pub struct Traces {
 impl Traces {
     /// Builds the exporter and provider and installs the W3C trace-context propagator.
     /// Must be called inside a Tokio runtime (the gRPC channel connects lazily on it).
-    pub fn start(otlp: &OtlpConfig, location: &str) -> anyhow::Result<Traces> {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(otlp.endpoint.as_str().trim_end_matches('/'))
-            .with_timeout(super::EXPORT_TIMEOUT)
-            .with_metadata(super::otlp_metadata(otlp)?)
-            .build()
-            .context("cannot build the OTLP span exporter")?;
+    /// `Ok(None)` when only metrics are exported.
+    pub fn start(otlp: &OtlpConfig, location: &str) -> anyhow::Result<Option<Traces>> {
+        let Some(export) = &otlp.traces else {
+            return Ok(None);
+        };
+        let exporter = super::span_exporter(export)?;
         let resource = super::otlp_resource(otlp, location);
         let provider = SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
             .with_resource(resource)
             .build();
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        Ok(Traces { provider })
+        Ok(Some(Traces { provider }))
     }
 
     /// The `tracing` layer exporting keycanary's own spans (INFO and above; never the

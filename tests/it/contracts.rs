@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 // Shared with the unit tests, which use other parts of it.
 #[allow(dead_code)]
 #[path = "../../src/contract.rs"]
-mod contract;
+pub(crate) mod contract;
 
 pub fn assert_gate_contract(answer: &Value) {
     contract::assert_served_keeps(

@@ -183,6 +183,11 @@ impl Daemon {
         self.snapshot.read().unwrap().rounds
     }
 
+    /// What the daemon publishes (the API reads it).
+    pub(crate) fn snapshot(&self) -> SharedSnapshot {
+        self.snapshot.clone()
+    }
+
     /// The notifier's count of `result` on `channel` (`keycanary_notifications_total`).
     pub(crate) fn sends(&self, channel: &str, result: &'static str) -> u64 {
         let counts = self.snapshot.read().unwrap().deliveries.counts();

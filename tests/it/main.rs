@@ -13,11 +13,14 @@ mod dashboards;
 mod delivery;
 mod exit_codes;
 mod faults;
+mod global_gate;
 mod hardening;
 mod hygiene;
+mod inventory;
 mod lab;
 mod oidc_nginx;
 mod otlp;
+mod otlp_tls;
 mod pinning;
 mod refresh_rotation;
 // Shared with the `rehearsal` binary, which uses other parts of them.

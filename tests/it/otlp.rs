@@ -31,12 +31,12 @@ use tokio::sync::mpsc;
 
 /// One received span: name, attributes as strings, and where it sits in its trace.
 #[derive(Debug, Clone)]
-struct Span {
-    name: String,
-    attrs: BTreeMap<String, String>,
-    trace_id: Vec<u8>,
-    span_id: Vec<u8>,
-    parent_span_id: Vec<u8>,
+pub(crate) struct Span {
+    pub(crate) name: String,
+    pub(crate) attrs: BTreeMap<String, String>,
+    pub(crate) trace_id: Vec<u8>,
+    pub(crate) span_id: Vec<u8>,
+    pub(crate) parent_span_id: Vec<u8>,
 }
 
 struct Receiver(mpsc::UnboundedSender<Span>);
@@ -68,7 +68,7 @@ impl TraceService for Receiver {
 }
 
 /// Attributes as strings.
-fn strings(attributes: &[KeyValue]) -> BTreeMap<String, String> {
+pub(crate) fn strings(attributes: &[KeyValue]) -> BTreeMap<String, String> {
     attributes
         .iter()
         .map(|kv| {
@@ -97,12 +97,12 @@ async fn start_receiver() -> (SocketAddr, mpsc::UnboundedReceiver<Span>) {
     (addr, rx)
 }
 
-const MARKER: &str = "kc-otlp-secret-marker-7f3a9c";
+pub(crate) const MARKER: &str = "kc-otlp-secret-marker-7f3a9c";
 
 /// `text` (the shipped config) with its first client secret, acme's on the app domain,
 /// replaced by the marker (from the environment): that login fails (401), so each of
 /// acme's rounds has a `login_failed` finding.
-fn with_marker_secret(text: &str) -> String {
+pub(crate) fn with_marker_secret(text: &str) -> String {
     let lab_secret = format!(
         "client_secret = {{ file = \"{}/client-secret\" }}",
         repo().join("lab").display()
@@ -121,13 +121,14 @@ fn config_with_otlp(base: &str, dir: &Path, endpoint: &str) -> std::path::PathBu
     let path = shipped_config_for(base, dir);
     let text = with_marker_secret(&std::fs::read_to_string(&path).unwrap());
     // Top-level tables must follow the top-level keys: append at the end.
-    let text = format!("{text}\n[telemetry.otlp]\nendpoint = \"{endpoint}\"\n");
+    let text =
+        format!("{text}\n[telemetry.otlp]\nendpoint = \"{endpoint}\"\nprotocol = \"grpc\"\n");
     std::fs::write(&path, text).unwrap();
     path
 }
 
 /// No attribute of any span carries the marker secret, the lab's secret or a JWT.
-fn assert_no_secrets(spans: &[Span]) {
+pub(crate) fn assert_no_secrets(spans: &[Span]) {
     for s in spans {
         for (k, v) in &s.attrs {
             assert!(
@@ -258,7 +259,7 @@ async fn unreachable_collector_does_not_fail_check() {
     let text = std::fs::read_to_string(&config).unwrap();
     std::fs::write(
         &config,
-        format!("{text}\n[telemetry.otlp]\nendpoint = \"http://{addr}\"\n"),
+        format!("{text}\n[telemetry.otlp]\nendpoint = \"http://{addr}\"\nprotocol = \"grpc\"\n"),
     )
     .unwrap();
     let run = keycanary(&["check", "-c", config.to_str().unwrap()], &[]).await;
@@ -375,7 +376,7 @@ async fn run_exports_metric_families_over_otlp() {
         )
         .replacen("timeout = \"10s\"", "timeout = \"1s\"", 1);
     let text = format!(
-        "{text}\n[api]\nlisten = \"127.0.0.1:{}\"\n\n[telemetry.otlp]\nendpoint = \"http://{addr}\"\n",
+        "{text}\n[api]\nlisten = \"127.0.0.1:{}\"\n\n[telemetry.otlp]\nendpoint = \"http://{addr}\"\nprotocol = \"grpc\"\n",
         free_port()
     );
     std::fs::write(&config, text).unwrap();

@@ -6,8 +6,11 @@
 //! host names on the same two edges, so one edge's client serves several hosts.
 
 use crate::check::{keycanary, start_lab};
-use crate::peers::start_edges;
+use crate::delivery::{ca, pem};
+use crate::peers::{start_edges, start_tls_edges};
+use rcgen::{CertificateParams, KeyPair};
 use serde_json::Value;
+use std::path::Path;
 
 /// The lab's key set for `domain` of acme with every kid renamed to `kid`.
 async fn keys_renamed(base: &str, domain: &str, kid: &str) -> String {
@@ -21,6 +24,49 @@ async fn keys_renamed(base: &str, domain: &str, kid: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_pinned_view_sees_its_own_edge_with_the_urls_host_and_port() {
+    pinned_views_see_their_own_edges(false).await;
+}
+
+/// The same over TLS, the edges' certificates from a private CA that only the
+/// `SSL_CERT_FILE` given to keycanary trusts. Each edge presents the right certificate
+/// only to a client whose SNI is the URL's host name (any other gets one for
+/// `edge.invalid`), so a 200 with the edge's keys shows the SNI was kept while the
+/// connection went to the pinned address.
+#[tokio::test(flavor = "multi_thread")]
+async fn pinned_views_over_tls_keep_the_urls_host_as_sni() {
+    pinned_views_see_their_own_edges(true).await;
+}
+
+/// Writes a private CA (`ca.pem`) and certificates for each name (`NAME-cert.pem`,
+/// `NAME-key.pem`) into `dir`.
+fn edge_certs(dir: &Path, names: &[&str]) {
+    let issuer = ca("keycanary test edges");
+    std::fs::write(dir.join("ca.pem"), pem("CERTIFICATE", issuer.der())).unwrap();
+    for name in names {
+        let key = KeyPair::generate().unwrap();
+        let san = if *name == "default" {
+            "edge.invalid"
+        } else {
+            name
+        };
+        let cert = CertificateParams::new(vec![san.to_owned()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        std::fs::write(
+            dir.join(format!("{name}-cert.pem")),
+            pem("CERTIFICATE", cert.der()),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{name}-key.pem")),
+            pem("PRIVATE KEY", &key.serialize_der()),
+        )
+        .unwrap();
+    }
+}
+
+async fn pinned_views_see_their_own_edges(tls: bool) {
     let lab = start_lab().await;
     let base = lab.base_url().to_owned();
     let bodies = [
@@ -45,9 +91,18 @@ async fn each_pinned_view_sees_its_own_edge_with_the_urls_host_and_port() {
             keys_renamed(&base, "io", "io-edge-3").await,
         ),
     ];
-    let edges = start_edges(&bodies).await;
-    let port = edges.port;
     let dir = tempfile::tempdir().unwrap();
+    let scheme = if tls { "https" } else { "http" };
+    let edges = if tls {
+        edge_certs(
+            dir.path(),
+            &["default", "jwks.app.pinned.test", "jwks.io.pinned.test"],
+        );
+        start_tls_edges(&bodies, dir.path()).await
+    } else {
+        start_edges(&bodies).await
+    };
+    let port = edges.port;
     std::fs::write(dir.path().join("secret"), "lab-secret").unwrap();
     let domain = |d: &str| {
         format!(
@@ -60,7 +115,7 @@ client_id = "keycanary"
 client_secret = {{ file = "secret" }}
 [[tenant.domain.jwks]]
 name = "pinned"
-url = "http://jwks.{d}.pinned.test:{port}/jwks"
+url = "{scheme}://jwks.{d}.pinned.test:{port}/jwks"
 edges = ["127.0.0.2", "127.0.0.3"]
 [tenant.domain.origin]
 url = "{base}/origin/{d}/acme/jwks"
@@ -74,6 +129,12 @@ url = "{base}/origin/{d}/acme/jwks"
     );
     let config = dir.path().join("probes.toml");
     std::fs::write(&config, text).unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    let envs: Vec<(&str, &str)> = if tls {
+        vec![("SSL_CERT_FILE", ca_file.to_str().unwrap())]
+    } else {
+        Vec::new()
+    };
     let run = keycanary(
         &[
             "check",
@@ -82,7 +143,7 @@ url = "{base}/origin/{d}/acme/jwks"
             "--format",
             "json",
         ],
-        &[],
+        &envs,
     )
     .await;
     let report = run.json();
@@ -111,7 +172,7 @@ url = "{base}/origin/{d}/acme/jwks"
             );
             assert_eq!(
                 row["url"],
-                format!("http://jwks.{d}.pinned.test:{port}/jwks"),
+                format!("{scheme}://jwks.{d}.pinned.test:{port}/jwks"),
                 "the view's URL is the configured one"
             );
         }

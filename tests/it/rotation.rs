@@ -124,6 +124,10 @@ async fn a_full_rotation_walked_through_both_gates() {
     // Healthy right now: the gate without a kid checks the current signer.
     let now_ok = rig.rotation_gate("acme", None);
     assert_eq!(now_ok.kid.as_deref(), Some(old.as_str()));
+    assert!(
+        now_ok.safe && now_ok.blocking.is_empty(),
+        "a signer found signing and served by every view is healthy: {now_ok:#?}"
+    );
 
     // Stage the next key: published, not signing.
     let next = rig.lab.stage("acme").unwrap();

@@ -69,6 +69,7 @@ async fn stage_reloads_keys_in_place_and_io_keeps_an_injected_503() {
         io: Caching {
             ttl: Some(Duration::from_secs(600)),
             error_ttl: Some(Duration::from_secs(600)),
+            told_max_age: None,
         },
         ..StageOpts::default()
     })

@@ -14,6 +14,7 @@ async fn one_origin_503_kept_by_io_is_error_cached() {
         io: Caching {
             ttl: Some(Duration::from_secs(600)),
             error_ttl: Some(Duration::from_secs(600)),
+            told_max_age: None,
         },
         ..RigOpts::default()
     })

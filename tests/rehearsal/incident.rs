@@ -152,13 +152,47 @@ async fn the_incident_raises_drift_first_then_pages_once_for_io_and_resolves_aft
         .into(),
         "{present:#}"
     );
-    // Still exactly one page after all this time.
+    // Still exactly one page after all this time, counted as its receivers got it: one
+    // email, one firing notification from Alertmanager (whose store above merges repeats).
     let subjects = rig.mail.subjects();
     assert_eq!(subjects.len(), 1, "{subjects:?}");
     assert!(
         subjects[0].contains("FIRING") && subjects[0].contains("kid_missing"),
         "{subjects:?}"
     );
+    assert_eq!(
+        rig.am.hook_count("firing", "kid_missing"),
+        1,
+        "{:#?}",
+        rig.am.hook.bodies()
+    );
+    assert_eq!(rig.am.hook_count("resolved", "kid_missing"), 0);
+
+    // The tickets (severity high and above, one per tenant and code): one for each code of
+    // the incident, each once, and the drift's still the one from before the rotation.
+    let incident_codes = [
+        "kid_missing",
+        "stale_edge",
+        "client_would_fail",
+        "key_activated_early",
+    ];
+    wait_until("a ticket for each code of the incident", BOUND, || async {
+        incident_codes
+            .iter()
+            .all(|code| rig.tickets_for("firing", code) > 0)
+    })
+    .await;
+    for code in incident_codes.iter().chain(&["cache_policy_drift"]) {
+        assert_eq!(
+            (
+                rig.tickets_for("firing", code),
+                rig.tickets_for("resolved", code)
+            ),
+            (1, 0),
+            "{code}: {:#?}",
+            rig.tickets()
+        );
+    }
 
     // The purge ends it: a resolved email, the alert resolved at Alertmanager's receiver,
     // the findings gone (the drift stays: io still caches).
@@ -183,6 +217,40 @@ async fn the_incident_raises_drift_first_then_pages_once_for_io_and_resolves_aft
     );
     let subjects = rig.mail.subjects();
     assert_eq!(subjects.len(), 2, "one page, one resolve: {subjects:?}");
+    assert_eq!(
+        (
+            rig.am.hook_count("firing", "kid_missing"),
+            rig.am.hook_count("resolved", "kid_missing")
+        ),
+        (1, 1),
+        "{:#?}",
+        rig.am.hook.bodies()
+    );
+    // The tickets of what the purge ended resolve, each once; the drift and the early
+    // activation are still open, so theirs do not.
+    wait_until("the purged codes' tickets resolved", BOUND, || async {
+        ["kid_missing", "stale_edge", "client_would_fail"]
+            .iter()
+            .all(|code| rig.tickets_for("resolved", code) > 0)
+    })
+    .await;
+    for (code, resolved) in [
+        ("kid_missing", 1),
+        ("stale_edge", 1),
+        ("client_would_fail", 1),
+        ("key_activated_early", 0),
+        ("cache_policy_drift", 0),
+    ] {
+        assert_eq!(
+            (
+                rig.tickets_for("firing", code),
+                rig.tickets_for("resolved", code)
+            ),
+            (1, resolved),
+            "{code}: {:#?}",
+            rig.tickets()
+        );
+    }
     wait_until(
         "KeycanaryKidMissing gone from Prometheus",
         BOUND,

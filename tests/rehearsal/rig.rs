@@ -270,6 +270,17 @@ impl Rig {
     }
 }
 
+impl Rig {
+    /// How many `status` tickets carried exactly the one finding code `code` (tickets are
+    /// grouped per tenant and code, so each code of an incident is its own ticket).
+    pub fn tickets_for(&self, status: &str, code: &str) -> usize {
+        self.tickets()
+            .iter()
+            .filter(|(s, codes)| s == status && codes == &[code])
+            .count()
+    }
+}
+
 /// One open finding, flattened for assertions.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Finding {

@@ -31,13 +31,29 @@ pub fn node_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/node")
 }
 
-/// A port that was free a moment ago (bind 127.0.0.1:0, read, drop). Prefer letting the
-/// peer bind port 0 itself; use this only where a port must be known before start.
+/// A port on 127.0.0.1 that nothing listens on, for a peer that must know its port before it
+/// starts (nginx's ports are part of the issuers) or for "nothing listens there" tests.
+///
+/// Ports come from below the kernel's ephemeral range (32768–60999 on Linux), so no `bind(0)`
+/// and no outgoing connection of a concurrent test can be handed the same port between this
+/// check and the peer's bind (the race of "bind port 0, read it, close it"). Within a process
+/// an atomic counter never returns a port twice; processes start at different offsets (from
+/// their pid) and every candidate is checked by binding it. Prefer letting a peer bind port 0
+/// itself where it can report the port.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("bind 127.0.0.1:0")
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000; // up to 31,999: below the ephemeral range
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let start = std::process::id().wrapping_mul(2_654_435_761) % SPAN;
+    for _ in 0..SPAN {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = u16::try_from(FIRST + (start + n) % SPAN).expect("below 32,000");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in 127.0.0.1:{FIRST}..{}", FIRST + SPAN);
 }
 
 /// Polls `ready` every 50 ms until it holds, panicking after `timeout`.
@@ -483,6 +499,9 @@ pub struct Caching {
     pub ttl: Option<Duration>,
     /// How long a 5xx from the origin is kept; `None`: never.
     pub error_ttl: Option<Duration>,
+    /// The `max-age` the CDN tells clients when it is not `ttl` (a CDN that keeps copies
+    /// longer than it says, until purged); `None`: `ttl`.
+    pub told_max_age: Option<Duration>,
 }
 
 impl Caching {
@@ -490,6 +509,7 @@ impl Caching {
     pub const OFF: Caching = Caching {
         ttl: None,
         error_ttl: None,
+        told_max_age: None,
     };
 
     /// 200s kept for `ttl`, errors not kept.
@@ -497,6 +517,7 @@ impl Caching {
         Caching {
             ttl: Some(ttl),
             error_ttl: None,
+            told_max_age: None,
         }
     }
 
@@ -515,6 +536,7 @@ impl Caching {
             (
                 format!("{prefix}_CACHE_CONTROL"),
                 self.ttl
+                    .map(|t| self.told_max_age.unwrap_or(t))
                     .map(|t| format!("public, max-age={}", t.as_secs()))
                     .unwrap_or_default(),
             ),
@@ -762,6 +784,18 @@ pub struct Edges {
 
 /// Starts [`Edges`]: `bodies` are `(edge address, host name, JWKS body)`.
 pub async fn start_edges(bodies: &[(&str, &str, String)]) -> Edges {
+    start_edges_with(bodies, None).await
+}
+
+/// [`start_edges`] over TLS: each host name's server presents `certs/HOST-cert.pem` (key
+/// `HOST-key.pem`), and a client that sends no SNI or another name gets the default
+/// server's `certs/default-cert.pem`, so only a client that keeps the URL's host name as
+/// its SNI reaches the key set, with a certificate valid for it.
+pub async fn start_tls_edges(bodies: &[(&str, &str, String)], certs: &Path) -> Edges {
+    start_edges_with(bodies, Some(certs)).await
+}
+
+async fn start_edges_with(bodies: &[(&str, &str, String)], certs: Option<&Path>) -> Edges {
     let nginx = program("nginx");
     let mut last_logs = String::new();
     // A port free on 127.0.0.1 may be taken on another address by then: retry.
@@ -777,15 +811,32 @@ pub async fn start_edges(bodies: &[(&str, &str, String)]) -> Edges {
         edges.sort_unstable();
         edges.dedup();
         let mut servers = String::new();
+        let (ssl, tls_of) = match certs {
+            Some(dir) => (
+                " ssl",
+                Box::new(move |name: &str| {
+                    format!(
+                        " ssl_certificate {0}/{name}-cert.pem; ssl_certificate_key {0}/{name}-key.pem;",
+                        dir.display()
+                    )
+                }) as Box<dyn Fn(&str) -> String>,
+            ),
+            None => (
+                "",
+                Box::new(|_: &str| String::new()) as Box<dyn Fn(&str) -> String>,
+            ),
+        };
         for edge in &edges {
             servers.push_str(&format!(
-                "  server {{ listen {edge}:{port} default_server; return 421; }}\n"
+                "  server {{ listen {edge}:{port}{ssl} default_server;{} return 421; }}\n",
+                tls_of("default")
             ));
         }
         for (edge, host, body) in bodies {
             let body = body.replace('\'', "\\'");
             servers.push_str(&format!(
-                "  server {{ listen {edge}:{port}; server_name {host};\n    location = /jwks {{ default_type application/json; return 200 '{body}'; }}\n  }}\n"
+                "  server {{ listen {edge}:{port}{ssl}; server_name {host};{}\n    location = /jwks {{ default_type application/json; return 200 '{body}'; }}\n  }}\n",
+                tls_of(host)
             ));
         }
         let conf = format!(

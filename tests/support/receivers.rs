@@ -193,12 +193,22 @@ impl Alertmanager {
     /// Whether the receiver behind it got a `status` ("firing"/"resolved") message with
     /// an alert named `alertname`.
     pub fn hook_saw(&self, status: &str, alertname: &str) -> bool {
-        self.hook.bodies().iter().any(|b| {
-            b["status"] == status
-                && b["alerts"]
-                    .as_array()
-                    .is_some_and(|a| a.iter().any(|a| a["labels"]["alertname"] == alertname))
-        })
+        self.hook_count(status, alertname) > 0
+    }
+
+    /// How many `status` messages with an alert named `alertname` the receiver behind it
+    /// got: what a person was sent, unlike [`Self::alerts`], where repeats merge.
+    pub fn hook_count(&self, status: &str, alertname: &str) -> usize {
+        self.hook
+            .bodies()
+            .iter()
+            .filter(|b| {
+                b["status"] == status
+                    && b["alerts"]
+                        .as_array()
+                        .is_some_and(|a| a.iter().any(|a| a["labels"]["alertname"] == alertname))
+            })
+            .count()
     }
 }
 
@@ -213,6 +223,11 @@ pub struct Prometheus {
 impl Prometheus {
     /// `target` is `host:port` of a keycanary API; `rules` the text of a rules file.
     pub async fn start(target: &str, rules: &str) -> Prometheus {
+        Prometheus::scraping(&[target], rules).await
+    }
+
+    /// Scraping every one of `targets` (`host:port` of keycanary APIs) in one job.
+    pub async fn scraping(targets: &[&str], rules: &str) -> Prometheus {
         let dir = tempfile::tempdir().unwrap();
         let rules_path = dir.path().join("keycanary.yml");
         std::fs::write(&rules_path, rules).unwrap();
@@ -221,7 +236,7 @@ impl Prometheus {
             "rule_files": [rules_path],
             "scrape_configs": [{
                 "job_name": "keycanary",
-                "static_configs": [{ "targets": [target] }],
+                "static_configs": [{ "targets": targets }],
             }],
         });
         let config_path = dir.path().join("prometheus.yml");

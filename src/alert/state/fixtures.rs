@@ -58,6 +58,7 @@ pub fn firing() -> Notification {
         at: Timestamp::from_secs(T0 + 60),
         next_reminder: Some(Timestamp::from_secs(T0 + 60 + 4 * 3600)),
         findings: findings(None),
+        reason: None,
     }
 }
 

@@ -28,7 +28,7 @@ mod step;
 mod types;
 
 pub use policy::{AlertPolicy, GroupBy};
-pub use step::step;
+pub use step::{retire, step};
 pub use types::{AlertState, Episode, GroupKey, Incident, Member, Notification, Sent, Status};
 
 #[cfg(test)]

@@ -318,5 +318,35 @@ fn notification(
         at: now,
         next_reminder,
         findings,
+        reason: None,
     }
+}
+
+/// The tenant of `state` is gone (removed from the config or the inventory), so nothing
+/// more will be seen of it: every episode closes and every incident ends `now`, each that
+/// paged with a resolved notification (as [`step`] makes them, under `send_on_resolved`)
+/// that says `reason`. Returns the notifications, in group order, and the empty state.
+pub fn retire(
+    state: &AlertState,
+    reason: &str,
+    policy: &AlertPolicy,
+    now: Timestamp,
+) -> (Vec<Notification>, AlertState) {
+    let mut out = Vec::new();
+    for incident in &state.incidents {
+        let group = incident.group.clone();
+        let mut incident = incident.clone();
+        for e in state
+            .episodes
+            .iter()
+            .filter(|e| e.firing && GroupKey::of(&e.finding, policy.group_by) == group)
+        {
+            upsert_member(&mut incident, e, Some(now));
+        }
+        if let Some(mut n) = resolved(&incident, policy, now) {
+            n.reason = Some(reason.to_owned());
+            out.push(n);
+        }
+    }
+    (out, AlertState::default())
 }

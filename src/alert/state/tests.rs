@@ -654,3 +654,67 @@ fn by_tenant_splits_into_every_tenants_part_and_back() {
     assert_eq!(joined, state, "the parts put back together are the state");
     assert!(AlertState::default().by_tenant().is_empty());
 }
+
+#[test]
+fn a_retired_tenant_resolves_what_paged_at_once_with_the_reason() {
+    let f = [kid_missing("acme", "app", "cdn"), stale_edge("acme", "app")];
+    // (rounds before the tenant goes, policy, resolved notifications expected)
+    let check = |pattern: &str, policy: AlertPolicy, want: usize| {
+        let mut sim = Sim::new(policy.clone());
+        sim.pattern(pattern, &f);
+        let (out, next) = retire(
+            &sim.state,
+            "tenant removed from the inventory",
+            &policy,
+            sim.now,
+        );
+        assert_eq!(
+            next,
+            AlertState::default(),
+            "{pattern}: nothing of it is kept"
+        );
+        assert_eq!(out.len(), want, "{pattern}: {out:#?}");
+        for n in &out {
+            assert_eq!(n.status, Status::Resolved);
+            assert_eq!(
+                n.reason.as_deref(),
+                Some("tenant removed from the inventory")
+            );
+            assert!(
+                sim.sent.iter().any(|s| s.dedup_key == n.dedup_key),
+                "an incident that paged"
+            );
+            assert!(
+                n.findings.iter().all(|m| m.resolved_at == Some(sim.now)),
+                "{n:#?}"
+            );
+            let json = serde_json::to_string(n).unwrap();
+            assert_eq!(serde_json::from_str::<Notification>(&json).unwrap(), *n);
+        }
+    };
+    check("FF", AlertPolicy::default(), 1);
+    check("FFF.", AlertPolicy::default(), 1);
+    // Pending, never paged: nothing to resolve.
+    check("F", AlertPolicy::default(), 0);
+    check("", AlertPolicy::default(), 0);
+    check(
+        "FF",
+        AlertPolicy {
+            send_on_resolved: false,
+            ..AlertPolicy::default()
+        },
+        0,
+    );
+    check(
+        "FF",
+        AlertPolicy {
+            group_by: GroupBy::TenantCode,
+            ..AlertPolicy::default()
+        },
+        2,
+    );
+    // A resolution by the findings clearing says no reason.
+    let mut sim = Sim::new(AlertPolicy::default());
+    let out = sim.pattern("FF..", &f);
+    assert_eq!(out.last().map(|n| n.reason.clone()), Some(None));
+}

@@ -145,6 +145,10 @@ pub struct Notification {
     /// Firing/reminder: the unmuted firing members. Resolved: every member of the incident.
     /// Sorted most severe first, then by code and subject.
     pub findings: Vec<Member>,
+    /// Why a resolved incident ended other than by its findings clearing ("tenant removed
+    /// from the inventory"); `None` when its findings cleared.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
 }
 
 impl Notification {

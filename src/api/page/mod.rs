@@ -542,6 +542,7 @@ mod tests {
             subject: Subject::domain("acme", "io"),
             detail: "differs".into(),
             ready_at: None,
+            location: None,
         }];
         s.tenants.get_mut("acme").unwrap().gate = Some(answer);
         let html = render(&s, &config(), Timestamp(62_500));

@@ -94,18 +94,34 @@ fn toml_path(p: &serde_ignored::Path<'_>) -> String {
 
 /// Names and labels (tenants, domains, paths, location): non-empty, letters, digits, `_`,
 /// `-` or `.`, so they are safe as metric labels and in URLs.
-fn is_label(s: &str) -> bool {
+pub(super) fn is_label(s: &str) -> bool {
     !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
 }
 
 /// Collects problems while building validated types.
-pub(super) struct Validator<'a> {
+pub(in crate::config) struct Validator<'a> {
     problems: Vec<Problem>,
     /// The config file's directory: relative secret files and `state_dir` resolve here.
     pub(super) base_dir: &'a Path,
     pub(super) secrets: &'a dyn SecretReader,
+}
+
+impl<'a> Validator<'a> {
+    /// A validator with no problems yet.
+    pub(in crate::config) fn new(base_dir: &'a Path, secrets: &'a dyn SecretReader) -> Self {
+        Validator {
+            problems: Vec::new(),
+            base_dir,
+            secrets,
+        }
+    }
+
+    /// The problems found so far.
+    pub(in crate::config) fn into_problems(self) -> Vec<Problem> {
+        self.problems
+    }
 }
 
 impl Validator<'_> {
@@ -114,6 +130,10 @@ impl Validator<'_> {
             path: path.to_owned(),
             message: message.into(),
         });
+    }
+
+    pub(super) fn has_problem_at(&self, path: &str) -> bool {
+        self.problems.iter().any(|p| p.path == path)
     }
 
     pub(super) fn duration(
@@ -217,10 +237,21 @@ impl Validator<'_> {
                 .map(|s| s.to_string())
                 .collect(),
         };
-        if raw.tenant.is_empty() {
+        let templates = self.templates(&raw.tenant_template, &known, &default_profiles);
+        let inventory = raw
+            .inventory
+            .as_ref()
+            .map(|i| self.inventory(i, &templates));
+        if !templates.is_empty() && inventory.is_none() {
+            self.problem(
+                "tenant_template",
+                "templates are filled from an inventory: add [inventory] with a file or a url",
+            );
+        }
+        if raw.tenant.is_empty() && inventory.is_none() {
             self.problem(
                 "tenant",
-                "no tenants: add at least one [[tenant]] with a [[tenant.domain]]",
+                "no tenants: add at least one [[tenant]] with a [[tenant.domain]] (or an [inventory])",
             );
         }
         let mut seen = BTreeSet::new();
@@ -241,6 +272,7 @@ impl Validator<'_> {
             .collect();
         let tenant_names: BTreeSet<String> = tenants.iter().map(|t| t.name.clone()).collect();
         let alerting = self.alerting(raw.alerting.as_ref(), &tenant_names);
+        let gate = self.gate(raw.gate.as_ref(), settings.interval);
         Config {
             settings,
             lab,
@@ -248,9 +280,14 @@ impl Validator<'_> {
             profiles,
             tenant_index: super::TenantIndex::of(&tenants),
             tenants_in_file: tenants.len(),
+            file_tenants: tenant_names.clone(),
+            inventory_tenants: BTreeSet::new(),
+            templates,
+            inventory,
             tenants,
             alerting,
             telemetry,
+            gate,
         }
     }
 }

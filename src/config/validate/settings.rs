@@ -2,18 +2,20 @@
 //! `[api]` and `[telemetry]` tables, validated.
 //!
 //! Defaults are the `DEFAULT_*` constants of `config`; nothing here touches the
-//! filesystem (`state_dir` is only resolved, never created) or the environment.
+//! filesystem (`state_dir` is only resolved, never created) or the environment: files
+//! (`ca_file`, certificates) and the `OTEL_*` variables come through the secret reader.
 
 use super::{Validator, is_label};
-use crate::config::raw::{RawApi, RawConfig, RawTelemetry};
+use crate::config::otlp::{self, OtlpTable, PemKind, Protocol};
+use crate::config::raw::{RawApi, RawConfig, RawOtlp, RawTelemetry};
 use crate::config::{
     ApiConfig, DEFAULT_API_LISTEN, DEFAULT_MAX_CONCURRENCY, DEFAULT_MAX_SILENCE, DEFAULT_RETENTION,
-    DEFAULT_SERVICE_NAME, DEFAULT_STATE_DIR, MAX_MAX_SILENCE, OtlpConfig, Settings, Shard,
-    TelemetryConfig,
+    DEFAULT_STATE_DIR, MAX_MAX_SILENCE, Settings, Shard, TelemetryConfig,
 };
 use secrecy::SecretString;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const KNOWN_ALGS: &[&str] = &[
@@ -24,31 +26,48 @@ const MIN_RETENTION: Duration = Duration::from_secs(3600);
 impl Validator<'_> {
     pub(super) fn telemetry(&mut self, raw: Option<&RawTelemetry>) -> TelemetryConfig {
         let per_view_histograms = raw.is_some_and(|t| t.per_view_histograms);
-        let Some(raw) = raw.and_then(|t| t.otlp.as_ref()) else {
-            return TelemetryConfig {
-                per_view_histograms,
-                ..TelemetryConfig::default()
-            };
-        };
-        let endpoint = match raw.endpoint.as_deref() {
-            Some(e) => self.url("telemetry.otlp.endpoint", e).filter(|u| {
-                let plain = u.scheme() == "http";
-                if !plain {
-                    self.problem(
-                        "telemetry.otlp.endpoint",
-                        "https is not supported yet: export to a local collector over http",
-                    );
+        let table = raw
+            .and_then(|t| t.otlp.as_ref())
+            .map(|o| self.otlp_table(o));
+        // The standard variables, through the reader (the process's only in `load`).
+        let env: BTreeMap<String, String> = otlp::variables()
+            .into_iter()
+            .filter_map(|name| self.secrets.otel_env(&name).map(|v| (name, v)))
+            .collect();
+        let read = |p: &Path| self.secrets.file(p);
+        let otlp = match otlp::resolve(table.as_ref(), &env, &read) {
+            Ok(o) => o,
+            Err(problems) => {
+                // A key the table already has a problem with (an endpoint that is not a
+                // URL is also "missing") is not reported twice.
+                for p in problems {
+                    if !self.has_problem_at(&p.path) {
+                        self.problem(&p.path, p.message);
+                    }
                 }
-                plain
-            }),
-            None => {
-                self.problem(
-                    "telemetry.otlp.endpoint",
-                    "missing: set the collector's OTLP/gRPC address, e.g. \"http://127.0.0.1:4317\", or remove [telemetry.otlp]",
-                );
                 None
             }
         };
+        TelemetryConfig {
+            otlp,
+            per_view_histograms,
+        }
+    }
+
+    /// `[telemetry.otlp]` on its own (the variables are merged in by `otlp::resolve`).
+    fn otlp_table(&mut self, raw: &RawOtlp) -> OtlpTable {
+        let endpoint = |v: &mut Self, key: &str, value: Option<&str>| {
+            v.url(&format!("telemetry.otlp.{key}"), value?)
+        };
+        let protocol = raw.protocol.as_deref().and_then(|p| {
+            Protocol::parse(p).or_else(|| {
+                self.problem(
+                    "telemetry.otlp.protocol",
+                    format!("`{p}` is not a protocol keycanary exports with: use \"http/protobuf\" (the default, usually port 4318) or \"grpc\" (usually 4317)"),
+                );
+                None
+            })
+        });
         let mut headers = Vec::new();
         for (name, value) in &raw.headers {
             let path = format!("telemetry.otlp.headers.{name}");
@@ -69,25 +88,76 @@ impl Validator<'_> {
                 headers.push((lower, v));
             }
         }
-        headers.sort_by(|a, b| a.0.cmp(&b.0));
+        let timeout = raw.timeout.as_deref().map(|t| {
+            let d = self.duration("telemetry.otlp.timeout", Some(t), otlp::DEFAULT_TIMEOUT);
+            if d.is_zero() || d > otlp::MAX_TIMEOUT {
+                self.problem(
+                    "telemetry.otlp.timeout",
+                    "must be more than 0s and at most 10m",
+                );
+            }
+            d.min(otlp::MAX_TIMEOUT)
+        });
+        let ca_pem = raw.ca_file.as_deref().and_then(|f| {
+            let p = self.base_dir.join(f);
+            let problem = match self.secrets.file(&p) {
+                Ok(text) => match otlp::check_pem(&text, PemKind::Certificates) {
+                    Ok(()) => return Some(text),
+                    Err(e) => format!(
+                        "{} {e}: give the CA that signs the collector's certificate",
+                        p.display()
+                    ),
+                },
+                Err(e) => format!("cannot read {}: {e}", p.display()),
+            };
+            self.problem("telemetry.otlp.ca_file", problem);
+            None
+        });
+        let pem = |v: &mut Self, key: &str, raw: Option<&toml::Value>, kind: PemKind| {
+            let path = format!("telemetry.otlp.{key}");
+            let secret = v.secret(&path, raw?)?;
+            match otlp::check_pem(secrecy::ExposeSecret::expose_secret(&secret), kind) {
+                Ok(()) => Some(secret),
+                Err(e) => {
+                    v.problem(&path, format!("the secret {e}"));
+                    None
+                }
+            }
+        };
+        let client_certificate = pem(
+            self,
+            "client_certificate",
+            raw.client_certificate.as_ref(),
+            PemKind::Certificates,
+        );
+        let client_key = pem(
+            self,
+            "client_key",
+            raw.client_key.as_ref(),
+            PemKind::PrivateKey,
+        );
         let service_name = match raw.service_name.as_deref().map(str::trim) {
-            None => DEFAULT_SERVICE_NAME.to_owned(),
+            None => None,
             Some("") => {
                 self.problem(
                     "telemetry.otlp.service_name",
                     "empty: remove it for the default \"keycanary\"",
                 );
-                DEFAULT_SERVICE_NAME.to_owned()
+                None
             }
-            Some(s) => s.to_owned(),
+            Some(s) => Some(s.to_owned()),
         };
-        TelemetryConfig {
-            otlp: endpoint.map(|endpoint| OtlpConfig {
-                endpoint,
-                headers,
-                service_name,
-            }),
-            per_view_histograms,
+        OtlpTable {
+            endpoint: endpoint(self, "endpoint", raw.endpoint.as_deref()),
+            traces_endpoint: endpoint(self, "traces_endpoint", raw.traces_endpoint.as_deref()),
+            metrics_endpoint: endpoint(self, "metrics_endpoint", raw.metrics_endpoint.as_deref()),
+            protocol,
+            headers,
+            timeout,
+            ca_pem,
+            client_certificate,
+            client_key,
+            service_name,
         }
     }
 

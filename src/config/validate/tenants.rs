@@ -76,7 +76,7 @@ impl Validator<'_> {
         names.to_vec()
     }
 
-    pub(super) fn tenant(
+    pub(in crate::config) fn tenant(
         &mut self,
         path: &str,
         t: &RawTenant,

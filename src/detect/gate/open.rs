@@ -41,6 +41,7 @@ pub(super) fn sort_open(
                 subject: f.subject.clone(),
                 detail: f.message.clone(),
                 ready_at,
+                location: None,
             });
             continue;
         }

@@ -208,8 +208,13 @@ pub fn title(n: &Notification) -> String {
     };
     let codes: Vec<&str> = n.codes().iter().map(|c| c.as_str()).collect();
     let count = n.findings.len();
+    let reason = n
+        .reason
+        .as_deref()
+        .map(|r| format!(" · {r}"))
+        .unwrap_or_default();
     format!(
-        "[{status}] {} · {} · {} · {count} finding{}",
+        "[{status}] {} · {} · {} · {count} finding{}{reason}",
         n.severity,
         n.group.tenant,
         codes.join(", "),
@@ -333,6 +338,14 @@ mod tests {
         );
         assert!(title(&fixtures::reminder()).starts_with("[STILL FIRING]"));
         assert!(title(&fixtures::resolved()).starts_with("[RESOLVED]"));
+        let removed = crate::alert::Notification {
+            reason: Some("tenant removed from the inventory".into()),
+            ..fixtures::resolved()
+        };
+        assert_eq!(
+            title(&removed),
+            "[RESOLVED] critical · acme · kid_missing, stale_edge · 2 findings · tenant removed from the inventory"
+        );
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub fn render(n: &Notification, cfg: &WebhookConfig, ctx: &RenderContext) -> Htt
             })
         })
         .collect();
-    let body = json!({
+    let mut body = json!({
         "version": 1,
         "id": n.id,
         "dedup_key": n.dedup_key,
@@ -65,6 +65,9 @@ pub fn render(n: &Notification, cfg: &WebhookConfig, ctx: &RenderContext) -> Htt
         "gate": gate_line(n),
         "findings": findings,
     });
+    if let Some(reason) = &n.reason {
+        body["reason"] = json!(reason);
+    }
     let mut req = HttpRequest::post_json(cfg.url.to_string(), &body);
     if let Some(key) = &cfg.hmac_key {
         req.headers
@@ -121,11 +124,16 @@ mod tests {
         let mut per_code = fixtures::firing();
         per_code.group.code = Some(crate::model::Code::StaleEdge);
         let mut all = Vec::new();
+        let removed = Notification {
+            reason: Some("tenant removed from the inventory".into()),
+            ..fixtures::resolved()
+        };
         for n in [
             fixtures::firing(),
             fixtures::resolved(),
             fixtures::reminder(),
             per_code,
+            removed,
         ] {
             all.push(
                 serde_json::from_str::<serde_json::Value>(&render(&n, &c, &fixtures::ctx()).body)

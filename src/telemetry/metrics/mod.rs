@@ -18,6 +18,8 @@
 //! token ever becomes a label. The families and labels are documented in README.md
 //! ("Metrics").
 
+mod gate;
+mod inventory;
 mod login;
 mod process;
 mod select;
@@ -171,6 +173,7 @@ fn tenant_families(snapshot: &Snapshot, config: &Config, tenant: Option<&str>) -
     out.push(verdicts::findings_open(snapshot, tenant));
     out.extend(views::freshness_families(snapshot, config, tenant));
     out.extend(verdicts::gate_families(snapshot, config, tenant));
+    out.extend(gate::gate_fact_families(snapshot, tenant));
     // Extension point: families of a tenant that later work feeds from the snapshot go
     // here; process-wide ones in `head_families` or `tail_families`.
     out
@@ -178,7 +181,9 @@ fn tenant_families(snapshot: &Snapshot, config: &Config, tenant: Option<&str>) -
 
 /// The process's families written after the tenants' ones.
 fn tail_families(snapshot: &Snapshot, config: &Config) -> Vec<Family> {
-    process::notification_families(snapshot, config)
+    let mut out = process::notification_families(snapshot, config);
+    out.extend(inventory::inventory_families(snapshot, config));
+    out
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use super::views::cut;
 use super::*;
 use crate::detect::gate::{rotation_gate, view_budget};
 use crate::detect::profiles::Budget;
-use crate::model::{FetchOutcome, Timestamp, ViewKind};
+use crate::model::{FetchOutcome, Finding, Subject, Timestamp, ViewKind};
 use crate::telemetry::exposition::number;
 use crate::telemetry::fixtures::{config, findings_mut, incident, obs_mut, set_history, view};
 use std::collections::BTreeSet;
@@ -611,4 +611,136 @@ fn rendered_tenant_text_is_what_the_families_say() {
         "# HELP keycanary_view_up 1 when the JWKS view answered 2xx with at least one key in the latest round, else 0.\n\
          # TYPE keycanary_view_up gauge\nmarker_line 1\n"
     );
+}
+
+/// The facts the global gate reads back: since when each view serves each watched kid (a
+/// kid found signing at the first look is 0), the view's open states, an unsettled edge's
+/// turnover and the tenant's latest round; read back by `detect::gate::global`, they give
+/// the local gate's view blockers.
+#[test]
+fn gate_facts_for_the_global_gate() {
+    use crate::detect::gate::global::{self, Sample};
+    let cfg = config();
+    let mut s = incident_with_history();
+    findings_mut(&mut s).push(Finding::new(
+        crate::model::Code::StaleEdge,
+        Subject::view(
+            "acme",
+            "io",
+            &crate::model::ViewId {
+                path: "cdn".into(),
+                edge: None,
+            },
+        ),
+        "stale",
+    ));
+    let body = render(&s, &cfg, BuildInfo::current());
+    // k2 signs in the first round and the origin serves it: found signing there (0); the
+    // edge lacks it, so it has no sample and its turnover (max-age 300 from the round at
+    // 2 s, minus Age 42) is exported.
+    check(
+        &body,
+        &format!(r#"keycanary_view_kid_visible_since_timestamp_seconds{{{ORIGIN},kid="k2"}} 0"#),
+    );
+    assert!(
+        !body.contains(&format!(
+            r#"keycanary_view_kid_visible_since_timestamp_seconds{{{CDN},kid="k2"}}"#
+        )),
+        "{body}"
+    );
+    check(
+        &body,
+        &format!(r#"keycanary_view_kid_visible_since_timestamp_seconds{{{CDN},kid="k1"}} 2"#),
+    );
+    check(
+        &body,
+        &format!(r#"keycanary_view_state{{{CDN},state="stale_edge"}} 1"#),
+    );
+    assert!(
+        !body.contains(&format!(r#"keycanary_view_state{{{ORIGIN}"#)),
+        "{body}"
+    );
+    assert!(!body.contains(r#"state="error_cached""#), "{body}");
+    check(
+        &body,
+        &format!("keycanary_view_edge_turnover_timestamp_seconds{{{CDN}}} 260"),
+    );
+    assert!(!body.contains(&format!(
+        "keycanary_view_edge_turnover_timestamp_seconds{{{ORIGIN}}}"
+    )));
+    check(
+        &body,
+        r#"keycanary_tenant_last_round_timestamp_seconds{tenant="acme",location="lab"} 2"#,
+    );
+
+    // Parsed back as Prometheus would serve them, the global gate over location "lab"
+    // blocks on the same views as the local gate does.
+    let mut samples = Vec::new();
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = series.split_once('{').unwrap_or((series, "}"));
+        let mut map: std::collections::BTreeMap<String, String> = labels
+            .trim_end_matches('}')
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_owned(), v.trim_matches('"').to_owned()))
+            .collect();
+        map.insert("__name__".into(), name.into());
+        samples.push(Sample {
+            labels: map,
+            value: value.parse().unwrap(),
+        });
+    }
+    let now = Timestamp(3_000);
+    let locations = ["lab".to_owned()];
+    let remote = global::rotation(
+        &samples,
+        &global::Scope {
+            tenant: "acme",
+            kid: "k2",
+            locations: &locations,
+            margin: cfg.settings.gate_margin,
+            max_age: std::time::Duration::from_secs(90),
+            now,
+        },
+    );
+    let mut history = crate::detect::history::History::default();
+    history.record(&s.observations()[0].clone(), Timestamp(2_000));
+    let local = rotation_gate(
+        &cfg,
+        &history,
+        s.observation("acme"),
+        &s.tenants["acme"].findings,
+        "acme",
+        Some("k2"),
+        now,
+    );
+    let strip = |a: &crate::detect::gate::GateAnswer| -> Vec<(crate::model::Code, Option<String>, Option<Timestamp>)> {
+        a.blocking
+            .iter()
+            .filter(|b| b.code != crate::model::Code::AlgNotAllowed)
+            .map(|b| (b.code, b.subject.view_label(), b.ready_at))
+            .collect()
+    };
+    assert_eq!(strip(&remote), strip(&local), "{remote:#?}\n{local:#?}");
+    assert!(
+        strip(&local)
+            .iter()
+            .any(|(c, v, r)| *c == crate::model::Code::KidMissing
+                && v.as_deref() == Some("cdn")
+                && r.is_some()),
+        "{local:#?}"
+    );
+    assert!(
+        strip(&local)
+            .iter()
+            .any(|(c, _, _)| *c == crate::model::Code::StaleEdge)
+    );
+    assert!(
+        remote
+            .blocking
+            .iter()
+            .all(|b| b.location.as_deref() == Some("lab"))
+    );
+    assert!(!remote.safe);
 }

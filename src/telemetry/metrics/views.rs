@@ -46,10 +46,10 @@ pub(super) fn view_families(observations: &[&Observation]) -> Vec<Family> {
                     .filter_map(|k| k.kid.as_deref())
                     .map(cut)
                     .collect();
-                for kid in &kids {
+                for kid in kids.iter().map(|k| cut(k)) {
                     let mut with_kid = labels.to_vec();
                     with_kid.push(("kid", kid.as_str()));
-                    let present = served.contains(kid);
+                    let present = served.contains(&kid);
                     kid_present.push(&with_kid, if present { 1.0 } else { 0.0 });
                 }
             }
@@ -108,8 +108,9 @@ pub(super) fn freshness_families(
 }
 
 /// The kids exported for one domain: the signer's (from this round's tokens) first, then
-/// those the origin view serves; deduplicated, capped, cut to [`MAX_LABEL_LEN`].
-fn watched_kids(d: &DomainObservation) -> Vec<String> {
+/// those the origin view serves; deduplicated by their label (cut to [`MAX_LABEL_LEN`]),
+/// capped; whole, so they can be looked up (cut them for a label).
+pub(super) fn watched_kids(d: &DomainObservation) -> Vec<String> {
     let signer = d.tokens().iter().filter_map(|t| t.header.kid.as_deref());
     let origin = d
         .views
@@ -120,8 +121,8 @@ fn watched_kids(d: &DomainObservation) -> Vec<String> {
     let mut seen = BTreeSet::new();
     signer
         .chain(origin)
-        .map(cut)
-        .filter(|k| seen.insert(k.clone()))
+        .filter(|k| seen.insert(cut(k)))
+        .map(str::to_owned)
         .take(MAX_KIDS_PER_DOMAIN)
         .collect()
 }
