@@ -337,11 +337,14 @@ pub struct EtagBody {
     pub first_seen_in: ViewKey,
 }
 
-/// The tokens of one round.
+/// The tokens of one round. A round whose tokens are the previous round's (the steady
+/// state: the same kids, algs and domains round after round) shares that round's list
+/// instead of holding a copy, so the record costs a timestamp per round until the signers
+/// change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SigningRound {
     pub at: Timestamp,
-    pub tokens: Vec<Signed>,
+    pub tokens: Arc<[Signed]>,
 }
 
 /// Who signed one token.

@@ -96,10 +96,11 @@ impl TenantHistory {
             }
         }
         if !signed.is_empty() {
-            self.signing.push(SigningRound {
-                at: now,
-                tokens: signed,
-            });
+            let tokens = match self.signing.last() {
+                Some(previous) if *previous.tokens == *signed => previous.tokens.clone(),
+                _ => signed.into(),
+            };
+            self.signing.push(SigningRound { at: now, tokens });
             let excess = self.signing.len().saturating_sub(SIGNING_ROUNDS);
             self.signing.drain(..excess);
         }

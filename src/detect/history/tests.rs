@@ -225,6 +225,34 @@ fn timeline_and_signing_are_bounded() {
 }
 
 #[test]
+fn steady_signing_rounds_share_one_token_list() {
+    let signed_by = |i: i64, kid: &str| {
+        let mut o = serving(i, &["k1", "k2"]);
+        tok(&mut o, 0).header.kid = Some(kid.into());
+        o
+    };
+    let h = recorded(&[
+        signed_by(0, "k1"),
+        signed_by(1, "k1"),
+        signed_by(2, "k1"),
+        signed_by(3, "k2"),
+        signed_by(4, "k2"),
+    ]);
+    let rounds = h.tenant("acme").unwrap().signing();
+    assert_eq!(rounds.len(), 5);
+    let shared = |a: usize, b: usize| Arc::ptr_eq(&rounds[a].tokens, &rounds[b].tokens);
+    assert!(shared(0, 1) && shared(1, 2), "same signers: one list");
+    assert!(!shared(2, 3), "a new signer: a new list");
+    assert!(shared(3, 4));
+    assert_eq!(rounds[3].tokens[0].kid.as_deref(), Some("k2"));
+    assert_eq!(rounds[2].tokens[0].kid.as_deref(), Some("k1"));
+    // Stored and read back, each round still has its tokens.
+    let json = serde_json::to_string(&h).unwrap();
+    let back: History = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, h);
+}
+
+#[test]
 fn tls_leaves_and_etags_are_remembered() {
     let with = |i: i64, leaf: &str, etag: &str, body: &str| {
         let mut o = round(i);
