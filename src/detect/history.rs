@@ -147,8 +147,20 @@ pub struct TenantHistory {
     #[serde(default)]
     etags: BTreeMap<String, BTreeMap<String, Vec<EtagBody>>>,
     /// Rounds that returned tokens, oldest first.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "shared_signing")]
     signing: Vec<SigningRound>,
+}
+
+/// Reads the signing record back with repeated token lists shared again, as recording
+/// shares them, so a restart does not multiply the record's memory.
+fn shared_signing<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<SigningRound>, D::Error> {
+    let mut rounds = Vec::<SigningRound>::deserialize(d)?;
+    for i in 1..rounds.len() {
+        if rounds[i].tokens == rounds[i - 1].tokens {
+            rounds[i].tokens = rounds[i - 1].tokens.clone();
+        }
+    }
+    Ok(rounds)
 }
 
 /// The ledger of one kid.

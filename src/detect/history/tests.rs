@@ -246,10 +246,13 @@ fn steady_signing_rounds_share_one_token_list() {
     assert!(shared(3, 4));
     assert_eq!(rounds[3].tokens[0].kid.as_deref(), Some("k2"));
     assert_eq!(rounds[2].tokens[0].kid.as_deref(), Some("k1"));
-    // Stored and read back, each round still has its tokens.
+    // Stored and read back, each round still has its tokens, shared as before.
     let json = serde_json::to_string(&h).unwrap();
     let back: History = serde_json::from_str(&json).unwrap();
     assert_eq!(back, h);
+    let read = back.tenant("acme").unwrap().signing();
+    assert!(Arc::ptr_eq(&read[0].tokens, &read[2].tokens));
+    assert!(!Arc::ptr_eq(&read[2].tokens, &read[3].tokens));
 }
 
 #[test]
