@@ -7,7 +7,8 @@
 //! `redirect_uri`.
 //!
 //! One Chromium process per [`Prober`] is started on the first browser sign-in (with a
-//! user-data-dir of its own, removed when it goes), reused by every later one and started
+//! user-data-dir of its own under the system's temporary directory, removed when the
+//! prober drops it; a helper process still writing its cache can leave it behind), reused by every later one and started
 //! again when it died; each sign-in gets a fresh browser context (incognito: no cookie
 //! or storage of another sign-in), closed afterwards. Every request of the page, the
 //! assets included, must be on the issuer's origin or an origin of `page_origins`, as
@@ -81,17 +82,14 @@ impl Drop for Running {
         // directory is removed, or it would write there again.
         drop(self.browser.take());
         // Its helper processes notice a moment later and may still write (the network
-        // service's cache): remove the directory until it stays removed.
-        let dir = std::mem::take(&mut self.dir);
-        std::thread::spawn(move || {
-            for _ in 0..20 {
-                let _ = std::fs::remove_dir_all(&dir);
-                std::thread::sleep(Duration::from_millis(150));
-                if !dir.exists() {
-                    break;
-                }
+        // service's cache): remove the directory until it stays removed, a few tries.
+        for _ in 0..5 {
+            let _ = std::fs::remove_dir_all(&self.dir);
+            std::thread::sleep(Duration::from_millis(40));
+            if !self.dir.exists() {
+                break;
             }
-        });
+        }
     }
 }
 
