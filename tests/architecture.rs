@@ -39,6 +39,7 @@ const ONLY_IN: &[(&str, &[&str])] = &[
         &["probe", "notify", "cli", "prometheus", "telemetry"],
     ),
     ("scraper", &["probe"]),
+    ("chromiumoxide", &["probe"]),
 ];
 /// Rooms only some rooms may import: (room, importers allowed).
 const IMPORTED_ONLY_BY: &[(&str, &[&str])] = &[

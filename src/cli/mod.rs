@@ -264,12 +264,18 @@ async fn shutdown_signal() {
 
 /// Crates whose logs quote what they read from the wire: the HTML parser logs every piece
 /// of a sign-in page it parses at debug level (a page may echo the password it was sent),
-/// and the cookie store the session cookies. Off whatever `RUST_LOG` says.
-const QUIET_TARGETS: [&str; 4] = [
+/// and the cookie store the session cookies; the DevTools client logs every message it
+/// sends (the typed password) and receives (page text) at trace level. Off whatever
+/// `RUST_LOG` says.
+const QUIET_TARGETS: [&str; 8] = [
     "html5ever=off",
     "markup5ever=off",
     "selectors=off",
     "cookie_store=off",
+    "chromiumoxide=off",
+    "chromiumoxide_cdp=off",
+    "async_tungstenite=off",
+    "tungstenite=off",
 ];
 
 fn init_logs(format: LogFormat, default_level: &str, traces: Option<&Traces>) {

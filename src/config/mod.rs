@@ -288,6 +288,7 @@ pub struct AuthCode {
     /// Origins other than the issuer's where the sign-in pages may be.
     pub page_origins: Vec<url::Origin>,
     pub form: FormRules,
+    pub browser: BrowserRules,
 }
 
 /// How the sign-in pages are driven.
@@ -295,6 +296,37 @@ pub struct AuthCode {
 pub enum Driver {
     /// Plain HTTP: forms found in the HTML, filled and submitted.
     Form,
+    /// Headless Chromium over the DevTools protocol, for pages that need JavaScript.
+    Browser,
+}
+
+/// The CSS selectors the browser driver types into and clicks; defaults below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrowserRules {
+    pub username: String,
+    pub password: String,
+    pub submit: String,
+    /// Clicked when it appears after the password was submitted (a consent screen).
+    pub consent: Option<String>,
+}
+
+impl BrowserRules {
+    /// The page's text or email input (or an input without a type).
+    pub const USERNAME: &str = "input[type=email], input[type=text], input:not([type])";
+    pub const PASSWORD: &str = "input[type=password]";
+    /// The form's submit button: a submit input or button, or a button of no type.
+    pub const SUBMIT: &str = "[type=submit], form button:not([type])";
+}
+
+impl Default for BrowserRules {
+    fn default() -> BrowserRules {
+        BrowserRules {
+            username: BrowserRules::USERNAME.to_owned(),
+            password: BrowserRules::PASSWORD.to_owned(),
+            submit: BrowserRules::SUBMIT.to_owned(),
+            consent: None,
+        }
+    }
 }
 
 /// Which inputs and buttons of the sign-in pages the form driver uses; `None`: its

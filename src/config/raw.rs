@@ -146,6 +146,11 @@ pub(super) struct RawLogin {
     pub(super) password_input: Option<String>,
     pub(super) submit_button: Option<String>,
     pub(super) form_action: Option<String>,
+    // driver = "browser"
+    pub(super) username_selector: Option<String>,
+    pub(super) password_selector: Option<String>,
+    pub(super) submit_selector: Option<String>,
+    pub(super) consent_selector: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

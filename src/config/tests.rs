@@ -1156,6 +1156,7 @@ fn authorization_code_reads_its_user_its_way_back_and_its_form_rules() {
     assert_eq!(ac.password.expose_secret(), "hunter2");
     assert_eq!(ac.redirect_uri.as_str(), "http://127.0.0.1:9/cb");
     assert_eq!(ac.driver, Driver::Form);
+    assert_eq!(ac.browser, BrowserRules::default());
     assert_eq!(ac.authorization_url, None);
     assert_eq!(ac.page_origins.len(), 1);
     assert_eq!(ac.form.password_input.as_deref(), Some("pw"));
@@ -1163,6 +1164,37 @@ fn authorization_code_reads_its_user_its_way_back_and_its_form_rules() {
     assert_eq!(ac.form.username_input, None);
     assert!(c.secret_values().contains(&"hunter2".to_owned()));
     assert!(!format!("{c:?}").contains("hunter2"));
+}
+
+#[test]
+fn the_browser_driver_reads_its_selectors_with_defaults() {
+    let read = |keys: &str| {
+        let text = with_login(
+            &format!(
+                "grant = \"authorization_code\"\nclient_secret = {{ env = \"SECRET_A\" }}\nusername = \"probe\"\npassword = {{ env = \"PASSWORD\" }}\nredirect_uri = \"http://127.0.0.1:9/cb\"\ndriver = \"browser\"\n{keys}"
+            ),
+            true,
+        );
+        let c = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let Grant::AuthorizationCode(ac) = &c.tenants[0].domains[0].login.as_ref().unwrap().grant
+        else {
+            panic!("not authorization_code")
+        };
+        assert_eq!(ac.driver, Driver::Browser);
+        ac.browser.clone()
+    };
+    assert_eq!(read(""), BrowserRules::default());
+    assert_eq!(
+        read(
+            "username_selector = \"#user\"\npassword_selector = \"#pw\"\nsubmit_selector = \"button.go\"\nconsent_selector = \"#allow\""
+        ),
+        BrowserRules {
+            username: "#user".into(),
+            password: "#pw".into(),
+            submit: "button.go".into(),
+            consent: Some("#allow".into()),
+        }
+    );
 }
 
 #[test]
@@ -1196,9 +1228,43 @@ fn authorization_code_problems_are_all_listed() {
                 "plain http is only for a loopback",
             ),
             (&format!("{p}.scope"), "needs `openid`"),
-            (&format!("{p}.driver"), "`browser` is not available"),
             (&format!("{p}.page_origins[0]"), "is not an origin"),
             (&format!("{p}.username_input"), "empty"),
+            (
+                &format!("{p}.username_input"),
+                "only used with driver = \"form\"",
+            ),
+        ],
+    );
+    // Each driver's keys set with the other driver are named; a selector is one line.
+    check_problems(
+        &with_login(
+            "grant = \"authorization_code\"\nusername = \"u\"\npassword = { env = \"PASSWORD\" }\nredirect_uri = \"http://127.0.0.1:9/cb\"\nsubmit_selector = \"#go\"\nconsent_selector = \"\"",
+            true,
+        ),
+        &[
+            (
+                &format!("{p}.submit_selector"),
+                "only used with driver = \"browser\"",
+            ),
+            (
+                &format!("{p}.consent_selector"),
+                "only used with driver = \"browser\"",
+            ),
+            (&format!("{p}.consent_selector"), "not a CSS selector"),
+        ],
+    );
+    check_problems(
+        &with_login(
+            "grant = \"authorization_code\"\nusername = \"u\"\npassword = { env = \"PASSWORD\" }\nredirect_uri = \"http://127.0.0.1:9/cb\"\ndriver = \"browser\"\npassword_selector = \"input\\n#pw\"\nform_action = \"/consent\"",
+            true,
+        ),
+        &[
+            (&format!("{p}.password_selector"), "not a CSS selector"),
+            (
+                &format!("{p}.form_action"),
+                "only used with driver = \"form\"",
+            ),
         ],
     );
     // Keys of the grant set with another grant are named, not silently ignored.

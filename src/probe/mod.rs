@@ -40,6 +40,8 @@ pub struct Prober {
     secrets: Vec<String>,
     /// The newest refresh token of each domain whose IdP rotates them.
     refresh_tokens: refresh::RefreshTokens,
+    /// The headless Chromium of `driver = "browser"` sign-ins, started on the first one.
+    chromium: authcode::browser::Chromium,
 }
 
 impl Prober {
@@ -51,6 +53,7 @@ impl Prober {
             max_body: config.settings.max_body_bytes,
             secrets: config.secret_values(),
             refresh_tokens: refresh::RefreshTokens::in_dir(&config.settings.state_dir),
+            chromium: authcode::browser::Chromium::default(),
         })
     }
 

@@ -8,8 +8,8 @@ use super::Validator;
 use crate::config::profiles::{self, ClientProfile, OnFetchFailure};
 use crate::config::raw::{RawDomain, RawJwks, RawLogin, RawOrigin, RawProfile, RawTenant};
 use crate::config::{
-    AuthCode, ClientAuth, ClientKey, Domain, Driver, FormRules, Grant, JwksPath, Login,
-    ORIGIN_PATH, Origin, Tenant,
+    AuthCode, BrowserRules, ClientAuth, ClientKey, Domain, Driver, FormRules, Grant, JwksPath,
+    Login, ORIGIN_PATH, Origin, Tenant,
 };
 use secrecy::SecretString;
 use std::collections::BTreeSet;
@@ -300,6 +300,10 @@ impl Validator<'_> {
                 ("password_input", l.password_input.is_some()),
                 ("submit_button", l.submit_button.is_some()),
                 ("form_action", l.form_action.is_some()),
+                ("username_selector", l.username_selector.is_some()),
+                ("password_selector", l.password_selector.is_some()),
+                ("submit_selector", l.submit_selector.is_some()),
+                ("consent_selector", l.consent_selector.is_some()),
             ] {
                 if set {
                     self.problem(
@@ -413,13 +417,7 @@ impl Validator<'_> {
         };
         let driver = match l.driver.as_deref() {
             None | Some("form") => Driver::Form,
-            Some("browser") => {
-                self.problem(
-                    &format!("{path}.driver"),
-                    "`browser` is not available in this version: use `form` (sign-in pages that need JavaScript cannot be driven yet)",
-                );
-                Driver::Form
-            }
+            Some("browser") => Driver::Browser,
             Some(other) => {
                 self.problem(
                     &format!("{path}.driver"),
@@ -458,6 +456,7 @@ impl Validator<'_> {
             submit_button: name(self, "submit_button", &l.submit_button),
             form_action: name(self, "form_action", &l.form_action),
         };
+        let browser = self.browser_rules(path, l, driver);
         AuthCode {
             username,
             password: password.unwrap_or_else(|| SecretString::from(String::new())),
@@ -467,6 +466,65 @@ impl Validator<'_> {
             driver,
             page_origins,
             form,
+            browser,
+        }
+    }
+
+    /// The selectors of `driver = "browser"`; each driver's keys set with the other driver
+    /// are named, not silently ignored. A selector's CSS is read by Chromium: one it cannot
+    /// parse fails the step that uses it, saying so.
+    fn browser_rules(&mut self, path: &str, l: &RawLogin, driver: Driver) -> BrowserRules {
+        let browsers = [
+            ("username_selector", l.username_selector.is_some()),
+            ("password_selector", l.password_selector.is_some()),
+            ("submit_selector", l.submit_selector.is_some()),
+            ("consent_selector", l.consent_selector.is_some()),
+        ];
+        let forms = [
+            ("username_input", l.username_input.is_some()),
+            ("password_input", l.password_input.is_some()),
+            ("submit_button", l.submit_button.is_some()),
+            ("form_action", l.form_action.is_some()),
+        ];
+        let (unused, other) = match driver {
+            Driver::Form => (browsers, "browser"),
+            Driver::Browser => (forms, "form"),
+        };
+        for (key, set) in unused {
+            if set {
+                self.problem(
+                    &format!("{path}.{key}"),
+                    format!("only used with driver = \"{other}\": remove it, or set that driver"),
+                );
+            }
+        }
+        let mut selector = |key: &str, raw: &Option<String>, default: &str| match raw.as_deref() {
+            None => default.to_owned(),
+            Some(s) if s.trim().is_empty() || s.chars().any(char::is_control) || s.len() > 512 => {
+                self.problem(
+                    &format!("{path}.{key}"),
+                    "not a CSS selector: give one (at most 512 characters, one line), or remove it for the default",
+                );
+                default.to_owned()
+            }
+            Some(s) => s.to_owned(),
+        };
+        BrowserRules {
+            username: selector(
+                "username_selector",
+                &l.username_selector,
+                BrowserRules::USERNAME,
+            ),
+            password: selector(
+                "password_selector",
+                &l.password_selector,
+                BrowserRules::PASSWORD,
+            ),
+            submit: selector("submit_selector", &l.submit_selector, BrowserRules::SUBMIT),
+            consent: l
+                .consent_selector
+                .as_ref()
+                .map(|c| selector("consent_selector", &Some(c.clone()), "")),
         }
     }
 

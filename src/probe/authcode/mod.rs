@@ -1,4 +1,4 @@
-//! Signing in the way people do (`grant = "authorization_code"`, `driver = "form"`): from
+//! Signing in the way people do (`grant = "authorization_code"`): from
 //! the authorization endpoint through the IdP's own sign-in pages, with a cookie jar of
 //! this sign-in alone, to the redirect back to `redirect_uri`, whose `Location` holds the
 //! code. That URL is read, never fetched.
@@ -10,14 +10,18 @@
 //! (https, or http on a loopback address, unless listed): the cookies and the password go
 //! nowhere else. Pages are bounded by `max_body_bytes`.
 //!
+//! That walk is `driver = "form"`; `driver = "browser"` drives headless Chromium instead
+//! (`browser`) and ends at the same redirect back, checked the same way.
+//!
 //! Not here: the token request that exchanges the code (`login`), reading forms
 //! (`form`), the checks of the answer and the ID token (`checks`).
 
+pub mod browser;
 pub mod checks;
 pub mod form;
 
 use super::Prober;
-use crate::config::{AuthCode, Login};
+use crate::config::{AuthCode, Driver, Login};
 use crate::model::{DiscoveryDoc, wire};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -79,7 +83,7 @@ impl Prober {
     ) -> Result<Authorized, String> {
         let allowed = Allowed {
             issuer: issuer.origin(),
-            listed: &ac.page_origins,
+            listed: ac.page_origins.clone(),
         };
         let start = match &ac.authorization_url {
             Some(u) => u.clone(),
@@ -113,6 +117,18 @@ impl Prober {
                 audience: login.audience.as_deref(),
             },
         );
+        if ac.driver == Driver::Browser {
+            let back = self.drive_browser(url, ac, &allowed).await?;
+            let scrub = |s: &str| self.scrub(s);
+            let code = checks::authorization_response(&back, &state, issuer.as_str(), &scrub)
+                .map_err(|why| format!("the redirect back to redirect_uri: {why}"))?;
+            return Ok(Authorized {
+                code,
+                verifier,
+                nonce,
+                state,
+            });
+        }
         let first = Hop {
             method: Method::GET,
             url,
@@ -143,7 +159,7 @@ impl Prober {
         &self,
         mut hop: Hop,
         ac: &AuthCode,
-        allowed: &Allowed<'_>,
+        allowed: &Allowed,
         (issuer, state): (&Url, &str),
     ) -> Result<String, String> {
         let jar = Jar::default();
@@ -316,12 +332,13 @@ impl Prober {
 /// Where the sign-in may go: the issuer's origin over https (or http on a loopback
 /// address), or an origin listed in `page_origins` (which is also the opt-in for plain
 /// http elsewhere).
-struct Allowed<'a> {
+#[derive(Clone)]
+pub struct Allowed {
     issuer: url::Origin,
-    listed: &'a [url::Origin],
+    listed: Vec<url::Origin>,
 }
 
-impl Allowed<'_> {
+impl Allowed {
     fn check(&self, url: &Url) -> Result<(), String> {
         let origin = url.origin();
         if self.listed.contains(&origin) {

@@ -20,6 +20,23 @@ const PASSWORD: &str = "password-marker-5e1d";
 const SECRET: &str = "client-secret-marker-0b7c";
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
 
+/// A sign-in page that is only a script: it builds the login form (with its hidden
+/// field) once the page has loaded; a client without JavaScript sees no form.
+const SCRIPT_ONLY: &str = r#"<html><head><title>Loading</title></head><body><div id="app"></div>
+<script>
+function render() {
+  document.title = "Sign in";
+  const f = document.createElement("form");
+  f.method = "post";
+  f.action = "/login";
+  f.innerHTML = '<input type="hidden" name="csrf" value="c-' + (3 * 3) + '">'
+    + '<input type="email" name="user"><input type="password" name="pw">'
+    + '<button>Sign in</button>';
+  document.getElementById("app").appendChild(f);
+}
+setTimeout(render, 50);
+</script></body></html>"#;
+
 /// What the site does differently.
 #[derive(Clone, Copy, PartialEq)]
 enum Twist {
@@ -31,7 +48,7 @@ enum Twist {
     FormElsewhere,
     WrongState,
     WrongNonce,
-    /// The sign-in page is a script, no form.
+    /// The sign-in page is a script that builds the form: no form without JavaScript.
     ScriptOnly,
 }
 
@@ -67,8 +84,7 @@ async fn authorize(State(s): State<Site>, Query(q): Query<HashMap<String, String
 
 fn login_page(s: &Site) -> Response {
     if s.twist == Twist::ScriptOnly {
-        return Html("<html><head><title>Loading</title></head><script>render()</script></html>")
-            .into_response();
+        return Html(SCRIPT_ONLY).into_response();
     }
     let action = match s.twist {
         Twist::FormElsewhere => format!("{}/login", s.elsewhere),
@@ -182,6 +198,17 @@ struct Run {
 }
 
 async fn run(twist: Twist) -> Run {
+    run_with(twist, Drive::Form).await
+}
+
+/// Which driver signs in.
+#[derive(Clone, Copy, PartialEq)]
+enum Drive {
+    Form,
+    Browser,
+}
+
+async fn run_with(twist: Twist, drive: Drive) -> Run {
     let (other, other_heard) = elsewhere().await;
     let site = Site {
         twist,
@@ -198,7 +225,7 @@ async fn run(twist: Twist) -> Run {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
-    let cfg = config(&base);
+    let cfg = config(&base, drive);
     let prober = Prober::new(&cfg, clock::system()).unwrap();
     let domain = &cfg.tenants[0].domains[0];
     let login = domain.login.as_ref().unwrap();
@@ -213,9 +240,15 @@ async fn run(twist: Twist) -> Run {
     }
 }
 
-fn config(base: &str) -> Config {
+fn config(base: &str, drive: Drive) -> Config {
+    let driver = match drive {
+        Drive::Form => "submit_button = \"Allow\"",
+        Drive::Browser => "driver = \"browser\"\nconsent_selector = \"button[value=yes]\"",
+    };
+    // Room for Chromium's start on a loaded machine: the sign-in includes it.
     let text = format!(
         r#"
+timeout = "30s"
 [[tenant]]
 name = "t"
 [[tenant.domain]]
@@ -234,7 +267,7 @@ client_id = "web"
 client_secret = {{ env = "SECRET" }}
 username = "probe@example.test"
 password = {{ env = "PASSWORD" }}
-submit_button = "Allow"
+{driver}
 "#
     );
     let secrets = MemorySecrets::new()
@@ -342,6 +375,53 @@ async fn a_page_without_a_form_is_described() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_browser_driver_signs_in_on_a_page_that_needs_javascript() {
+    let r = run_with(Twist::ScriptOnly, Drive::Browser).await;
+    assert!(
+        matches!(r.obs.result, LoginResult::Tokens { .. }),
+        "{:?}",
+        r.obs
+    );
+    let kinds: Vec<TokenKind> = r.tokens.iter().map(|(k, _)| *k).collect();
+    assert_eq!(kinds, [TokenKind::AccessToken, TokenKind::IdToken]);
+    // The script's form was posted by the browser with what keycanary typed (the site
+    // checks the hidden field, the user and the password), the consent was clicked, and
+    // the code from the intercepted redirect was exchanged with the PKCE verifier.
+    assert_eq!(r.site.iter().filter(|h| h.contains(PASSWORD)).count(), 1);
+    assert!(r.site[0].starts_with("login "), "{:?}", r.site);
+    let token = r.site.last().unwrap();
+    assert!(
+        token.starts_with("token ") && token.contains("code_verifier"),
+        "{token}"
+    );
+    assert!(r.elsewhere.is_empty(), "{:?}", r.elsewhere);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_browser_driver_keeps_the_password_on_the_issuers_origin() {
+    let r = run_with(Twist::FormElsewhere, Drive::Browser).await;
+    let reason = reason(&r);
+    assert!(reason.contains("is not the issuer's origin"), "{reason}");
+    assert!(reason.starts_with("step "), "{reason}");
+    assert!(r.elsewhere.is_empty(), "{:?}", r.elsewhere);
+    assert!(r.site.iter().all(|h| !h.contains(PASSWORD)), "{:?}", r.site);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_browser_driver_checks_the_answer_as_the_form_driver_does() {
+    let r = run_with(Twist::WrongState, Drive::Browser).await;
+    assert!(
+        reason(&r).contains("the state in the redirect"),
+        "{}",
+        reason(&r)
+    );
+    assert!(
+        r.site.iter().all(|h| !h.starts_with("token")),
+        "the code was exchanged"
+    );
+}
+
 /// Every span's name and fields (as text), recorded on this thread while a sign-in runs.
 #[derive(Clone, Default)]
 struct Spans(Arc<Mutex<Vec<(String, String)>>>);
@@ -427,4 +507,59 @@ fn each_request_is_a_step_span_without_a_value() {
         assert!(!all.contains(secret), "`{secret}` in a span: {all}");
     }
     assert!(spans.iter().any(|(name, _)| name == "probe.login"), "{all}");
+}
+
+#[test]
+fn each_browser_action_is_a_step_span_without_a_value() {
+    use tracing_subscriber::layer::SubscriberExt;
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(spans.clone());
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let r = tracing::subscriber::with_default(subscriber, || {
+        runtime.block_on(run_with(Twist::ScriptOnly, Drive::Browser))
+    });
+    assert!(
+        matches!(r.obs.result, LoginResult::Tokens { .. }),
+        "{:?}",
+        r.obs
+    );
+    let spans = spans.0.lock().unwrap().clone();
+    let steps: Vec<(String, String)> = spans
+        .iter()
+        .filter(|(name, _)| name == "probe.login.step")
+        .map(|(_, text)| {
+            let step = text.split(' ').nth(1).unwrap().to_owned();
+            let action = text.split_once("action=").unwrap().1.trim().to_owned();
+            (step, action)
+        })
+        .collect();
+    let expected = [
+        ("step=1", "open the authorization endpoint"),
+        (
+            "step=2",
+            "type username into input[type=email], input[type=text], input:not([type])",
+        ),
+        ("step=3", "type password into input[type=password]"),
+        ("step=4", "click [type=submit], form button:not([type])"),
+        ("step=5", "click button[value=yes]"),
+        ("step=6", "wait for the redirect to redirect_uri"),
+    ];
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(s, a)| (s.to_string(), a.to_string()))
+        .collect();
+    assert_eq!(steps, expected);
+    assert!(
+        spans
+            .iter()
+            .any(|(n, t)| n == "probe.login.step" && t.contains("url.path=/login")),
+        "{spans:?}"
+    );
+    let all = format!("{spans:?}");
+    for secret in [PASSWORD, SECRET, "probe@example.test", "code-77", "c-9"] {
+        assert!(!all.contains(secret), "`{secret}` in a span: {all}");
+    }
 }
