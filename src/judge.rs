@@ -66,14 +66,7 @@ pub fn judge(
         &all_silences,
         now,
     );
-    let outbox = notifications
-        .iter()
-        .flat_map(|n| {
-            alert::route(n, &config.alerting.routes)
-                .into_iter()
-                .map(move |channel| (channel, n.clone()))
-        })
-        .collect();
+    let outbox = routed(config, &notifications);
     Verdict {
         findings,
         alerts: part,
@@ -95,20 +88,25 @@ pub fn judge_removed(
 ) -> Verdict {
     history.remove_tenant(tenant);
     let (notifications, part) = alert::retire(alerts, reason, &config.alerting.policy, now);
-    let outbox = notifications
-        .iter()
-        .flat_map(|n| {
-            alert::route(n, &config.alerting.routes)
-                .into_iter()
-                .map(move |channel| (channel, n.clone()))
-        })
-        .collect();
+    let outbox = routed(config, &notifications);
     Verdict {
         findings: Vec::new(),
         alerts: part,
         notifications,
         outbox,
     }
+}
+
+/// `(channel, notification)` for every route that matches each notification.
+fn routed(config: &Config, notifications: &[Notification]) -> Vec<(String, Notification)> {
+    notifications
+        .iter()
+        .flat_map(|n| {
+            alert::route(n, &config.alerting.routes)
+                .into_iter()
+                .map(move |channel| (channel, n.clone()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -79,14 +79,7 @@ fn gate(state: &ApiState, q: GateQuery, retire: bool) -> Response {
             StatusCode::SERVICE_UNAVAILABLE,
             "no round has finished yet: ask again after the first round",
         ),
-        Some(a) => {
-            let status = if a.safe {
-                StatusCode::OK
-            } else {
-                StatusCode::CONFLICT
-            };
-            (status, Json(a)).into_response()
-        }
+        Some(a) => answered(a),
     }
 }
 
@@ -175,14 +168,7 @@ async fn global_gate(state: &ApiState, q: GateQuery) -> Response {
         None => a,
     });
     match answer {
-        Ok(a) => {
-            let status = if a.safe {
-                StatusCode::OK
-            } else {
-                StatusCode::CONFLICT
-            };
-            (status, Json(a)).into_response()
-        }
+        Ok(a) => answered(a),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no global answer: {e}"),
@@ -250,17 +236,20 @@ async fn global_retirement(state: &ApiState, q: GateQuery) -> Response {
             alone_since: *since,
         });
     match crate::prometheus::retirement(&prometheus, &scope, signing, &local).await {
-        Ok(a) => {
-            let status = if a.safe {
-                StatusCode::OK
-            } else {
-                StatusCode::CONFLICT
-            };
-            (status, Json(a)).into_response()
-        }
+        Ok(a) => answered(a),
         Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             format!("no global answer: {e}"),
         ),
     }
+}
+
+/// A gate answer over HTTP: 200 when safe, 409 when not, the answer as the body.
+fn answered(a: detect::gate::GateAnswer) -> Response {
+    let status = if a.safe {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    (status, Json(a)).into_response()
 }
