@@ -36,6 +36,19 @@ pub(super) struct Judged<'a> {
     pub queued: usize,
 }
 
+impl<'a> Judged<'a> {
+    /// A tenant judged at `now` without a round (stale, or removed).
+    pub fn unobserved(tenant: &'a str, now: Timestamp) -> Self {
+        Judged {
+            tenant,
+            observation: None,
+            findings: Vec::new(),
+            started: now,
+            queued: 0,
+        }
+    }
+}
+
 /// Replaces the judged tenant's entry in the shared snapshot (nothing of the other
 /// tenants is touched or copied) and logs what opened and resolved. A new round's
 /// durations are added to the histograms.

@@ -146,13 +146,7 @@ pub(super) async fn on_tick(
             &reason,
             now,
         );
-        let judged = Judged {
-            tenant,
-            observation: None,
-            findings: Vec::new(),
-            started: now,
-            queued: 0,
-        };
+        let judged = Judged::unobserved(tenant, now);
         memory = settle(
             config, plumbing, snapshot, live, memory, verdict, None, judged, now,
         )
@@ -185,13 +179,7 @@ pub(super) async fn on_tick(
             &carried,
             now,
         );
-        let judged = Judged {
-            tenant,
-            observation: None,
-            findings: Vec::new(),
-            started: now,
-            queued: 0,
-        };
+        let judged = Judged::unobserved(tenant, now);
         memory = settle(
             config, plumbing, snapshot, live, memory, verdict, None, judged, now,
         )
