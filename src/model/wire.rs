@@ -101,6 +101,19 @@ pub fn scrub(s: &str, secrets: &[String]) -> String {
     out
 }
 
+/// An error and its causes on one line, `a: b: c` (reqwest, for one, keeps the TLS or
+/// connection cause in a source its own message leaves out).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
 /// 64-bit FNV-1a of `bytes`: small, stable across toolchains and dependencies (a cut
 /// kid's suffix here, a tenant's shard in `config::shard`).
 pub fn fnv1a(bytes: &[u8]) -> u64 {

@@ -108,16 +108,10 @@ pub async fn instant_query(base: &Url, query: &str) -> Result<Vec<Sample>, Query
     parse_vector(&body)
 }
 
-/// An error and its causes on one line (reqwest's own message hides the cause).
+/// An error and its causes on one line (reqwest's own message hides the cause), bounded.
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    crate::model::wire::text(&out, crate::model::wire::TEXT_MAX)
+    let chain = crate::model::wire::error_chain(e);
+    crate::model::wire::text(&chain, crate::model::wire::TEXT_MAX)
 }
 
 #[cfg(test)]

@@ -149,7 +149,7 @@ impl HttpClient for OtlpHttpClient {
         let (status, headers, body) = match sent.await.map_err(HttpError::from).and_then(|r| r) {
             Ok(answer) => answer,
             Err(e) => {
-                self.outcome(Some(error_chain(&*e)));
+                self.outcome(Some(crate::model::wire::error_chain(&*e)));
                 return Err(e);
             }
         };
@@ -160,18 +160,6 @@ impl HttpClient for OtlpHttpClient {
         *response.headers_mut() = headers;
         Ok(response)
     }
-}
-
-/// An error and its causes on one line (reqwest puts the TLS cause in a source).
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        source = s.source();
-    }
-    out
 }
 
 impl OtlpHttpClient {
